@@ -70,6 +70,15 @@ impl Classification {
     }
 }
 
+/// Token ids of a batch as the model sees them: row-major `[num_texts, seq_len]`, right padded.
+#[derive(Debug, Clone)]
+pub struct Encoding {
+    pub num_texts: usize,
+    pub seq_len: usize,
+    pub input_ids: Vec<i64>,
+    pub attention_mask: Vec<i64>,
+}
+
 /// Outcome of recomputing golden.safetensors.
 #[derive(Debug, Clone)]
 pub struct GoldenReport {
@@ -105,6 +114,10 @@ impl Model {
         todo!()
     }
     pub fn classify(&self, texts: &[&str]) -> Result<Classification> {
+        todo!("{texts:?}")
+    }
+    /// Tokenize exactly as `classify` does (truncation to max_seq_len, padding to the longest).
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Encoding> {
         todo!("{texts:?}")
     }
     /// Recompute `golden.safetensors` of the model directory and compare.
