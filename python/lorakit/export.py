@@ -1,0 +1,166 @@
+"""Export a trained classifier as a lorakit model directory (docs/FORMAT.md), atomically."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from peft import PeftModel
+
+from . import __version__
+from .atomic import atomic_directory
+from .errors import ExportError, UnsupportedError
+from .golden import GOLDEN_FILE, compute_logits, golden_texts, tokenize, write_golden
+from .manifest import FORMAT_VERSION, MANIFEST_FILE, file_table, is_model_dir, sha256_file
+
+# Merged weights must reproduce the unmerged PEFT model this closely (fp32, CPU).
+MERGE_TOLERANCE = 1e-5
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+# How each architecture's sequence-classification head reduces the sequence (informational for runtimes).
+POOLING = {"bert": "pooler", "roberta": "cls", "xlm-roberta": "cls", "modernbert": "modernbert_head"}
+
+
+def base_weights_path(base_dir: Path) -> Path:
+    path = Path(base_dir) / "model.safetensors"
+    if not path.is_file():
+        raise UnsupportedError(f"{base_dir}: base model needs a single model.safetensors file")
+    return path
+
+
+def export_model(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    out_dir: Path,
+    *,
+    labels: Sequence[str],
+    max_seq_len: int,
+    base_path: Path,
+    base_id: str | None = None,
+    name: str | None = None,
+    golden_examples: Sequence[str] = (),
+    metrics: dict[str, Any] | None = None,
+    report_dir: Path | None = None,
+    onnx: bool = False,
+) -> Path:
+    """Write the model directory `out_dir`; `model` is a PeftModel (LoRA) or a plain HF model (full fine-tune).
+
+    Nothing is visible at `out_dir` until every file is written and fsynced; on any error no directory is left.
+    An existing lorakit model directory is replaced; any other existing path is refused.
+    """
+    out_dir = Path(out_dir).absolute()
+    labels = list(labels)
+    base_path = Path(base_path).absolute()
+    base_sha = sha256_file(base_weights_path(base_path))
+    model = model.to("cpu").float().eval()
+    config = model.config
+    if len(labels) != config.num_labels:
+        raise ExportError(f"{len(labels)} labels given but the model head has {config.num_labels} outputs")
+    architecture = config.model_type
+    texts = golden_texts(golden_examples, max_seq_len)
+    batch = tokenize(tokenizer, texts, max_seq_len)
+
+    with atomic_directory(out_dir, is_model_dir) as tmp:
+        logits = compute_logits(model, batch)
+        if isinstance(model, PeftModel):
+            adapter = save_adapter(model, tmp)
+            merged = copy.deepcopy(model).merge_and_unload().eval()
+            check_merge(logits, compute_logits(merged, batch))
+        else:
+            adapter = None
+            merged = model
+        set_labels(merged.config, labels)
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_golden(tmp / GOLDEN_FILE, texts, batch, logits, max_seq_len)
+        if onnx:
+            from .onnx_export import export_onnx
+
+            export_onnx(merged, batch, tmp / "model.onnx")
+        write_report(tmp / "report", report_dir, metrics)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": name or out_dir.name,
+            "task": "sequence_classification",
+            "architecture": architecture,
+            "base": {
+                "path": manifest_base_path(base_path, out_dir),
+                "id": base_id or getattr(config, "_name_or_path", None) or base_path.name,
+                "weights_sha256": base_sha,
+            },
+            "adapter": adapter,
+            "labels": labels,
+            "max_seq_len": int(max_seq_len),
+            "pooling": POOLING.get(architecture, "unknown"),
+            "metrics": metrics or {},
+            "files": file_table(tmp),
+            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lorakit_version": __version__,
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return out_dir
+
+
+def save_adapter(model: PeftModel, tmp: Path) -> dict[str, Any]:
+    """Write exactly the two PEFT adapter files (save_pretrained also writes a README we do not ship)."""
+    with tempfile.TemporaryDirectory(dir=tmp) as scratch:
+        model.save_pretrained(scratch)
+        for name in ADAPTER_FILES:
+            source = Path(scratch) / name
+            if not source.is_file():
+                raise ExportError(f"PEFT did not write {name}")
+            shutil.move(str(source), tmp / name)
+    peft_config = model.peft_config[model.active_adapter]
+    if getattr(peft_config, "peft_type", None) is None or str(peft_config.peft_type.value) != "LORA":
+        raise UnsupportedError(f"only LoRA adapters can be exported, not {peft_config.peft_type}")
+    target = peft_config.target_modules
+    target_list = sorted(target) if isinstance(target, (set, list, tuple)) else [str(target)]
+    alpha = peft_config.lora_alpha
+    return {
+        "type": "lora",
+        "r": int(peft_config.r),
+        "lora_alpha": int(alpha) if float(alpha).is_integer() else float(alpha),
+        "use_rslora": bool(peft_config.use_rslora),
+        "target_modules": target_list,
+        "modules_to_save": saved_modules(model, peft_config.modules_to_save or []),
+    }
+
+
+def saved_modules(model: PeftModel, requested: Sequence[str]) -> list[str]:
+    """PEFT lists every head name it knows ("classifier", "score", duplicates); keep the ones really saved."""
+    keys = model.state_dict().keys()
+    return sorted({name for name in requested if any(f".{name}.modules_to_save." in key for key in keys)})
+
+
+def check_merge(unmerged: torch.Tensor, merged: torch.Tensor) -> None:
+    diff = float((unmerged - merged).abs().max())
+    if not diff <= MERGE_TOLERANCE:
+        raise ExportError(f"merged model disagrees with the unmerged adapter: max |diff| {diff:.3g} > {MERGE_TOLERANCE}")
+
+
+def set_labels(config: Any, labels: list[str]) -> None:
+    config.id2label = {i: label for i, label in enumerate(labels)}
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    config.num_labels = len(labels)
+
+
+def manifest_base_path(base_path: Path, out_dir: Path) -> str:
+    """A sibling base is recorded relative (the pair stays movable); anything else absolute."""
+    if base_path.parent == out_dir.parent:
+        return f"../{base_path.name}"
+    return str(base_path)
+
+
+def write_report(report: Path, report_dir: Path | None, metrics: dict[str, Any] | None) -> None:
+    report.mkdir()
+    if report_dir is not None:
+        for source in sorted(Path(report_dir).iterdir()):
+            if source.is_file():
+                shutil.copy2(source, report / source.name)
+    if metrics is not None and not (report / "metrics.json").exists():
+        (report / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", "utf-8")
