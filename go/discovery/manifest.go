@@ -1,0 +1,232 @@
+// Package discovery finds lorakit model directories under a models root, validates their manifests and
+// checksums, and plans how to load them: adapters grouped by base so each base is loaded once, merged
+// models on their own, and one winner per serving task chosen by a configurable architecture priority.
+//
+// Task and architecture come from lorakit.json only; directory names are shown, never interpreted.
+// Discovery is pure Go (no cgo): loading is done by the caller.
+package discovery
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// ManifestFile is the name of the manifest inside every lorakit model directory.
+const ManifestFile = "lorakit.json"
+
+// FormatVersion is the only manifest format this package understands (docs/FORMAT.md).
+const FormatVersion = 1
+
+// maxManifestBytes bounds how much of a manifest is read: real manifests are a few KiB.
+const maxManifestBytes = 4 << 20
+
+// Sentinel errors; every error from this package wraps one of them, so errors.Is works.
+var (
+	ErrManifest    = errors.New("invalid manifest")
+	ErrMissingFile = errors.New("missing file")
+	ErrChecksum    = errors.New("checksum mismatch")
+	ErrBase        = errors.New("base model unavailable")
+	ErrUnsupported = errors.New("unsupported model")
+)
+
+// Manifest mirrors lorakit.json (format_version 1). Unknown fields are tolerated so newer writers can add
+// information; the fields below are validated by Validate.
+type Manifest struct {
+	FormatVersion  int               `json:"format_version"`
+	Name           string            `json:"name"`
+	Task           string            `json:"task"`
+	Architecture   string            `json:"architecture"`
+	Base           BaseRef           `json:"base"`
+	Adapter        *Adapter          `json:"adapter"`
+	Labels         []string          `json:"labels"`
+	MaxSeqLen      int               `json:"max_seq_len"`
+	Pooling        string            `json:"pooling,omitempty"`
+	Files          map[string]string `json:"files"`
+	CreatedAt      string            `json:"created_at,omitempty"`
+	LorakitVersion string            `json:"lorakit_version,omitempty"`
+}
+
+// BaseRef names the base model an adapter was trained on.
+type BaseRef struct {
+	Path          string `json:"path"`
+	ID            string `json:"id"`
+	WeightsSHA256 string `json:"weights_sha256"`
+}
+
+// Adapter describes the PEFT LoRA adapter; nil in the manifest means a merged-only (full fine-tuned) model.
+type Adapter struct {
+	Type          string   `json:"type"`
+	R             int      `json:"r"`
+	LoraAlpha     float64  `json:"lora_alpha"`
+	UseRslora     bool     `json:"use_rslora"`
+	TargetModules []string `json:"target_modules"`
+	ModulesToSave []string `json:"modules_to_save"`
+}
+
+// KnownTasks are the manifest task kinds of format_version 1 (docs/FORMAT.md).
+var KnownTasks = []string{"sequence_classification", "token_classification", "embedding", "generative_classification"}
+
+// namePattern keeps serving names safe in URLs, JSON, logs and metric labels.
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+var (
+	sha256Pattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	archPattern   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+)
+
+// ValidName reports whether s may be used as a model or serving task name.
+func ValidName(s string) bool { return namePattern.MatchString(s) }
+
+// ReadManifest reads and validates dir/lorakit.json.
+func ReadManifest(dir string) (*Manifest, error) {
+	f, err := os.Open(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s not found", ErrMissingFile, ManifestFile)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrManifest, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxManifestBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %v", ErrManifest, ManifestFile, err)
+	}
+	if len(data) > maxManifestBytes {
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrManifest, ManifestFile, maxManifestBytes)
+	}
+	return ParseManifest(data)
+}
+
+// ParseManifest decodes and validates manifest JSON.
+func ParseManifest(data []byte) (*Manifest, error) {
+	var m Manifest
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %s is not valid JSON: %v", ErrManifest, ManifestFile, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data after the JSON object", ErrManifest)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Validate checks every field the loaders rely on and returns an ErrManifest / ErrUnsupported error naming
+// the first problem.
+func (m *Manifest) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrManifest, fmt.Sprintf(format, args...))
+	}
+	if m.FormatVersion != FormatVersion {
+		return fmt.Errorf("%w: format_version %d (this router reads %d)", ErrUnsupported, m.FormatVersion, FormatVersion)
+	}
+	if !ValidName(m.Name) {
+		return bad("name %q must match %s", m.Name, namePattern)
+	}
+	if !contains(KnownTasks, m.Task) {
+		return bad("unknown task %q (known: %s)", m.Task, strings.Join(KnownTasks, ", "))
+	}
+	if !archPattern.MatchString(m.Architecture) {
+		return bad("architecture %q must be a lower-case identifier", m.Architecture)
+	}
+	if len(m.Labels) == 0 {
+		return bad("labels must not be empty")
+	}
+	seen := make(map[string]bool, len(m.Labels))
+	for i, l := range m.Labels {
+		if l == "" {
+			return bad("labels[%d] is empty", i)
+		}
+		if seen[l] {
+			return bad("label %q appears twice", l)
+		}
+		seen[l] = true
+	}
+	if m.MaxSeqLen <= 0 {
+		return bad("max_seq_len must be positive, got %d", m.MaxSeqLen)
+	}
+	if len(m.Files) == 0 {
+		return bad("files (sha256 table) must not be empty")
+	}
+	for rel, sum := range m.Files {
+		if err := checkRelPath(rel); err != nil {
+			return bad("files: %v", err)
+		}
+		if !sha256Pattern.MatchString(sum) {
+			return bad("files[%q]: %q is not a lower-case hex sha256", rel, sum)
+		}
+	}
+	if m.Adapter != nil {
+		if m.Adapter.Type != "lora" {
+			return fmt.Errorf("%w: adapter type %q (only lora)", ErrUnsupported, m.Adapter.Type)
+		}
+		if m.Adapter.R <= 0 {
+			return bad("adapter.r must be positive, got %d", m.Adapter.R)
+		}
+		if m.Base.Path == "" {
+			return bad("base.path is required for an adapter model")
+		}
+		if !sha256Pattern.MatchString(m.Base.WeightsSHA256) {
+			return bad("base.weights_sha256 %q is not a lower-case hex sha256", m.Base.WeightsSHA256)
+		}
+	}
+	return m.checkRequiredFiles()
+}
+
+// checkRequiredFiles makes sure every file a loader reads is listed, so it is covered by a checksum.
+func (m *Manifest) checkRequiredFiles() error {
+	required := []string{"config.json", "tokenizer.json"}
+	if m.Adapter == nil {
+		required = append(required, "model.safetensors")
+	} else {
+		required = append(required, "adapter_config.json", "adapter_model.safetensors")
+	}
+	for _, rel := range required {
+		if _, ok := m.Files[rel]; !ok {
+			return fmt.Errorf("%w: files does not list %s", ErrManifest, rel)
+		}
+	}
+	return nil
+}
+
+// Lists reports whether the manifest's sha256 table names rel.
+func (m *Manifest) Lists(rel string) bool {
+	_, ok := m.Files[rel]
+	return ok
+}
+
+// checkRelPath refuses paths that could leave the model directory or alias the manifest.
+func checkRelPath(rel string) error {
+	switch {
+	case rel == "":
+		return errors.New("empty path")
+	case strings.HasPrefix(rel, "/") || strings.Contains(rel, `\`):
+		return fmt.Errorf("%q must be a relative path with '/' separators", rel)
+	case path.Clean(rel) != rel:
+		return fmt.Errorf("%q is not a clean path", rel)
+	case rel == ".." || strings.HasPrefix(rel, "../"):
+		return fmt.Errorf("%q leaves the model directory", rel)
+	case rel == ManifestFile:
+		return fmt.Errorf("%q cannot checksum itself", rel)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
