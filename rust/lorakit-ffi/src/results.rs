@@ -1,0 +1,263 @@
+//! Owned result handles returned to C: classification results, encodings and string lists. Each is released
+//! with one `*_free` call; pointers from its accessors stay valid until then.
+
+use crate::guard::{c_string_lossless, guarded_value};
+use lorakit_core::{Classification, Encoding};
+use std::ffi::{c_char, CString};
+use std::ptr;
+
+/// The outcome of a classify call (opaque).
+pub struct LorakitResult {
+    classification: Classification,
+    probabilities: Vec<f32>,
+    labels: LorakitStrings,
+}
+
+impl LorakitResult {
+    pub(crate) fn new(classification: Classification) -> Self {
+        let probabilities = classification.probabilities();
+        let labels = LorakitStrings::new(&classification.labels);
+        LorakitResult { classification, probabilities, labels }
+    }
+}
+
+/// Token ids of a batch (opaque): row-major `[num_texts, seq_len]`.
+pub struct LorakitEncoding {
+    encoding: Encoding,
+}
+
+impl LorakitEncoding {
+    pub(crate) fn new(encoding: Encoding) -> Self {
+        LorakitEncoding { encoding }
+    }
+}
+
+/// A list of strings (opaque), e.g. adapter names or labels.
+pub struct LorakitStrings {
+    items: Vec<CString>,
+}
+
+impl LorakitStrings {
+    pub(crate) fn new<S: AsRef<str>>(items: &[S]) -> Self {
+        LorakitStrings { items: items.iter().map(|s| c_string_lossless(s.as_ref())).collect() }
+    }
+
+    pub(crate) fn get(&self, index: usize) -> *const c_char {
+        self.items.get(index).map_or(ptr::null(), |s| s.as_ptr())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// Raw pointer to a slice's data, NULL for an empty slice so callers never read a dangling address.
+fn data_or_null<T>(items: &[T]) -> *const T {
+    if items.is_empty() {
+        ptr::null()
+    } else {
+        items.as_ptr()
+    }
+}
+
+// Accessors take `*const` handles and return 0/NULL for a NULL handle: reading a result cannot fail otherwise.
+
+/// Number of texts (rows).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_num_texts(r: *const LorakitResult) -> usize {
+    guarded_value(0, || unsafe { r.as_ref() }.map_or(0, |r| r.classification.num_texts))
+}
+
+/// Number of labels (columns).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_num_labels(r: *const LorakitResult) -> usize {
+    guarded_value(0, || unsafe { r.as_ref() }.map_or(0, |r| r.classification.num_labels))
+}
+
+/// Row-major `[num_texts, num_labels]` logits.
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_logits(r: *const LorakitResult) -> *const f32 {
+    guarded_value(ptr::null(), || unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.classification.logits)))
+}
+
+/// Row-major softmax probabilities, same shape as the logits (computed by the core).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_probabilities(r: *const LorakitResult) -> *const f32 {
+    guarded_value(ptr::null(), || unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.probabilities)))
+}
+
+/// Per text: tokens produced before truncation (`num_texts` entries).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_tokens_in(r: *const LorakitResult) -> *const usize {
+    guarded_value(ptr::null(), || unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.classification.tokens_in)))
+}
+
+/// Per text: tokens actually used (`num_texts` entries).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_tokens_used(r: *const LorakitResult) -> *const usize {
+    guarded_value(ptr::null(), || {
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.classification.tokens_used))
+    })
+}
+
+/// Label name of column `index` (NULL when out of range).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_label(r: *const LorakitResult, index: usize) -> *const c_char {
+    guarded_value(ptr::null(), || unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.labels.get(index)))
+}
+
+/// Releases a result. Accepts NULL.
+///
+/// # Safety
+/// `r` must be NULL or a result not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_free(r: *mut LorakitResult) {
+    if !r.is_null() {
+        guarded_value((), || drop(unsafe { Box::from_raw(r) }));
+    }
+}
+
+/// Number of texts (rows).
+///
+/// # Safety
+/// `e` must be NULL or a live encoding.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_encoding_num_texts(e: *const LorakitEncoding) -> usize {
+    guarded_value(0, || unsafe { e.as_ref() }.map_or(0, |e| e.encoding.num_texts))
+}
+
+/// Padded sequence length (columns).
+///
+/// # Safety
+/// `e` must be NULL or a live encoding.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_encoding_seq_len(e: *const LorakitEncoding) -> usize {
+    guarded_value(0, || unsafe { e.as_ref() }.map_or(0, |e| e.encoding.seq_len))
+}
+
+/// Row-major `[num_texts, seq_len]` token ids.
+///
+/// # Safety
+/// `e` must be NULL or a live encoding.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_encoding_input_ids(e: *const LorakitEncoding) -> *const i64 {
+    guarded_value(ptr::null(), || unsafe { e.as_ref() }.map_or(ptr::null(), |e| data_or_null(&e.encoding.input_ids)))
+}
+
+/// Row-major `[num_texts, seq_len]` attention mask (1 = token, 0 = padding).
+///
+/// # Safety
+/// `e` must be NULL or a live encoding.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_encoding_attention_mask(e: *const LorakitEncoding) -> *const i64 {
+    guarded_value(ptr::null(), || {
+        unsafe { e.as_ref() }.map_or(ptr::null(), |e| data_or_null(&e.encoding.attention_mask))
+    })
+}
+
+/// Releases an encoding. Accepts NULL.
+///
+/// # Safety
+/// `e` must be NULL or an encoding not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_encoding_free(e: *mut LorakitEncoding) {
+    if !e.is_null() {
+        guarded_value((), || drop(unsafe { Box::from_raw(e) }));
+    }
+}
+
+/// Number of strings.
+///
+/// # Safety
+/// `s` must be NULL or a live string list.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_strings_len(s: *const LorakitStrings) -> usize {
+    guarded_value(0, || unsafe { s.as_ref() }.map_or(0, LorakitStrings::len))
+}
+
+/// String `index` (NULL when out of range).
+///
+/// # Safety
+/// `s` must be NULL or a live string list.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_strings_get(s: *const LorakitStrings, index: usize) -> *const c_char {
+    guarded_value(ptr::null(), || unsafe { s.as_ref() }.map_or(ptr::null(), |s| s.get(index)))
+}
+
+/// Releases a string list. Accepts NULL.
+///
+/// # Safety
+/// `s` must be NULL or a string list not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_strings_free(s: *mut LorakitStrings) {
+    if !s.is_null() {
+        guarded_value((), || drop(unsafe { Box::from_raw(s) }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    #[test]
+    fn null_handles_read_as_empty() {
+        unsafe {
+            assert_eq!(lorakit_result_num_texts(ptr::null()), 0);
+            assert!(lorakit_result_logits(ptr::null()).is_null());
+            assert!(lorakit_result_label(ptr::null(), 0).is_null());
+            assert_eq!(lorakit_encoding_seq_len(ptr::null()), 0);
+            assert!(lorakit_encoding_input_ids(ptr::null()).is_null());
+            assert_eq!(lorakit_strings_len(ptr::null()), 0);
+            assert!(lorakit_strings_get(ptr::null(), 0).is_null());
+            lorakit_result_free(ptr::null_mut());
+            lorakit_encoding_free(ptr::null_mut());
+            lorakit_strings_free(ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn encoding_accessors_expose_the_core_data() {
+        let encoding = Encoding { num_texts: 1, seq_len: 3, input_ids: vec![101, 7, 102], attention_mask: vec![1; 3] };
+        let handle = Box::into_raw(Box::new(LorakitEncoding::new(encoding)));
+        unsafe {
+            assert_eq!(lorakit_encoding_num_texts(handle), 1);
+            assert_eq!(lorakit_encoding_seq_len(handle), 3);
+            assert_eq!(std::slice::from_raw_parts(lorakit_encoding_input_ids(handle), 3), &[101, 7, 102]);
+            assert_eq!(std::slice::from_raw_parts(lorakit_encoding_attention_mask(handle), 3), &[1, 1, 1]);
+            lorakit_encoding_free(handle);
+        }
+    }
+
+    #[test]
+    fn string_lists_index_safely() {
+        let handle = Box::into_raw(Box::new(LorakitStrings::new(&["benign", "injection"])));
+        unsafe {
+            assert_eq!(lorakit_strings_len(handle), 2);
+            assert_eq!(CStr::from_ptr(lorakit_strings_get(handle, 1)).to_str().unwrap(), "injection");
+            assert!(lorakit_strings_get(handle, 2).is_null());
+            lorakit_strings_free(handle);
+        }
+    }
+}
