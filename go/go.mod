@@ -1,0 +1,3 @@
+module lorakit
+
+go 1.26

@@ -1,0 +1,21 @@
+// Package lorakit runs lorakit model directories through the native Rust core via its C ABI.
+//
+// Models and bases are safe for concurrent use by many goroutines. Close waits for calls in flight; calls
+// made after Close return ErrClosed. Errors wrap one of the sentinel errors below, so errors.Is works:
+//
+//	m, err := lorakit.Load(dir, true, lorakit.Options{})
+//	if errors.Is(err, lorakit.ErrFormat) { ... }
+package lorakit
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../rust/lorakit-ffi/include
+#cgo LDFLAGS: ${SRCDIR}/../../target/release/liblorakit.a -lm -ldl -lpthread
+#include <stdlib.h>
+#include "lorakit.h"
+*/
+import "C"
+
+// Version is the native library version.
+func Version() string {
+	return C.GoString(C.lorakit_version())
+}
