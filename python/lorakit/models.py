@@ -33,3 +33,15 @@ def default_target_modules(model_type: str) -> list[str]:
         raise UnsupportedError(
             f"no default LoRA target modules for architecture {model_type!r}; pass --target-modules"
         ) from None
+
+# Head modules PEFT must train and save in full (modules_to_save) per architecture.
+HEAD_MODULES: dict[str, list[str]] = {
+    "bert": ["classifier"],
+    "roberta": ["classifier"],
+    "xlm-roberta": ["classifier"],
+    "modernbert": ["head", "classifier"],
+}
+
+
+def head_modules(model_type: str) -> list[str]:
+    return list(HEAD_MODULES.get(model_type, ["classifier"]))

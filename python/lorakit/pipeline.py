@@ -1,0 +1,160 @@
+"""End-to-end flows behind the CLI: train -> evaluate -> export, and re-export from a training checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .data import Dataset, Split, load_dataset, split_dataset, write_split
+from .errors import LorakitError, ModelDirError
+from .evaluate import evaluate_examples
+from .export import export_model
+from .manifest import is_model_dir
+from .models import MINILM_ID, minilm_path
+from .plots import plot_confusion_matrix, plot_loss_curves
+from .train import TrainConfig, train
+
+RUN_FILE = "lorakit_run.json"
+GOLDEN_FROM_TEST = 16
+
+
+@dataclass
+class DataSpec:
+    path: Path
+    text_column: str
+    label_column: str
+    group_column: str | None = None
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 42
+
+
+def resolve_base(base: str | None) -> tuple[Path, str]:
+    """(directory, id) of the base model; None means the offline MiniLM. Never downloads."""
+    if base is None:
+        return minilm_path(), MINILM_ID
+    path = Path(base).expanduser().absolute()
+    if not (path / "config.json").is_file():
+        raise LorakitError(f"{base}: base model directory with config.json not found (no downloads at run time)")
+    return path, path.name
+
+
+def check_output(output: Path) -> None:
+    """Refuse before any work when the output exists and is not a lorakit model directory we may replace."""
+    if output.exists() and not (output.is_dir() and is_model_dir(output)):
+        raise LorakitError(f"{output}: exists and is not a lorakit model directory; choose another --output")
+
+
+def compact(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {key: metrics[key] for key in ("n", "accuracy", "macro_f1", "loss", "row_ids_sha256") if key in metrics}
+
+
+def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id: str, name: str | None = None,
+                     onnx: bool = False, checkpoint_dir: Path | None = None,
+                     log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Load and split the data once, train, evaluate on exactly that split, export. Returns the metrics."""
+    output = Path(output).absolute()
+    check_output(output)
+    dataset = load_dataset(data.path, data.text_column, data.label_column, data.group_column)
+    split = split_dataset(dataset, data.validation_fraction, data.test_fraction, data.seed,
+                          grouped=data.group_column is not None)
+    config.labels = dataset.labels
+    log(f"data: {len(dataset.examples)} rows, {len(dataset.labels)} labels, {split.strategy} split "
+        f"train/validation/test = {len(split.train)}/{len(split.validation)}/{len(split.test)}")
+    with tempfile.TemporaryDirectory(prefix="lorakit-train-") as scratch:
+        run_dir = Path(checkpoint_dir).absolute() if checkpoint_dir else Path(scratch)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return _train_in(run_dir, dataset, split, config, output, base_id, name, onnx, log)
+
+
+def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig, output: Path, base_id: str,
+              name: str | None, onnx: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    train_part, validation_part, test_part = (split.part(dataset, part) for part in ("train", "validation", "test"))
+    result = train(config, train_part, dataset.label_ids(train_part), validation_part,
+                   dataset.label_ids(validation_part), run_dir / "trainer")
+    if not result.stats["world_process_zero"]:
+        return {}
+    log(f"trained in {result.stats['train_seconds']:.1f} s; trainable parameters "
+        f"{result.stats['trainable_params']:,} of {result.stats['total_params']:,} "
+        f"({result.stats['trainable_percent']:.2f}%)")
+    validation = evaluate_examples(result.model, result.tokenizer, dataset, validation_part, config.max_seq_len,
+                                   desc="validation")
+    test = evaluate_examples(result.model, result.tokenizer, dataset, test_part, config.max_seq_len, desc="test")
+    report = run_dir / "report"
+    report.mkdir(exist_ok=True)
+    write_split(report / "split.json", split)
+    full_metrics = {"validation": validation, "test": test, "training": result.stats,
+                    "config": config.to_json(), "data": {"source": dataset.source, "labels": dataset.labels}}
+    (report / "metrics.json").write_text(json.dumps(full_metrics, indent=2) + "\n", "utf-8")
+    (report / "history.json").write_text(json.dumps(result.history, indent=2) + "\n", "utf-8")
+    plot_confusion_matrix(test["confusion_matrix"], dataset.labels, report / "confusion_matrix.png",
+                          title="Confusion matrix (test)")
+    plot_loss_curves(result.history, report / "loss_curves.png")
+    metrics = {"validation": compact(validation), "test": compact(test), "training": result.stats}
+    golden_examples = [example.text for example in test_part[:GOLDEN_FROM_TEST]]
+    save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples)
+    export_model(result.model, result.tokenizer, output, labels=dataset.labels, max_seq_len=config.max_seq_len,
+                 base_path=Path(config.base), base_id=base_id, name=name, golden_examples=golden_examples,
+                 metrics=metrics, report_dir=report, onnx=onnx)
+    return metrics
+
+
+def save_checkpoint(run_dir: Path, model: torch.nn.Module, tokenizer: Any, config: TrainConfig, base_id: str,
+                    metrics: dict[str, Any], golden_examples: list[str]) -> None:
+    """run_dir/best (weights + tokenizer) and run_dir/lorakit_run.json: everything `lorakit export` needs."""
+    best = run_dir / "best"
+    shutil.rmtree(best, ignore_errors=True)
+    model.save_pretrained(best)
+    tokenizer.save_pretrained(best)
+    run = {"config": config.to_json(), "base_id": base_id, "metrics": metrics, "golden_examples": golden_examples}
+    (run_dir / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n", "utf-8")
+
+
+def find_run(checkpoint: Path) -> tuple[Path, Path]:
+    """(run dir, weights dir) for a run dir, its `best/`, or a trainer `checkpoint-N` inside it."""
+    checkpoint = Path(checkpoint).absolute()
+    if not checkpoint.is_dir():
+        raise ModelDirError(f"{checkpoint}: checkpoint directory not found")
+    for run_dir in (checkpoint, checkpoint.parent, checkpoint.parent.parent):
+        if (run_dir / RUN_FILE).is_file():
+            weights = checkpoint if checkpoint != run_dir else run_dir / "best"
+            return run_dir, weights
+    raise ModelDirError(f"{checkpoint}: not a lorakit training checkpoint (no {RUN_FILE}; train with --checkpoint-dir)")
+
+
+def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: str | None = None) -> Path:
+    """Re-export a model directory from a saved training checkpoint (for example another epoch's weights)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    output = Path(output).absolute()
+    check_output(output)
+    run_dir, weights = find_run(checkpoint)
+    run = json.loads((run_dir / RUN_FILE).read_text("utf-8"))
+    config = TrainConfig(**{key: value for key, value in run["config"].items() if key in TrainConfig.__dataclass_fields__})
+    labels = config.labels
+    head = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)}}
+    if (weights / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base_model = AutoModelForSequenceClassification.from_pretrained(config.base, **head)
+        model: torch.nn.Module = PeftModel.from_pretrained(base_model, str(weights))
+    elif (weights / "model.safetensors").is_file():
+        model = AutoModelForSequenceClassification.from_pretrained(str(weights), **head)
+    else:
+        raise ModelDirError(f"{weights}: no adapter or model weights in the checkpoint")
+    tokenizer_dir = weights if (weights / "tokenizer_config.json").is_file() else run_dir / "best"
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    report = run_dir / "report"
+    # The recorded metrics belong to the best epoch; another checkpoint's weights were never evaluated.
+    metrics = run["metrics"] if weights == run_dir / "best" else {"checkpoint": weights.name}
+    return export_model(model, tokenizer, output, labels=labels, max_seq_len=config.max_seq_len,
+                        base_path=Path(config.base), base_id=run["base_id"], name=name,
+                        golden_examples=run["golden_examples"], metrics=metrics,
+                        report_dir=report if report.is_dir() else None, onnx=onnx)

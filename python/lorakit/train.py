@@ -1,0 +1,168 @@
+"""Fine-tuning with transformers' Trainer: LoRA (peft) or full, best checkpoint by a validation metric.
+
+Trainer is used on purpose: `accelerate launch` / `torchrun` run this same code on several GPUs unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, f1_score
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                          TrainingArguments, set_seed)
+
+from .data import Example
+from .errors import LorakitError
+from .models import default_target_modules, head_modules
+
+
+@dataclass
+class TrainConfig:
+    base: str
+    labels: list[str]
+    full: bool = False
+    epochs: float = 3.0
+    learning_rate: float | None = None  # None: 2e-4 for LoRA, 5e-5 for full fine-tuning
+    batch_size: int = 16
+    gradient_accumulation: int = 1
+    warmup: float = 0.1  # fraction of the training steps
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    max_seq_len: int = 128
+    class_weighted: bool = False
+    best_metric: str = "macro_f1"
+    seed: int = 42
+    r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    use_rslora: bool = False
+    target_modules: list[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else (5e-5 if self.full else 2e-4)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"learning_rate": self.lr()}
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # the best checkpoint (PeftModel for LoRA)
+    tokenizer: Any
+    history: list[dict[str, Any]]
+    stats: dict[str, Any]
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Tokenized once (truncated, unpadded); the collator pads each batch."""
+
+    def __init__(self, tokenizer: Any, examples: Sequence[Example], label_ids: Sequence[int], max_seq_len: int):
+        self.encodings = tokenizer([example.text for example in examples], truncation=True, max_length=max_seq_len)
+        self.label_ids = list(label_ids)
+
+    def __len__(self) -> int:
+        return len(self.label_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = {key: values[index] for key, values in self.encodings.items()}
+        item["labels"] = self.label_ids[index]
+        return item
+
+
+def build_model(config: TrainConfig) -> torch.nn.Module:
+    labels = config.labels
+    model = AutoModelForSequenceClassification.from_pretrained(
+        config.base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    if config.full:
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    model_type = model.config.model_type
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS, r=config.r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        use_rslora=config.use_rslora, target_modules=config.target_modules or default_target_modules(model_type),
+        modules_to_save=head_modules(model_type), bias="none",
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:  # e.g. target modules that match nothing
+        raise LorakitError(f"cannot apply LoRA: {exc}") from exc
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, Any]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_params": trainable, "total_params": total, "trainable_percent": 100.0 * trainable / total}
+
+
+def class_weights(label_ids: Sequence[int], num_labels: int) -> torch.Tensor:
+    """Inverse-frequency weights (n / (k * count)), so every class contributes equally to the loss."""
+    counts = np.bincount(np.asarray(label_ids), minlength=num_labels).astype(np.float64)
+    weights = len(label_ids) / (num_labels * np.maximum(counts, 1.0))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def trainer_metrics(prediction: Any) -> dict[str, float]:
+    logits, labels = prediction.predictions, prediction.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    predicted = np.argmax(logits, axis=1)
+    return {"accuracy": float(accuracy_score(labels, predicted)),
+            "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0))}
+
+
+def train(config: TrainConfig, train_examples: Sequence[Example], train_labels: Sequence[int],
+          validation_examples: Sequence[Example], validation_labels: Sequence[int], work_dir: Path,
+          progress: bool = True) -> TrainResult:
+    """Train, evaluate on validation every epoch, and return the best epoch's model."""
+    if config.best_metric not in ("macro_f1", "accuracy", "loss"):
+        raise LorakitError(f"--best-metric must be macro_f1, accuracy or loss, not {config.best_metric!r}")
+    set_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(config.base)
+    model = build_model(config)
+    train_set = EncodedDataset(tokenizer, train_examples, train_labels, config.max_seq_len)
+    validation_set = EncodedDataset(tokenizer, validation_examples, validation_labels, config.max_seq_len)
+    args = TrainingArguments(
+        output_dir=str(work_dir), num_train_epochs=config.epochs, learning_rate=config.lr(),
+        per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=max(32, config.batch_size),
+        gradient_accumulation_steps=config.gradient_accumulation, warmup_steps=config.warmup,
+        weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, lr_scheduler_type="cosine",
+        eval_strategy="epoch", save_strategy="epoch", logging_strategy="steps",
+        logging_steps=max(1, len(train_set) // (config.batch_size * config.gradient_accumulation * 4) or 1),
+        load_best_model_at_end=True, metric_for_best_model=config.best_metric,
+        greater_is_better=config.best_metric != "loss", save_total_limit=2, save_only_model=True,
+        seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+    loss_func = None
+    if config.class_weighted:
+        weights = class_weights(train_labels, len(config.labels))
+
+        def loss_func(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+            return torch.nn.functional.cross_entropy(logits, labels, weight=weights.to(logits.device))
+
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_set, eval_dataset=validation_set,
+        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=trainer_metrics,
+        compute_loss_func=loss_func,
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    best = trainer.state.best_model_checkpoint
+    stats = parameter_counts(trainer.model) | {
+        "train_seconds": round(seconds, 2), "epochs": config.epochs, "train_examples": len(train_set),
+        "best_checkpoint": Path(best).name if best else None, "best_metric": config.best_metric,
+        "best_metric_value": trainer.state.best_metric, "world_process_zero": trainer.is_world_process_zero(),
+        "device": str(trainer.args.device),
+    }
+    model = trainer.model.to("cpu").float().eval()
+    return TrainResult(model=model, tokenizer=tokenizer, history=list(trainer.state.log_history), stats=stats)
