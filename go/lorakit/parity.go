@@ -1,0 +1,171 @@
+package lorakit
+
+import (
+	"fmt"
+	"math"
+)
+
+// Check is the comparison of one output against the golden vectors.
+type Check struct {
+	Output     string  // "input_ids", "attention_mask", "tokens_used", "logits" or "argmax"
+	OK         bool    // within tolerance (logits) or identical (everything else)
+	Mismatches int     // elements (rows for argmax and tokens_used) that differ beyond tolerance
+	MaxAbsDiff float64 // largest |expected - got|; +Inf when got is NaN or infinite
+	Tolerance  float64 // allowed MaxAbsDiff (0 for exact outputs)
+	// The worst element (largest difference; first difference for exact outputs); Row is -1 when none.
+	Row, Col      int
+	Expected, Got float64
+	Detail        string // set when the shapes disagree, so no element comparison was possible
+}
+
+// ParityReport is the outcome of recomputing every golden output.
+type ParityReport struct {
+	Checks []Check
+	OK     bool
+}
+
+func newReport(checks ...[]Check) *ParityReport {
+	r := &ParityReport{OK: true}
+	for _, group := range checks {
+		for _, c := range group {
+			r.Checks = append(r.Checks, c)
+			r.OK = r.OK && c.OK
+		}
+	}
+	return r
+}
+
+// CheckModel tokenizes and classifies the golden texts with m and compares token ids exactly and logits
+// within the tolerance. An error means the model could not compute them at all.
+func (g *Golden) CheckModel(m *Model) (*ParityReport, error) {
+	enc, err := m.Tokenize(g.Texts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := m.Classify(g.Texts)
+	if err != nil {
+		return nil, err
+	}
+	return newReport(g.CompareEncoding(enc), g.CompareResult(res)), nil
+}
+
+// CheckBase classifies the golden texts with one adapter of b. Bases expose no tokenizer, so token ids are
+// checked through the logits and the per-text token counts.
+func (g *Golden) CheckBase(b *Base, adapter string) (*ParityReport, error) {
+	res, err := b.Classify(g.Texts, adapter)
+	if err != nil {
+		return nil, err
+	}
+	return newReport(g.CompareResult(res)), nil
+}
+
+// CompareEncoding compares token ids and attention masks exactly.
+func (g *Golden) CompareEncoding(enc *Encoding) []Check {
+	ids := compareExact("input_ids", g.InputIDs, enc.InputIDs, g.NumTexts, g.SeqLen, enc.NumTexts, enc.SeqLen)
+	mask := compareExact("attention_mask", g.AttentionMask, enc.AttentionMask, g.NumTexts, g.SeqLen,
+		enc.NumTexts, enc.SeqLen)
+	return []Check{ids, mask}
+}
+
+// CompareResult compares the per-text token counts, the logits (max |diff| <= Tolerance) and the argmax.
+func (g *Golden) CompareResult(res *Result) []Check {
+	used := make([]int64, len(res.TokensUsed))
+	for i, n := range res.TokensUsed {
+		used[i] = int64(n)
+	}
+	tokens := compareExact("tokens_used", g.tokensPerText(), used, g.NumTexts, 1, len(used), 1)
+	logits, argmax := g.compareLogits(res)
+	return []Check{tokens, logits, argmax}
+}
+
+// tokensPerText is the number of real tokens of each golden row (the sum of its attention mask).
+func (g *Golden) tokensPerText() []int64 {
+	counts := make([]int64, g.NumTexts)
+	for i := range counts {
+		for _, bit := range g.AttentionMask[i*g.SeqLen : (i+1)*g.SeqLen] {
+			counts[i] += bit
+		}
+	}
+	return counts
+}
+
+func shapeMismatch(output string, wantRows, wantCols, gotRows, gotCols int, tolerance float64) Check {
+	return Check{
+		Output: output, Mismatches: -1, MaxAbsDiff: math.Inf(1), Tolerance: tolerance, Row: -1, Col: -1,
+		Detail: fmt.Sprintf("shape [%d %d] differs from golden [%d %d]", gotRows, gotCols, wantRows, wantCols),
+	}
+}
+
+func compareExact(output string, want, got []int64, wantRows, wantCols, gotRows, gotCols int) Check {
+	if wantRows != gotRows || wantCols != gotCols || len(got) != len(want) {
+		return shapeMismatch(output, wantRows, wantCols, gotRows, gotCols, 0)
+	}
+	c := Check{Output: output, Row: -1, Col: -1}
+	for i := range want {
+		if want[i] == got[i] {
+			continue
+		}
+		if c.Mismatches == 0 {
+			c.Row, c.Col, c.Expected, c.Got = i/wantCols, i%wantCols, float64(want[i]), float64(got[i])
+		}
+		c.Mismatches++
+		c.MaxAbsDiff = math.Max(c.MaxAbsDiff, math.Abs(float64(want[i])-float64(got[i])))
+	}
+	c.OK = c.Mismatches == 0
+	return c
+}
+
+func (g *Golden) compareLogits(res *Result) (logits, argmax Check) {
+	if res.NumTexts != g.NumTexts || res.NumLabels != g.NumLabels || len(res.Logits) != len(g.Logits) {
+		return shapeMismatch("logits", g.NumTexts, g.NumLabels, res.NumTexts, res.NumLabels, g.Tolerance),
+			shapeMismatch("argmax", g.NumTexts, 1, res.NumTexts, 1, 0)
+	}
+	logits = Check{Output: "logits", Tolerance: g.Tolerance, Row: -1, Col: -1}
+	for i, want := range g.Logits {
+		got := res.Logits[i]
+		diff := math.Abs(float64(want) - float64(got))
+		if math.IsNaN(diff) {
+			diff = math.Inf(1) // a NaN must count as the worst possible difference, never as "not greater"
+		}
+		if diff > g.Tolerance {
+			logits.Mismatches++
+		}
+		if logits.Row < 0 || diff > logits.MaxAbsDiff {
+			logits.MaxAbsDiff = diff
+			logits.Row, logits.Col = i/g.NumLabels, i%g.NumLabels
+			logits.Expected, logits.Got = float64(want), float64(got)
+		}
+	}
+	logits.OK = logits.Mismatches == 0
+
+	argmax = Check{Output: "argmax", Row: -1, Col: -1}
+	for row := 0; row < g.NumTexts; row++ {
+		want := argmaxOf(g.Logits[row*g.NumLabels : (row+1)*g.NumLabels])
+		got := argmaxOf(res.Logits[row*g.NumLabels : (row+1)*g.NumLabels])
+		if want == got {
+			continue
+		}
+		if argmax.Mismatches == 0 {
+			argmax.Row, argmax.Expected, argmax.Got = row, float64(want), float64(got)
+		}
+		argmax.Mismatches++
+		argmax.MaxAbsDiff = 1
+	}
+	argmax.OK = argmax.Mismatches == 0
+	return logits, argmax
+}
+
+// argmaxOf returns the first index of the largest value; a NaN wins, as in numpy, so a NaN row never agrees
+// with a finite golden row by accident.
+func argmaxOf(row []float32) int {
+	best := 0
+	for j, v := range row {
+		if math.IsNaN(float64(v)) {
+			return j
+		}
+		if v > row[best] {
+			best = j
+		}
+	}
+	return best
+}
