@@ -39,8 +39,13 @@ func LoadBase(dir string, opts Options) (*Base, error) {
 		return nil, err
 	}
 	b := &Base{handle: handle}
-	b.cleanup = runtime.AddCleanup(b, func(h *C.LorakitBase) { C.lorakit_base_free(h) }, handle)
+	b.cleanup = runtime.AddCleanup(b, releaseDroppedBase, handle)
 	return b, nil
+}
+
+func releaseDroppedBase(handle *C.LorakitBase) {
+	safetyNetReleases.Add(1)
+	C.lorakit_base_free(handle)
 }
 
 // AddAdapter adds the adapter of the lorakit model directory modelDir under name. It refuses a directory

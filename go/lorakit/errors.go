@@ -23,43 +23,51 @@ var (
 	ErrClosed      = errors.New("lorakit: use of closed model")
 )
 
-// sentinelFor maps a C status code to its sentinel error.
-func sentinelFor(status C.LorakitStatus) error {
-	switch status {
-	case C.LORAKIT_IO:
-		return ErrIO
-	case C.LORAKIT_FORMAT:
-		return ErrFormat
-	case C.LORAKIT_CONFIG:
-		return ErrConfig
-	case C.LORAKIT_SHAPE:
-		return ErrShape
-	case C.LORAKIT_UNSUPPORTED:
-		return ErrUnsupported
-	case C.LORAKIT_INPUT:
-		return ErrInput
-	case C.LORAKIT_COMPUTE:
-		return ErrCompute
-	default:
-		return ErrInternal
-	}
+// Status codes of the C ABI, as Go ints so the mapping below needs no cgo types.
+const (
+	statusOK          = int(C.LORAKIT_OK)
+	statusIO          = int(C.LORAKIT_IO)
+	statusFormat      = int(C.LORAKIT_FORMAT)
+	statusConfig      = int(C.LORAKIT_CONFIG)
+	statusShape       = int(C.LORAKIT_SHAPE)
+	statusUnsupported = int(C.LORAKIT_UNSUPPORTED)
+	statusInput       = int(C.LORAKIT_INPUT)
+	statusCompute     = int(C.LORAKIT_COMPUTE)
+	statusInternal    = int(C.LORAKIT_INTERNAL)
+)
+
+var sentinels = map[int]error{
+	statusIO:          ErrIO,
+	statusFormat:      ErrFormat,
+	statusConfig:      ErrConfig,
+	statusShape:       ErrShape,
+	statusUnsupported: ErrUnsupported,
+	statusInput:       ErrInput,
+	statusCompute:     ErrCompute,
+	statusInternal:    ErrInternal,
 }
 
-// statusError turns a non-OK status and its owned C message into a wrapped sentinel, freeing the message.
-func statusError(status C.LorakitStatus, message *C.char) error {
-	if status == C.LORAKIT_OK {
-		C.lorakit_string_free(message)
+// errorFor wraps the sentinel of a status code with its detail message; nil for OK. An unknown code is
+// reported as internal, never dropped.
+func errorFor(status int, detail string) error {
+	if status == statusOK {
 		return nil
 	}
+	sentinel, known := sentinels[status]
+	if !known {
+		sentinel, detail = ErrInternal, fmt.Sprintf("unknown status %d: %s", status, detail)
+	}
+	return fmt.Errorf("%w: %s", sentinel, detail)
+}
+
+// statusError converts a C status and its owned message (freed here) into an error.
+func statusError(status C.LorakitStatus, message *C.char) error {
 	detail := "no message"
 	if message != nil {
 		detail = C.GoString(message)
 		C.lorakit_string_free(message)
 	}
-	if status < C.LORAKIT_OK || status > C.LORAKIT_INTERNAL {
-		detail = fmt.Sprintf("unknown status %d: %s", int(status), detail)
-	}
-	return fmt.Errorf("%w: %s", sentinelFor(status), detail)
+	return errorFor(int(status), detail)
 }
 
 func inputError(format string, args ...any) error {

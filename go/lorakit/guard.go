@@ -1,6 +1,9 @@
 package lorakit
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // lifecycle lets many calls run at once while Close waits for them: calls hold the read lock, Close takes
 // the write lock, and every call after Close sees closed and returns ErrClosed.
@@ -32,3 +35,7 @@ func (l *lifecycle) close(release func()) bool {
 	release()
 	return true
 }
+
+// safetyNetReleases counts handles freed by a GC cleanup because Close was never called (a caller bug worth
+// seeing in tests).
+var safetyNetReleases atomic.Int64

@@ -55,7 +55,7 @@ func Load(dir string, merged bool, opts Options) (*Model, error) {
 		m.labels[i] = goStringOrEmpty(C.lorakit_model_label(handle, C.size_t(i)))
 	}
 	// Safety net for a Model dropped without Close; Close stops it.
-	m.cleanup = runtime.AddCleanup(m, func(h *C.LorakitModel) { C.lorakit_model_free(h) }, handle)
+	m.cleanup = runtime.AddCleanup(m, releaseDroppedModel, handle)
 	return m, nil
 }
 
@@ -122,6 +122,11 @@ func (m *Model) Close() error {
 	})
 	runtime.KeepAlive(m)
 	return nil
+}
+
+func releaseDroppedModel(handle *C.LorakitModel) {
+	safetyNetReleases.Add(1)
+	C.lorakit_model_free(handle)
 }
 
 // timeClassify runs Classify's native work iterations times inside Rust and returns the total nanoseconds;

@@ -1,0 +1,141 @@
+// Package lorakittest locates the generated test fixtures and builds tampered copies of model directories,
+// for tests that must show a check failing.
+package lorakittest
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"lorakit/internal/safetensors"
+)
+
+// FixturesEnv names the environment variable holding the fixtures root (`make fixtures` writes it).
+const FixturesEnv = "LORAKIT_FIXTURES"
+
+// FixtureDir returns LORAKIT_FIXTURES/name. Tests fail (never skip) when the variable is unset or the
+// directory is missing, so a run without fixtures cannot pass silently.
+func FixtureDir(t testing.TB, name string) string {
+	t.Helper()
+	root := os.Getenv(FixturesEnv)
+	if root == "" {
+		t.Fatalf("%s is not set: run `make fixtures` and export %s=<repo>/.fixtures (make test-go does both)",
+			FixturesEnv, FixturesEnv)
+	}
+	dir := filepath.Join(root, name)
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		t.Fatalf("fixture %s missing under %s=%s (run `make fixtures`): %v", name, FixturesEnv, root, err)
+	}
+	return dir
+}
+
+// CopyModelDir copies a model directory into a fresh temp dir and points its manifest's base.path at the
+// original base (absolute), so runtime mode still finds it. lorakit.json is not in its own checksum table.
+func CopyModelDir(t testing.TB, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), filepath.Base(src))
+	err := filepath.WalkDir(src, func(path string, entry fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		if entry.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatalf("copy %s: %v", src, err)
+	}
+	EditManifest(t, dst, func(manifest map[string]any) {
+		base, ok := manifest["base"].(map[string]any)
+		if !ok {
+			return
+		}
+		if path, ok := base["path"].(string); ok && !filepath.IsAbs(path) {
+			base["path"] = filepath.Join(src, path)
+		}
+	})
+	return dst
+}
+
+// EditManifest rewrites dir/lorakit.json through edit.
+func EditManifest(t testing.TB, dir string, edit func(manifest map[string]any)) {
+	t.Helper()
+	path := filepath.Join(dir, "lorakit.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest map[string]any
+	if err := json.Unmarshal(raw, &manifest); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	edit(manifest)
+	out, err := json.MarshalIndent(manifest, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// RewriteChecksums recomputes the sha256 of every file listed in the manifest, so a deliberate change to a
+// file is not caught by the checksum check (and the numeric check is what must fail).
+func RewriteChecksums(t testing.TB, dir string) {
+	t.Helper()
+	EditManifest(t, dir, func(manifest map[string]any) {
+		files, _ := manifest["files"].(map[string]any)
+		for rel := range files {
+			data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(rel)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			files[rel] = hex.EncodeToString(sum[:])
+		}
+	})
+}
+
+// AddToFloat adds delta to element index of the F32 tensor named tensor in dir/file, in place, and returns
+// the original value.
+func AddToFloat(t testing.TB, dir, file, tensor string, index int, delta float32) float32 {
+	t.Helper()
+	path := filepath.Join(dir, file)
+	parsed, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := parsed.Tensor(tensor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.DType != "F32" || index < 0 || 4*(index+1) > info.End-info.Begin {
+		t.Fatalf("%s: cannot address F32 element %d of %s (%s)", path, index, tensor, info.DType)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := info.Begin + 4*index
+	old := math.Float32frombits(binary.LittleEndian.Uint32(raw[at:]))
+	binary.LittleEndian.PutUint32(raw[at:], math.Float32bits(old+delta))
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return old
+}
