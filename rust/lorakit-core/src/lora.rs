@@ -1,0 +1,435 @@
+//! PEFT LoRA adapters as stock `peft` saves them: config validation, key mapping, scaling, and the two ways to
+//! apply them (folded into the weights at load, or `W x + s * B (A x)` at runtime).
+
+use std::collections::HashMap;
+
+use candle_core::Tensor;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::nn::Linear;
+use crate::tensors::{check_shape, TensorStore};
+
+/// A dense layer an adapter may target: `site` indexes `LoraWeights`, `path` is its PEFT module path.
+#[derive(Debug, Clone)]
+pub(crate) struct LinearModule {
+    pub site: usize,
+    pub path: String,
+    pub in_features: usize,
+    pub out_features: usize,
+}
+
+/// `{pattern: value}` in file order (PEFT uses the first pattern that matches).
+#[derive(Debug, Default)]
+struct OrderedPatterns(Vec<(String, f64)>);
+
+impl<'de> Deserialize<'de> for OrderedPatterns {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct PatternVisitor;
+        impl<'de> Visitor<'de> for PatternVisitor {
+            type Value = OrderedPatterns;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map from module pattern to number, or null")
+            }
+            fn visit_unit<E>(self) -> std::result::Result<OrderedPatterns, E> {
+                Ok(OrderedPatterns::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<OrderedPatterns, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, f64>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedPatterns(out))
+            }
+        }
+        d.deserialize_any(PatternVisitor)
+    }
+}
+
+/// The fields of `adapter_config.json` that decide the math (others are ignored).
+#[derive(Debug, Deserialize)]
+struct RawAdapterConfig {
+    peft_type: Option<String>,
+    task_type: Option<String>,
+    r: usize,
+    lora_alpha: f64,
+    #[serde(default)]
+    use_rslora: bool,
+    #[serde(default)]
+    use_dora: bool,
+    #[serde(default)]
+    lora_bias: bool,
+    #[serde(default = "default_bias")]
+    bias: String,
+    #[serde(default)]
+    fan_in_fan_out: bool,
+    #[serde(default = "default_init")]
+    init_lora_weights: Value,
+    #[serde(default)]
+    target_modules: Value,
+    #[serde(default)]
+    exclude_modules: Value,
+    #[serde(default)]
+    modules_to_save: Option<Vec<String>>,
+    #[serde(default)]
+    rank_pattern: OrderedPatterns,
+    #[serde(default)]
+    alpha_pattern: OrderedPatterns,
+    // Features whose saved weights are not plain `W + s * B @ A` on the listed modules.
+    #[serde(default)]
+    layers_to_transform: Value,
+    #[serde(default)]
+    layer_replication: Value,
+    #[serde(default)]
+    target_parameters: Value,
+    #[serde(default)]
+    trainable_token_indices: Value,
+    #[serde(default)]
+    alora_invocation_tokens: Value,
+    #[serde(default)]
+    use_qalora: Value,
+    #[serde(default)]
+    use_bdlora: Value,
+}
+
+fn default_bias() -> String {
+    "none".into()
+}
+fn default_init() -> Value {
+    Value::Bool(true)
+}
+
+/// True for null, false, 0, "", [] and {}: the "feature off" values PEFT writes.
+fn is_off(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
+/// String-or-list module selector (`target_modules`, `exclude_modules`) with PEFT matching rules.
+enum ModuleSelector {
+    None,
+    AllLinear,
+    Regex(regex::Regex),
+    Names(Vec<String>),
+}
+
+impl ModuleSelector {
+    fn parse(v: &Value, field: &str) -> Result<ModuleSelector> {
+        match v {
+            Value::Null => Ok(ModuleSelector::None),
+            Value::String(s) if s.eq_ignore_ascii_case("all-linear") => {
+                Ok(ModuleSelector::AllLinear)
+            }
+            Value::String(s) => Ok(ModuleSelector::Regex(anchored_regex(
+                &format!("^(?:{s})$"),
+                s,
+            )?)),
+            Value::Array(items) => items
+                .iter()
+                .map(|i| {
+                    i.as_str().map(str::to_string).ok_or_else(|| {
+                        Error::Config(format!("adapter_config.json: {field} must hold strings"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(ModuleSelector::Names),
+            _ => Err(Error::Config(format!(
+                "adapter_config.json: {field} must be a string or a list"
+            ))),
+        }
+    }
+
+    /// PEFT: a regex string must match the whole path; a list entry matches the path or a dotted suffix of it.
+    fn matches(&self, path: &str, is_linear: bool) -> bool {
+        match self {
+            ModuleSelector::None => false,
+            ModuleSelector::AllLinear => is_linear,
+            ModuleSelector::Regex(re) => re.is_match(path),
+            ModuleSelector::Names(names) => names.iter().any(|n| suffix_match(path, n)),
+        }
+    }
+}
+
+fn suffix_match(path: &str, name: &str) -> bool {
+    path == name || (path.ends_with(name) && path[..path.len() - name.len()].ends_with('.'))
+}
+
+fn anchored_regex(pattern: &str, original: &str) -> Result<regex::Regex> {
+    regex::Regex::new(pattern).map_err(|e| {
+        Error::Unsupported(format!(
+            "adapter_config.json: pattern {original:?} is not supported: {e}"
+        ))
+    })
+}
+
+/// First pattern (file order) matching `path` the way PEFT's `get_pattern_key` does: `(.*\.)?(pattern)$`.
+fn pattern_value(patterns: &OrderedPatterns, path: &str) -> Result<Option<f64>> {
+    for (pattern, value) in &patterns.0 {
+        if anchored_regex(&format!(r"^(?:.*\.)?(?:{pattern})$"), pattern)?.is_match(path) {
+            return Ok(Some(*value));
+        }
+    }
+    Ok(None)
+}
+
+/// One adapted dense layer at runtime: `delta = (x A^T) (s B)^T`, operands pre-transposed and contiguous.
+struct LoraDelta {
+    a_t: Tensor,
+    b_t_scaled: Tensor,
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
+}
+
+/// LoRA factors per dense-layer site (None = not adapted).
+pub(crate) struct LoraWeights {
+    sites: Vec<Option<LoraDelta>>,
+}
+
+impl LoraWeights {
+    /// `y + s * B (A x)` for `x` `[rows, in]` and `y = W x + b` `[rows, out]`.
+    pub fn add_delta(&self, site: usize, x: &Tensor, y: Tensor) -> Result<Tensor> {
+        match self.sites.get(site).and_then(Option::as_ref) {
+            Some(d) => Ok((y + x.matmul(&d.a_t)?.matmul(&d.b_t_scaled)?)?),
+            None => Ok(y),
+        }
+    }
+
+    /// `W + s * (B @ A)` computed in f32, as `peft` `merge_and_unload` does.
+    pub fn fold(&self, site: usize, linear: &Linear) -> Result<Linear> {
+        match self.sites.get(site).and_then(Option::as_ref) {
+            Some(d) => {
+                let delta = d.b.matmul(&d.a)?.affine(d.scale, 0.0)?;
+                Ok(Linear::new(
+                    (linear.weight() + delta)?,
+                    linear.bias().cloned(),
+                ))
+            }
+            None => Ok(linear.clone()),
+        }
+    }
+}
+
+/// Summary of the adapter config, for consistency checks against the manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AdapterSummary {
+    pub r: usize,
+    pub lora_alpha: f64,
+    pub use_rslora: bool,
+}
+
+/// A parsed adapter: LoRA factors plus the full tensors of `modules_to_save` (the task head), keyed by the
+/// module path (e.g. `classifier.weight`).
+pub(crate) struct LoadedAdapter {
+    pub lora: LoraWeights,
+    pub saved_modules: HashMap<String, Tensor>,
+    pub summary: AdapterSummary,
+}
+
+const PEFT_PREFIX: &str = "base_model.model.";
+
+/// Validates `adapter_config.json` against what this runtime reproduces exactly, then maps every tensor of
+/// `adapter_model.safetensors` onto `linears` (LoRA) or `modules_to_save`. Anything left over is an error.
+pub(crate) fn load_adapter(
+    config_json: &[u8],
+    mut store: TensorStore,
+    linears: &[LinearModule],
+    other_modules: &[String],
+    num_sites: usize,
+) -> Result<LoadedAdapter> {
+    let cfg: RawAdapterConfig = serde_json::from_slice(config_json)
+        .map_err(|e| Error::Format(format!("adapter_config.json: {e}")))?;
+    validate(&cfg)?;
+    let targets = ModuleSelector::parse(&cfg.target_modules, "target_modules")?;
+    let excluded = ModuleSelector::parse(&cfg.exclude_modules, "exclude_modules")?;
+    let saved = cfg.modules_to_save.clone().unwrap_or_default();
+    let saved_re: Vec<regex::Regex> = saved
+        .iter()
+        .map(|m| anchored_regex(&format!(r"^(?:.*\.)?(?:{m})(?:$|\..*)"), m))
+        .collect::<Result<_>>()?;
+    let is_saved = |path: &str| saved_re.iter().any(|re| re.is_match(path));
+    let selected = |path: &str, is_linear: bool| {
+        targets.matches(path, is_linear) && !excluded.matches(path, is_linear) && !is_saved(path)
+    };
+
+    if let Some(path) = other_modules.iter().find(|p| selected(p, false)) {
+        return Err(Error::Unsupported(format!(
+            "target_modules selects {path:?}: only LoRA on dense layers is supported"
+        )));
+    }
+    if let ModuleSelector::Names(names) = &targets {
+        let all = linears
+            .iter()
+            .map(|l| l.path.as_str())
+            .chain(other_modules.iter().map(String::as_str));
+        let all: Vec<&str> = all.collect();
+        for n in names {
+            if !all.iter().any(|p| suffix_match(p, n)) {
+                return Err(Error::Unsupported(format!(
+                    "unknown target module {n:?} for this architecture"
+                )));
+            }
+        }
+    }
+    let targeted: Vec<&LinearModule> = linears.iter().filter(|l| selected(&l.path, true)).collect();
+    if targeted.is_empty() {
+        return Err(Error::Config(
+            "adapter_config.json: target_modules selects no dense layer".into(),
+        ));
+    }
+
+    let mut sites: Vec<Option<LoraDelta>> = (0..num_sites).map(|_| None).collect();
+    for module in &targeted {
+        let a = take_lora(&mut store, &module.path, "lora_A")?;
+        let b = take_lora(&mut store, &module.path, "lora_B")?;
+        let rank = match pattern_value(&cfg.rank_pattern, &module.path)? {
+            Some(r) if r >= 1.0 && r.fract() == 0.0 => r as usize,
+            Some(r) => {
+                return Err(Error::Config(format!(
+                    "rank_pattern gives {r} for {}",
+                    module.path
+                )))
+            }
+            None => cfg.r,
+        };
+        let alpha = pattern_value(&cfg.alpha_pattern, &module.path)?.unwrap_or(cfg.lora_alpha);
+        check_shape(
+            &a,
+            &[rank, module.in_features],
+            &format!("{}.lora_A", module.path),
+            store.origin(),
+        )?;
+        check_shape(
+            &b,
+            &[module.out_features, rank],
+            &format!("{}.lora_B", module.path),
+            store.origin(),
+        )?;
+        let scale = if cfg.use_rslora {
+            alpha / (rank as f64).sqrt()
+        } else {
+            alpha / rank as f64
+        };
+        let b_t_scaled = b.affine(scale, 0.0)?.t()?.contiguous()?;
+        let a_t = a.t()?.contiguous()?;
+        sites[module.site] = Some(LoraDelta {
+            a_t,
+            b_t_scaled,
+            a,
+            b,
+            scale,
+        });
+    }
+
+    let mut saved_modules = HashMap::new();
+    let keys: Vec<String> = store.keys().cloned().collect();
+    for key in keys {
+        let Some(path) = key.strip_prefix(PEFT_PREFIX) else {
+            continue;
+        };
+        let path = path.replace(".modules_to_save.default.", ".");
+        if is_saved(path.rsplit_once('.').map_or("", |(m, _)| m)) && !path.contains(".lora_") {
+            saved_modules.insert(path, store.take_any_shape(&key)?);
+        }
+    }
+    // Whatever is left matched neither a selected dense layer nor modules_to_save.
+    store
+        .finish()
+        .map_err(|e| Error::Format(format!("unmatched adapter tensors: {e}")))?;
+    Ok(LoadedAdapter {
+        lora: LoraWeights { sites },
+        saved_modules,
+        summary: AdapterSummary {
+            r: cfg.r,
+            lora_alpha: cfg.lora_alpha,
+            use_rslora: cfg.use_rslora,
+        },
+    })
+}
+
+/// Removes `base_model.model.<path>.<which>[.default].weight`.
+fn take_lora(store: &mut TensorStore, path: &str, which: &str) -> Result<Tensor> {
+    let plain = format!("{PEFT_PREFIX}{path}.{which}.weight");
+    let named = format!("{PEFT_PREFIX}{path}.{which}.default.weight");
+    let key = if store.contains(&plain) { plain } else { named };
+    if !store.contains(&key) {
+        return Err(Error::Format(format!(
+            "{}: missing {which} for targeted module {path:?}",
+            store.origin()
+        )));
+    }
+    store.take_any_shape(&key)
+}
+
+fn validate(cfg: &RawAdapterConfig) -> Result<()> {
+    let unsupported =
+        |what: String| Err(Error::Unsupported(format!("adapter_config.json: {what}")));
+    if let Some(t) = &cfg.peft_type {
+        if t != "LORA" {
+            return unsupported(format!("peft_type {t:?} (only LORA)"));
+        }
+    }
+    if let Some(t) = &cfg.task_type {
+        if t != "SEQ_CLS" {
+            return unsupported(format!("task_type {t:?} (only SEQ_CLS)"));
+        }
+    }
+    if cfg.r == 0 {
+        return Err(Error::Config(
+            "adapter_config.json: r must be positive".into(),
+        ));
+    }
+    if !cfg.lora_alpha.is_finite() {
+        return Err(Error::Config(
+            "adapter_config.json: lora_alpha must be a number".into(),
+        ));
+    }
+    if cfg.use_dora {
+        return unsupported("use_dora (DoRA rescales the weight norm)".into());
+    }
+    if cfg.bias != "none" {
+        return unsupported(format!("bias {:?} (only \"none\")", cfg.bias));
+    }
+    if cfg.lora_bias {
+        return unsupported("lora_bias".into());
+    }
+    if cfg.fan_in_fan_out {
+        return unsupported("fan_in_fan_out (BERT dense layers are not Conv1D)".into());
+    }
+    // The init only shapes the starting point; the saved A/B are what counts. Inits that also rewrite the base
+    // weights (PiSSA, OLoRA, LoftQ, CorDA, EVA, ...) cannot be reproduced from the stock base.
+    match &cfg.init_lora_weights {
+        Value::Bool(_) => {}
+        Value::String(s) if s == "gaussian" => {}
+        other => {
+            return unsupported(format!(
+                "init_lora_weights {other} (only true, false, \"gaussian\")"
+            ))
+        }
+    }
+    for (field, v) in [
+        ("layers_to_transform", &cfg.layers_to_transform),
+        ("layer_replication", &cfg.layer_replication),
+        ("target_parameters", &cfg.target_parameters),
+        ("trainable_token_indices", &cfg.trainable_token_indices),
+        ("alora_invocation_tokens", &cfg.alora_invocation_tokens),
+        ("use_qalora", &cfg.use_qalora),
+        ("use_bdlora", &cfg.use_bdlora),
+    ] {
+        if !is_off(v) {
+            return unsupported(format!("{field} = {v}"));
+        }
+    }
+    Ok(())
+}

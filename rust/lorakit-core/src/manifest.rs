@@ -1,0 +1,159 @@
+//! `lorakit.json`: the manifest tying a model directory together, and checksum-verified file reads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::tensors::{read_file, sha256_hex};
+
+pub(crate) const MANIFEST_FILE: &str = "lorakit.json";
+pub(crate) const SUPPORTED_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct BaseRef {
+    pub path: Option<String>,
+    pub weights_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct AdapterRef {
+    pub r: Option<usize>,
+    pub lora_alpha: Option<f64>,
+    pub use_rslora: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Manifest {
+    pub format_version: u32,
+    pub name: String,
+    pub task: String,
+    pub architecture: String,
+    pub base: Option<BaseRef>,
+    pub adapter: Option<AdapterRef>,
+    pub labels: Vec<String>,
+    pub max_seq_len: usize,
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+}
+
+/// A model directory with its manifest; reads files and checks them against the manifest's sha256 table.
+pub(crate) struct ModelDir {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub verify_checksums: bool,
+}
+
+impl ModelDir {
+    pub fn open(dir: &Path, verify_checksums: bool) -> Result<ModelDir> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = read_file(&path)?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Format(format!("{}: {e}", path.display())))?;
+        if manifest.format_version != SUPPORTED_FORMAT_VERSION {
+            return Err(Error::Unsupported(format!(
+                "{}: format_version {} (this runtime reads {SUPPORTED_FORMAT_VERSION})",
+                path.display(),
+                manifest.format_version
+            )));
+        }
+        if manifest.task != "sequence_classification" {
+            return Err(Error::Unsupported(format!("task {:?}", manifest.task)));
+        }
+        if manifest.architecture != "bert" {
+            return Err(Error::Unsupported(format!(
+                "architecture {:?}",
+                manifest.architecture
+            )));
+        }
+        if manifest.labels.is_empty() {
+            return Err(Error::Config(format!(
+                "{}: labels is empty",
+                path.display()
+            )));
+        }
+        if manifest.max_seq_len == 0 {
+            return Err(Error::Config(format!(
+                "{}: max_seq_len must be positive",
+                path.display()
+            )));
+        }
+        Ok(ModelDir {
+            dir: dir.to_path_buf(),
+            manifest,
+            verify_checksums,
+        })
+    }
+
+    pub fn has_file(&self, name: &str) -> bool {
+        self.dir.join(name).is_file()
+    }
+
+    /// Reads `name`; with checksums on, it must be listed in `files` and match.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let bytes = read_file(&self.dir.join(name))?;
+        if self.verify_checksums {
+            let expected = self.manifest.files.get(name).ok_or_else(|| {
+                Error::Format(format!(
+                    "{}: {name} is not listed in {MANIFEST_FILE} files",
+                    self.dir.display()
+                ))
+            })?;
+            check_sha256(&bytes, expected, &format!("{}/{name}", self.dir.display()))?;
+        }
+        Ok(bytes)
+    }
+
+    /// Reads an optional file; verified only when the manifest lists it.
+    pub fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        if !self.has_file(name) {
+            return Ok(None);
+        }
+        if self.manifest.files.contains_key(name) {
+            return self.read(name).map(Some);
+        }
+        read_file(&self.dir.join(name)).map(Some)
+    }
+
+    /// Directory of the base model named by the manifest (absolute, or relative to the model directory).
+    pub fn base_dir(&self) -> Result<PathBuf> {
+        let path = self
+            .manifest
+            .base
+            .as_ref()
+            .and_then(|b| b.path.as_deref())
+            .ok_or_else(|| {
+                Error::Config(format!("{}: base.path is missing", self.dir.display()))
+            })?;
+        let p = Path::new(path);
+        Ok(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        })
+    }
+
+    pub fn base_weights_sha256(&self) -> Result<&str> {
+        self.manifest
+            .base
+            .as_ref()
+            .and_then(|b| b.weights_sha256.as_deref())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: base.weights_sha256 is missing",
+                    self.dir.display()
+                ))
+            })
+    }
+}
+
+pub(crate) fn check_sha256(bytes: &[u8], expected: &str, what: &str) -> Result<()> {
+    let got = sha256_hex(bytes);
+    if !got.eq_ignore_ascii_case(expected) {
+        return Err(Error::Format(format!(
+            "checksum mismatch for {what}: expected sha256 {expected}, got {got}"
+        )));
+    }
+    Ok(())
+}

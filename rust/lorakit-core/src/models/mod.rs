@@ -1,0 +1,3 @@
+//! Encoder architectures, one file each.
+
+pub(crate) mod bert;
