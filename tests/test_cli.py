@@ -1,0 +1,150 @@
+"""CLI end to end on the tiny base: train -> split/report -> eval -> predict -> export -> verify; bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lorakit.cli import main
+from lorakit.data import ids_digest, load_dataset, read_split, split_dataset
+from lorakit.golden import read_golden
+from lorakit.manifest import check_files, read_manifest
+
+from conftest import ROOT, write_labelled_csv
+
+
+def train_args(data: Path, out: Path, base: Path, *extra: str) -> list[str]:
+    return ["train", "--data", str(data), "--text-column", "text", "--label-column", "label", "--base", str(base),
+            "--output", str(out), "--epochs", "2", "--max-seq-len", "16", "--batch-size", "8",
+            "--learning-rate", "5e-3", *extra]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("trained")
+    data = write_labelled_csv(work / "data.csv", rows=90, groups=9)
+    out = work / "model"
+    code = main(train_args(data, out, fixtures_dir / "tiny_bert_base", "--group-column", "group",
+                           "--checkpoint-dir", str(work / "run"), "--class-weighted"))
+    assert code == 0
+    return {"data": data, "model": out, "run": work / "run", "work": work}
+
+
+def test_train_writes_a_complete_model_directory(trained: dict[str, Path]) -> None:
+    model = trained["model"]
+    manifest = read_manifest(model)
+    assert manifest["labels"] == ["negative", "neutral", "positive"]
+    assert manifest["adapter"]["r"] == 8 and manifest["max_seq_len"] == 16
+    for name in ("split.json", "metrics.json", "confusion_matrix.png", "loss_curves.png"):
+        assert (model / "report" / name).is_file()
+        assert f"report/{name}" in manifest["files"]
+    assert check_files(model, manifest) == []
+    training = manifest["metrics"]["training"]
+    assert 0 < training["trainable_percent"] < 100 and training["train_seconds"] > 0
+
+
+def test_evaluation_used_exactly_the_written_split(trained: dict[str, Path]) -> None:
+    """Fails on the "split, recombine, split again" bug: evaluated rows must be the rows in split.json."""
+    model = trained["model"]
+    split = read_split(model / "report" / "split.json")
+    metrics = json.loads((model / "report" / "metrics.json").read_text())
+    assert metrics["validation"]["row_ids_sha256"] == ids_digest(split.validation)
+    assert metrics["test"]["row_ids_sha256"] == ids_digest(split.test)
+    assert metrics["validation"]["n"] == len(split.validation) and metrics["test"]["n"] == len(split.test)
+    assert metrics["training"]["train_examples"] == len(split.train)
+    assert not set(split.train) & (set(split.validation) | set(split.test))
+    dataset = load_dataset(trained["data"], "text", "label", "group")
+    again = split_dataset(dataset, seed=split.seed, grouped=True)
+    assert again.to_json() == split.to_json()  # reloading gives identical ids
+    groups = {part: {dataset.examples[i].group for i in getattr(split, part)} for part in ("train", "test")}
+    assert not groups["train"] & groups["test"]
+
+
+def test_verify_eval_and_predict_on_the_trained_model(trained: dict[str, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    model = trained["model"]
+    assert main(["verify", str(model), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["eval", str(model), "--data", str(trained["data"]), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["macro_f1"] <= 1.0 and metrics["n"] == 90
+    assert main(["predict", str(model), "--text", "great lovely superb", "--text", "", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["text"] for r in results] == ["great lovely superb", ""]
+    for result in results:
+        assert result["label"] in ("negative", "neutral", "positive")
+        assert abs(sum(item["probability"] for item in result["top"]) - 1.0) < 1e-5
+
+
+def test_export_from_checkpoint_reproduces_the_model(trained: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "reexported"
+    assert main(["export", str(trained["run"]), "--output", str(out), "--onnx"]) == 0
+    original, again = read_manifest(trained["model"]), read_manifest(out)
+    assert again["labels"] == original["labels"] and again["adapter"] == original["adapter"]
+    assert again["files"]["adapter_model.safetensors"] == original["files"]["adapter_model.safetensors"]
+    first, second = read_golden(trained["model"]), read_golden(out)  # bytes differ: metadata order is free
+    assert first.texts == second.texts and torch.equal(first.input_ids, second.input_ids)
+    assert torch.equal(first.logits, second.logits)
+    assert (out / "model.onnx").is_file()
+    assert main(["verify", str(out)]) == 0
+
+
+def test_full_fine_tuning(fixtures_dir: Path, tmp_path: Path) -> None:
+    data = write_labelled_csv(tmp_path / "d.csv", rows=45)
+    out = tmp_path / "full"
+    args = train_args(data, out, fixtures_dir / "tiny_bert_base", "--full", "--epochs", "1")
+    assert main(args) == 0
+    manifest = read_manifest(out)
+    assert manifest["adapter"] is None and manifest["metrics"]["training"]["trainable_percent"] == 100.0
+    assert not (out / "adapter_config.json").exists()
+    assert main(["verify", str(out)]) == 0
+
+
+BAD_INPUTS = [
+    ("missing.csv", b"text,category\nhello,a\n", "label column 'label' not found"),
+    ("data.parquet", b"PAR1", "unknown file type"),
+    ("empty.csv", b"", "empty"),
+    ("few.csv", b"text,label\n" + b"".join(b"t%d,a\n" % i for i in range(6)) + b"x,b\ny,b\n",
+     "label 'b' has 2 example"),
+    ("latin1.csv", "text,label\ncafé,a\n".encode("latin-1"), "not UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_and_no_output(fixtures_dir: Path, tmp_path: Path, name: str,
+                                                    content: bytes, message: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / name
+    data.write_bytes(content)
+    out = tmp_path / "out"
+    assert main(train_args(data, out, fixtures_dir / "tiny_bert_base")) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and err.startswith("lorakit train: error:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_existing_foreign_output_is_refused_before_training(fixtures_dir: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_labelled_csv(tmp_path / "d.csv")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(train_args(data, out, fixtures_dir / "tiny_bert_base")) == 2
+    assert "not a lorakit model directory" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_console_entry_reports_errors_on_one_line(tmp_path: Path) -> None:
+    """A real process: stderr carries exactly one line and the exit status is 2."""
+    (tmp_path / "d.tsv").write_bytes(b"\xff\xfe\x00bad")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    proc = subprocess.run([sys.executable, "-m", "lorakit.cli", "eval", str(tmp_path), "--data",
+                           str(tmp_path / "d.tsv")], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr
