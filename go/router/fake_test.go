@@ -1,0 +1,255 @@
+package router_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"lorakit/discovery"
+	"lorakit/discovery/discoverytest"
+	"lorakit/router"
+)
+
+// fakeClassifier answers deterministically: a label whose name appears in the text gets 0.9 of the mass
+// (the rest spread evenly); otherwise the distribution is uniform. Tokens are words + 2 specials, truncated
+// at maxSeqLen, like a BERT tokenizer would report them.
+type fakeClassifier struct {
+	id        string
+	gen       int
+	labels    []string
+	maxSeqLen int
+	behaviour string        // "", "nan", "error", "input_error", "panic", "short"
+	gate      chan struct{} // when set, Classify waits for it to close (an in-flight request)
+	entered   chan struct{} // when set, receives one value per Classify call that reached the gate
+	closed    atomic.Bool
+	misuse    *atomic.Int64 // calls made after Close
+}
+
+func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
+	if f.entered != nil {
+		f.entered <- struct{}{}
+	}
+	if f.gate != nil {
+		<-f.gate
+	}
+	if f.closed.Load() {
+		f.misuse.Add(1)
+		return nil, errors.New("classify on a closed model")
+	}
+	switch f.behaviour {
+	case "error":
+		return nil, errors.New("device lost")
+	case "input_error":
+		return nil, fmt.Errorf("%w: text is not valid", router.ErrInvalidInput)
+	case "panic":
+		panic("fake classifier panic")
+	}
+	k := len(f.labels)
+	out := &router.Output{Labels: f.labels}
+	for _, text := range texts {
+		row := make([]float32, k)
+		hit := -1
+		for j, l := range f.labels {
+			if strings.Contains(text, l) {
+				hit = j
+				break
+			}
+		}
+		for j := range row {
+			switch {
+			case hit < 0:
+				row[j] = 1 / float32(k)
+			case j == hit:
+				row[j] = 0.9
+			default:
+				row[j] = 0.1 / float32(k-1)
+			}
+		}
+		if f.behaviour == "nan" {
+			row[0] = float32(math.NaN())
+		}
+		out.Probabilities = append(out.Probabilities, row...)
+		n := len(strings.Fields(text)) + 2
+		out.TokensIn = append(out.TokensIn, n)
+		out.TokensUsed = append(out.TokensUsed, min(n, f.maxSeqLen))
+	}
+	if f.behaviour == "short" {
+		out.TokensUsed = out.TokensUsed[:len(out.TokensUsed)-1]
+	}
+	return out, nil
+}
+
+func (f *fakeClassifier) Close() error {
+	f.closed.Store(true)
+	return nil
+}
+
+// fakeLoader builds fake classifiers for every discovered model and records what it built.
+type fakeLoader struct {
+	mu        sync.Mutex
+	gen       int
+	fail      error             // Load returns it
+	refuse    map[string]string // model ID -> reason it is refused at load
+	behaviour map[string]string // model ID -> fakeClassifier.behaviour
+	gate      chan struct{}
+	entered   chan struct{}
+	built     [][]*fakeClassifier // per generation
+	misuse    atomic.Int64
+}
+
+func (l *fakeLoader) Load(_ context.Context, cat *discovery.Catalog) (*router.LoadedSet, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail != nil {
+		return nil, l.fail
+	}
+	l.gen++
+	set := &router.LoadedSet{}
+	var built []*fakeClassifier
+	for _, m := range cat.Models {
+		if reason, ok := l.refuse[m.ID]; ok {
+			set.Failed = append(set.Failed, router.LoadFailure{Info: m, Err: errors.New(reason)})
+			continue
+		}
+		f := &fakeClassifier{id: m.ID, gen: l.gen, labels: m.Manifest.Labels, maxSeqLen: m.Manifest.MaxSeqLen,
+			behaviour: l.behaviour[m.ID], gate: l.gate, entered: l.entered, misuse: &l.misuse}
+		built = append(built, f)
+		set.Models = append(set.Models, router.LoadedModel{Info: m, Classifier: f, GoldenVerified: m.HasGolden()})
+		set.Closers = append(set.Closers, f)
+	}
+	l.built = append(l.built, built)
+	return set, nil
+}
+
+func (l *fakeLoader) generation(i int) []*fakeClassifier {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.built[i]
+}
+
+func (l *fakeLoader) set(fn func(l *fakeLoader)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fn(l)
+}
+
+// testRoot writes a models root: intent (bert) and intent_roberta (roberta) both named "intent",
+// jailbreak (adapter on a shared base) and pii (merged).
+func testRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	sha := discoverytest.WriteBase(t, root+"/base", "base weights")
+	discoverytest.WriteModel(t, root, "intent_bert", discoverytest.Spec{Name: "intent",
+		Labels: []string{"greeting", "weather", "music"}, Adapter: true, BasePath: "../base", BaseSHA: sha, Golden: true})
+	discoverytest.WriteModel(t, root, "intent_roberta", discoverytest.Spec{Name: "intent", Architecture: "roberta",
+		Labels: []string{"greeting", "weather", "music"}})
+	discoverytest.WriteModel(t, root, "jailbreak", discoverytest.Spec{Labels: []string{"benign", "jailbreak"},
+		Adapter: true, BasePath: "../base", BaseSHA: sha})
+	discoverytest.WriteModel(t, root, "pii", discoverytest.Spec{Labels: []string{"none", "email", "phone", "name"}})
+	return root
+}
+
+type harness struct {
+	t      *testing.T
+	srv    *router.Server
+	loader *fakeLoader
+	http   *httptest.Server
+	root   string
+	logs   *bytes.Buffer
+}
+
+func newHarness(t *testing.T, root string, loader *fakeLoader, limits router.Limits) *harness {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	srv, err := router.New(router.Config{ModelsRoot: root, Loader: loader, Limits: limits,
+		Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, srv: srv, loader: loader, root: root, logs: logs}
+	h.http = httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		h.http.Close()
+		select {
+		case <-srv.Close():
+		case <-time.After(5 * time.Second):
+			t.Error("the last generation did not close after the server stopped")
+		}
+	})
+	return h
+}
+
+func loaded(t *testing.T, loader *fakeLoader) *harness {
+	t.Helper()
+	h := newHarness(t, testRoot(t), loader, router.Limits{})
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// do sends a request and decodes a JSON answer into a generic map.
+func (h *harness) do(method, path, body string) (int, map[string]any) {
+	h.t.Helper()
+	status, raw := h.raw(method, path, body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		h.t.Fatalf("%s %s: answer is not JSON (%v): %s", method, path, err, raw)
+	}
+	return status, out
+}
+
+func (h *harness) raw(method, path, body string) (int, []byte) {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.http.URL+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp, err := h.http.Client().Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp.StatusCode, raw
+}
+
+// errorCode extracts error.code from a JSON error answer.
+func errorCode(t *testing.T, body map[string]any) string {
+	t.Helper()
+	e, ok := body["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("not an error answer: %v", body)
+	}
+	if msg, _ := e["message"].(string); msg == "" {
+		t.Errorf("error without a message: %v", body)
+	}
+	code, _ := e["code"].(string)
+	return code
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,183 @@
+// Package router serves lorakit classifiers over HTTP. Models come from a discovery scan of a models root,
+// are loaded by a Loader (the native one lives in router/native) and served as an immutable generation that
+// a reload replaces atomically; a replaced generation closes its models after its last in-flight request.
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"lorakit/discovery"
+)
+
+// Classifier runs one loaded model on a batch of texts. Implementations must be safe for concurrent use.
+type Classifier interface {
+	Classify(texts []string) (*Output, error)
+}
+
+// Output is a Classifier's answer for a batch of n texts.
+type Output struct {
+	Labels []string // label names, index order
+	// Probabilities is row-major [n, len(Labels)]: the softmax of each text's logits.
+	Probabilities []float32
+	TokensIn      []int // per text, tokens before truncation
+	TokensUsed    []int // per text, tokens the model saw
+}
+
+// ErrInvalidInput marks classifier errors caused by the request (answered 400, not 500).
+var ErrInvalidInput = errors.New("invalid input")
+
+// Loader turns a discovery catalog into loaded classifiers.
+type Loader interface {
+	Load(ctx context.Context, cat *discovery.Catalog) (*LoadedSet, error)
+}
+
+// LoadedModel is one model a Loader made servable.
+type LoadedModel struct {
+	Info       *discovery.Model
+	Classifier Classifier
+	// GoldenVerified is true when the model reproduced its golden vectors at load.
+	GoldenVerified bool
+}
+
+// LoadFailure is a discovered model the loader refused (load error, failed parity check, ...).
+type LoadFailure struct {
+	Info *discovery.Model
+	Err  error
+}
+
+// LoadedSet is what a Loader returns. Closers are closed, in order, once the generation retires.
+type LoadedSet struct {
+	Models  []LoadedModel
+	Failed  []LoadFailure
+	Closers []io.Closer
+}
+
+// generation is an immutable set of served models with a reference count: the server holds one reference
+// while the generation is current and every request holds one while it runs.
+type generation struct {
+	id       uint64
+	catalog  *discovery.Catalog
+	byID     map[string]*LoadedModel
+	byTask   map[string]*LoadedModel // serving task -> the model that wins it
+	tasks    []string                // sorted serving task names
+	models   []*LoadedModel          // sorted by ID
+	failed   []LoadFailure
+	closers  []io.Closer
+	refs     atomic.Int64
+	closed   chan struct{}
+	closeErr error
+	logger   *slog.Logger
+}
+
+func newGeneration(id uint64, cat *discovery.Catalog, set *LoadedSet, prio discovery.Priority, logger *slog.Logger) *generation {
+	g := &generation{
+		id: id, catalog: cat, byID: map[string]*LoadedModel{}, byTask: map[string]*LoadedModel{},
+		failed: set.Failed, closers: set.Closers, closed: make(chan struct{}), logger: logger,
+	}
+	infos := make([]*discovery.Model, 0, len(set.Models))
+	for i := range set.Models {
+		m := &set.Models[i]
+		g.byID[m.Info.ID] = m
+		g.models = append(g.models, m)
+		infos = append(infos, m.Info)
+	}
+	sort.Slice(g.models, func(i, j int) bool { return g.models[i].Info.ID < g.models[j].Info.ID })
+	winners := discovery.Assign(infos, prio)
+	for task, winner := range winners {
+		g.byTask[task] = g.byID[winner.ID]
+	}
+	g.tasks = discovery.SortedTasks(winners)
+	g.refs.Store(1) // the server's reference, dropped when a newer generation replaces this one
+	return g
+}
+
+// tryAcquire takes a reference unless the generation already closed.
+func (g *generation) tryAcquire() bool {
+	for {
+		n := g.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if g.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference; the last one closes every model of the generation.
+func (g *generation) release() {
+	if g.refs.Add(-1) != 0 {
+		return
+	}
+	var errs []error
+	for _, c := range g.closers {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	g.closeErr = errors.Join(errs...)
+	if g.closeErr != nil {
+		g.logger.Error("closing generation", "generation", g.id, "error", g.closeErr.Error())
+	} else {
+		g.logger.Info("generation closed", "generation", g.id, "models", len(g.models))
+	}
+	close(g.closed)
+}
+
+// resolve finds the model for a serving task, or else a model ID (every model stays addressable by ID).
+func (g *generation) resolve(name string) *LoadedModel {
+	if m, ok := g.byTask[name]; ok {
+		return m
+	}
+	return g.byID[name]
+}
+
+// servingTask reports the task a model serves, or "" when another model wins its task.
+func (g *generation) servingTask(m *LoadedModel) string {
+	if g.byTask[m.Info.ServingTask] == m {
+		return m.Info.ServingTask
+	}
+	return ""
+}
+
+// current holds the generation that new requests use.
+type current struct {
+	ptr atomic.Pointer[generation]
+	mu  sync.Mutex // serialises swaps so each retired generation is released exactly once
+}
+
+// acquire returns the current generation with a reference taken, or nil when none is loaded. The retry
+// covers the window where a swap retires the generation between Load and tryAcquire.
+func (c *current) acquire() *generation {
+	for attempt := 0; attempt < 1000; attempt++ {
+		g := c.ptr.Load()
+		if g == nil {
+			return nil
+		}
+		if !g.tryAcquire() {
+			continue
+		}
+		if c.ptr.Load() == g {
+			return g
+		}
+		g.release() // replaced meanwhile: prefer the newer one
+	}
+	return nil
+}
+
+// swap installs next (nil retires the current one) and drops the server's reference to the previous one.
+func (c *current) swap(next *generation) *generation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	prev := c.ptr.Swap(next)
+	if prev != nil {
+		prev.release()
+	}
+	return prev
+}

@@ -1,0 +1,216 @@
+package router_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"lorakit/discovery/discoverytest"
+)
+
+func allClosed(models []*fakeClassifier) bool {
+	for _, m := range models {
+		if !m.closed.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+func noneClosed(models []*fakeClassifier) bool {
+	for _, m := range models {
+		if m.closed.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Requests hammer the router while generations are swapped underneath: none may fail, none may reach a
+// closed model, and every retired generation must end up closed.
+func TestReloadUnderConcurrentLoad(t *testing.T) {
+	loader := &fakeLoader{}
+	h := loaded(t, loader)
+	const workers, reloads = 8, 20
+	var ok, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 10000; i++ { // bounded; normally ended by stop
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				path, body := "/api/v1/classify", `{"text": "weather", "task": "intent"}`
+				if i%2 == 1 {
+					path, body = "/api/v1/classify/batch", `{"texts": ["weather", "email"], "task_type": "all"}`
+				}
+				status, raw := h.raw("POST", path, body)
+				if status != 200 {
+					failed.Add(1)
+					t.Errorf("worker %d: %s: %d %s", w, path, status, raw)
+					return
+				}
+				ok.Add(1)
+			}
+		}(w)
+	}
+	for i := 0; i < reloads; i++ {
+		if err := h.srv.Reload(context.Background()); err != nil {
+			t.Errorf("reload %d: %v", i, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || ok.Load() == 0 {
+		t.Fatalf("%d requests ok, %d failed", ok.Load(), failed.Load())
+	}
+	if n := loader.misuse.Load(); n != 0 {
+		t.Fatalf("%d calls reached a closed model", n)
+	}
+	for i := 0; i < reloads; i++ { // generations 1..reloads are retired
+		gen := loader.generation(i)
+		waitFor(t, fmt.Sprintf("generation %d to close", i+1), func() bool { return allClosed(gen) })
+	}
+	if current := loader.generation(reloads); !noneClosed(current) {
+		t.Fatal("current generation was closed")
+	}
+	if g := h.srv.Generation(); g != reloads+1 {
+		t.Fatalf("generation %d, want %d", g, reloads+1)
+	}
+	t.Logf("%d requests served across %d reloads", ok.Load(), reloads)
+}
+
+// An in-flight request keeps its generation open across a reload; new requests use the new generation.
+func TestOldGenerationClosesAfterInFlightRequest(t *testing.T) {
+	gate := make(chan struct{})
+	openGate := sync.OnceFunc(func() { close(gate) })
+	defer openGate() // a failed assertion must not leave the request blocked
+	entered := make(chan struct{}, 1)
+	loader := &fakeLoader{gate: gate, entered: entered}
+	h := loaded(t, loader)
+
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	done := make(chan answer, 1)
+	go func() {
+		status, body := h.do("POST", "/api/v1/classify", `{"text": "music", "task": "intent"}`)
+		done <- answer{status, body}
+	}()
+	<-entered // the request is inside Classify of generation 1
+
+	loader.set(func(l *fakeLoader) { l.gate, l.entered = nil, nil })
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	old := loader.generation(0)
+	status, body := h.do("POST", "/api/v1/classify", `{"text": "music", "task": "intent"}`)
+	if status != 200 || body["generation"].(float64) != 2 {
+		t.Fatalf("new request: %d %v", status, body)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if !noneClosed(old) {
+		t.Fatal("old generation closed while a request was in flight")
+	}
+	openGate()
+	a := <-done
+	if a.status != 200 || a.body["generation"].(float64) != 1 || a.body["label"] != "music" {
+		t.Fatalf("in-flight request: %d %v", a.status, a.body)
+	}
+	waitFor(t, "old generation to close", func() bool { return allClosed(old) })
+	if !noneClosed(loader.generation(1)) {
+		t.Fatal("new generation closed")
+	}
+}
+
+func TestFailedReloadKeepsServing(t *testing.T) {
+	loader := &fakeLoader{}
+	h := loaded(t, loader)
+	loader.set(func(l *fakeLoader) { l.fail = errors.New("out of memory") })
+	if err := h.srv.Reload(context.Background()); err == nil {
+		t.Fatal("reload with a failing loader succeeded")
+	}
+	status, body := h.do("POST", "/api/v1/classify", `{"text": "music", "task": "intent"}`)
+	if status != 200 || body["generation"].(float64) != 1 {
+		t.Fatalf("after failed reload: %d %v", status, body)
+	}
+	if !noneClosed(loader.generation(0)) {
+		t.Fatal("a failed reload closed the serving generation")
+	}
+	// The models root disappearing is a failed reload too.
+	loader.set(func(l *fakeLoader) { l.fail = nil })
+	moved := h.root + ".moved"
+	if err := os.Rename(h.root, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err == nil {
+		t.Fatal("reload of a missing root succeeded")
+	}
+	if status, _ := h.do("POST", "/api/v1/classify", `{"text": "music", "task": "intent"}`); status != 200 {
+		t.Fatalf("after missing root: %d", status)
+	}
+	_, raw := h.raw("GET", "/metrics", "")
+	if want := `lorakit_router_reloads_total{result="failure"} 2`; !strings.Contains(string(raw), want) {
+		t.Errorf("metrics lack %s", want)
+	}
+	if err := os.Rename(moved, h.root); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPollReloadsWhenManifestsChange(t *testing.T) {
+	loader := &fakeLoader{}
+	h := loaded(t, loader)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	polled := make(chan struct{})
+	go func() {
+		h.srv.Poll(ctx, 10*time.Millisecond)
+		close(polled)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if g := h.srv.Generation(); g != 1 {
+		t.Fatalf("poll reloaded without a change: generation %d", g)
+	}
+	discoverytest.WriteModel(t, h.root, "sentiment", discoverytest.Spec{Labels: []string{"neg", "pos"}})
+	waitFor(t, "poll to load the new model", func() bool { return h.srv.Generation() == 2 })
+	status, body := h.do("POST", "/api/v1/classify", `{"text": "pos", "task": "sentiment"}`)
+	if status != 200 || body["label"] != "pos" {
+		t.Errorf("new model: %d %v", status, body)
+	}
+	if err := os.RemoveAll(filepath.Join(h.root, "sentiment")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "poll to drop the removed model", func() bool { return h.srv.Generation() == 3 })
+	if status, _ := h.do("POST", "/api/v1/classify", `{"text": "pos", "task": "sentiment"}`); status != 404 {
+		t.Errorf("removed model still served: %d", status)
+	}
+	cancel()
+	<-polled
+}
