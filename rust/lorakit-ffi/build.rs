@@ -4,11 +4,13 @@
 use std::path::PathBuf;
 
 fn main() {
-    let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let crate_dir =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
 
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("valid cbindgen.toml");
+    let config =
+        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("valid cbindgen.toml");
     let bindings = cbindgen::Builder::new()
         .with_crate(&crate_dir)
         .with_config(config)
@@ -19,7 +21,8 @@ fn main() {
     bindings.write(&mut rendered);
     let header = crate_dir.join("include").join("lorakit.h");
     if std::fs::read(&header).ok().as_deref() != Some(rendered.as_slice()) {
-        std::fs::create_dir_all(header.parent().expect("header has a parent")).expect("create include/");
+        std::fs::create_dir_all(header.parent().expect("header has a parent"))
+            .expect("create include/");
         std::fs::write(&header, &rendered).expect("write include/lorakit.h");
     }
 }

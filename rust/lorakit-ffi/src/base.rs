@@ -171,7 +171,9 @@ mod tests {
 
     fn message(err: *mut c_char) -> String {
         assert!(!err.is_null(), "an error message is expected");
-        let text = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+        let text = unsafe { CStr::from_ptr(err) }
+            .to_string_lossy()
+            .into_owned();
         unsafe { lorakit_string_free(err) };
         text
     }
@@ -181,23 +183,48 @@ mod tests {
         let mut err = ptr::null_mut();
         unsafe {
             let mut out = ptr::null_mut();
-            assert_eq!(lorakit_base_load(ptr::null(), ptr::null(), &mut out, &mut err), LORAKIT_INPUT);
+            assert_eq!(
+                lorakit_base_load(ptr::null(), ptr::null(), &mut out, &mut err),
+                LORAKIT_INPUT
+            );
             assert_eq!(message(err), "dir is NULL");
-            assert_eq!(lorakit_base_add_adapter(ptr::null(), c"a".as_ptr(), c"/d".as_ptr(), &mut err), LORAKIT_INPUT);
+            assert_eq!(
+                lorakit_base_add_adapter(ptr::null(), c"a".as_ptr(), c"/d".as_ptr(), &mut err),
+                LORAKIT_INPUT
+            );
             assert_eq!(message(err), "base is NULL");
             let mut removed = true;
-            assert_eq!(lorakit_base_remove_adapter(ptr::null(), c"a".as_ptr(), &mut removed, &mut err), LORAKIT_INPUT);
+            assert_eq!(
+                lorakit_base_remove_adapter(ptr::null(), c"a".as_ptr(), &mut removed, &mut err),
+                LORAKIT_INPUT
+            );
             assert_eq!(message(err), "base is NULL");
             let mut list = ptr::null_mut();
-            assert_eq!(lorakit_base_adapters(ptr::null(), &mut list, &mut err), LORAKIT_INPUT);
+            assert_eq!(
+                lorakit_base_adapters(ptr::null(), &mut list, &mut err),
+                LORAKIT_INPUT
+            );
             assert_eq!(message(err), "base is NULL");
-            assert_eq!(lorakit_base_labels(ptr::null(), c"a".as_ptr(), &mut list, &mut err), LORAKIT_INPUT);
+            assert_eq!(
+                lorakit_base_labels(ptr::null(), c"a".as_ptr(), &mut list, &mut err),
+                LORAKIT_INPUT
+            );
             assert_eq!(message(err), "base is NULL");
             let mut result = ptr::null_mut();
-            let status = lorakit_base_classify(ptr::null(), ptr::null(), 0, c"a".as_ptr(), &mut result, &mut err);
+            let status = lorakit_base_classify(
+                ptr::null(),
+                ptr::null(),
+                0,
+                c"a".as_ptr(),
+                &mut result,
+                &mut err,
+            );
             assert_eq!(status, LORAKIT_INPUT);
             assert_eq!(message(err), "base is NULL");
-            assert_eq!(lorakit_base_adapters(ptr::null(), ptr::null_mut(), &mut err), LORAKIT_INPUT);
+            assert_eq!(
+                lorakit_base_adapters(ptr::null(), ptr::null_mut(), &mut err),
+                LORAKIT_INPUT
+            );
             assert_eq!(message(err), "out is NULL");
             lorakit_base_free(ptr::null_mut());
         }

@@ -60,7 +60,10 @@ pub unsafe extern "C" fn lorakit_string_free(s: *mut c_char) {
 }
 
 /// Runs `body` with the panic guard and turns its outcome into a status plus an owned message.
-pub(crate) fn guarded(err_out: *mut *mut c_char, body: impl FnOnce() -> Result<(), Error>) -> LorakitStatus {
+pub(crate) fn guarded(
+    err_out: *mut *mut c_char,
+    body: impl FnOnce() -> Result<(), Error>,
+) -> LorakitStatus {
     if !err_out.is_null() {
         // SAFETY: the caller passes NULL or a writable `char *` slot.
         unsafe { *err_out = ptr::null_mut() };
@@ -68,7 +71,10 @@ pub(crate) fn guarded(err_out: *mut *mut c_char, body: impl FnOnce() -> Result<(
     let (status, message) = match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => return LORAKIT_OK,
         Ok(Err(error)) => (error.kind() as LorakitStatus, detail(&error)),
-        Err(payload) => (LORAKIT_INTERNAL, format!("panic in lorakit: {}", panic_text(payload.as_ref()))),
+        Err(payload) => (
+            LORAKIT_INTERNAL,
+            format!("panic in lorakit: {}", panic_text(payload.as_ref())),
+        ),
     };
     if !err_out.is_null() {
         // SAFETY: as above.
@@ -160,7 +166,7 @@ mod tests {
 
     #[test]
     fn ok_clears_the_error_slot() {
-        let mut err: *mut c_char = 0x1 as *mut c_char;
+        let mut err: *mut c_char = ptr::dangling_mut();
         assert_eq!(guarded(&mut err, || Ok(())), LORAKIT_OK);
         assert!(err.is_null());
     }
@@ -180,7 +186,9 @@ mod tests {
     #[test]
     fn core_error_kind_becomes_status_and_detail() {
         let mut err = ptr::null_mut();
-        let status = guarded(&mut err, || Err(Error::Format("checksum mismatch: model.safetensors".into())));
+        let status = guarded(&mut err, || {
+            Err(Error::Format("checksum mismatch: model.safetensors".into()))
+        });
         assert_eq!(status, LORAKIT_FORMAT);
         assert_eq!(take(err), "checksum mismatch: model.safetensors");
 
@@ -192,7 +200,10 @@ mod tests {
 
     #[test]
     fn null_error_slot_is_allowed() {
-        assert_eq!(guarded(ptr::null_mut(), || Err(Error::Input("x".into()))), LORAKIT_INPUT);
+        assert_eq!(
+            guarded(ptr::null_mut(), || Err(Error::Input("x".into()))),
+            LORAKIT_INPUT
+        );
         assert_eq!(guarded(ptr::null_mut(), || panic!("y")), LORAKIT_INTERNAL);
     }
 
@@ -205,11 +216,16 @@ mod tests {
 
     #[test]
     fn string_arguments_are_checked() {
-        assert!(matches!(unsafe { arg_str(ptr::null(), "dir") }, Err(Error::Input(m)) if m == "dir is NULL"));
+        assert!(
+            matches!(unsafe { arg_str(ptr::null(), "dir") }, Err(Error::Input(m)) if m == "dir is NULL")
+        );
         let bad = [0xffu8, 0xfe, 0];
         let got = unsafe { arg_str(bad.as_ptr().cast(), "dir") };
         assert!(matches!(got, Err(Error::Input(m)) if m.starts_with("dir is not valid UTF-8")));
-        assert_eq!(unsafe { arg_str(c"héllo".as_ptr(), "dir") }.unwrap(), "héllo");
+        assert_eq!(
+            unsafe { arg_str(c"héllo".as_ptr(), "dir") }.unwrap(),
+            "héllo"
+        );
     }
 
     #[test]
@@ -231,7 +247,11 @@ mod tests {
 
     #[test]
     fn status_names_are_stable() {
-        let name = |s| unsafe { CStr::from_ptr(lorakit_status_string(s)) }.to_str().unwrap();
+        let name = |s| {
+            unsafe { CStr::from_ptr(lorakit_status_string(s)) }
+                .to_str()
+                .unwrap()
+        };
         assert_eq!(name(LORAKIT_OK), "ok");
         assert_eq!(name(LORAKIT_FORMAT), "format");
         assert_eq!(name(LORAKIT_INTERNAL), "internal");

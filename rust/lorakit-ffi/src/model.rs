@@ -1,6 +1,8 @@
 //! Model handles: one lorakit model directory, merged or base + adapter at runtime.
 
-use crate::guard::{arg_ref, arg_str, c_string_lossless, check_out, guarded, guarded_value, LorakitStatus};
+use crate::guard::{
+    arg_ref, arg_str, c_string_lossless, check_out, guarded, guarded_value, LorakitStatus,
+};
 use crate::options::{load_options, LorakitOptions};
 use crate::results::{LorakitEncoding, LorakitResult, LorakitStrings};
 use crate::texts::{borrow_texts, LorakitText};
@@ -142,7 +144,9 @@ pub unsafe extern "C" fn lorakit_model_time_classify(
 /// `model` must be NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_model_num_labels(model: *const LorakitModel) -> usize {
-    guarded_value(0, || unsafe { model.as_ref() }.map_or(0, |m| m.labels.len()))
+    guarded_value(0, || {
+        unsafe { model.as_ref() }.map_or(0, |m| m.labels.len())
+    })
 }
 
 /// Label `index` in index order; borrowed, valid while the model lives (NULL when out of range).
@@ -150,8 +154,13 @@ pub unsafe extern "C" fn lorakit_model_num_labels(model: *const LorakitModel) ->
 /// # Safety
 /// `model` must be NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn lorakit_model_label(model: *const LorakitModel, index: usize) -> *const c_char {
-    guarded_value(ptr::null(), || unsafe { model.as_ref() }.map_or(ptr::null(), |m| m.labels.get(index)))
+pub unsafe extern "C" fn lorakit_model_label(
+    model: *const LorakitModel,
+    index: usize,
+) -> *const c_char {
+    guarded_value(ptr::null(), || {
+        unsafe { model.as_ref() }.map_or(ptr::null(), |m| m.labels.get(index))
+    })
 }
 
 /// Model name from the manifest; borrowed, valid while the model lives (NULL for a NULL handle).
@@ -160,7 +169,9 @@ pub unsafe extern "C" fn lorakit_model_label(model: *const LorakitModel, index: 
 /// `model` must be NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_model_name(model: *const LorakitModel) -> *const c_char {
-    guarded_value(ptr::null(), || unsafe { model.as_ref() }.map_or(ptr::null(), |m| m.name.as_ptr()))
+    guarded_value(ptr::null(), || {
+        unsafe { model.as_ref() }.map_or(ptr::null(), |m| m.name.as_ptr())
+    })
 }
 
 /// Task from the manifest (e.g. "sequence_classification"); borrowed like `lorakit_model_name`.
@@ -169,7 +180,9 @@ pub unsafe extern "C" fn lorakit_model_name(model: *const LorakitModel) -> *cons
 /// `model` must be NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_model_task(model: *const LorakitModel) -> *const c_char {
-    guarded_value(ptr::null(), || unsafe { model.as_ref() }.map_or(ptr::null(), |m| m.task.as_ptr()))
+    guarded_value(ptr::null(), || {
+        unsafe { model.as_ref() }.map_or(ptr::null(), |m| m.task.as_ptr())
+    })
 }
 
 /// Maximum tokens per text (0 for a NULL handle).
@@ -200,7 +213,9 @@ mod tests {
 
     fn message(err: *mut c_char) -> String {
         assert!(!err.is_null(), "an error message is expected");
-        let text = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+        let text = unsafe { CStr::from_ptr(err) }
+            .to_string_lossy()
+            .into_owned();
         unsafe { lorakit_string_free(err) };
         text
     }
@@ -208,18 +223,23 @@ mod tests {
     #[test]
     fn load_rejects_null_arguments_before_touching_the_core() {
         let mut err = ptr::null_mut();
-        let mut out = 0x1 as *mut LorakitModel;
-        let status = unsafe { lorakit_model_load(ptr::null(), true, ptr::null(), &mut out, &mut err) };
+        let mut out: *mut LorakitModel = ptr::dangling_mut();
+        let status =
+            unsafe { lorakit_model_load(ptr::null(), true, ptr::null(), &mut out, &mut err) };
         assert_eq!(status, LORAKIT_INPUT);
         assert!(out.is_null(), "out is cleared on failure");
         assert_eq!(message(err), "dir is NULL");
 
-        let status = unsafe { lorakit_model_load(c"/x".as_ptr(), true, ptr::null(), ptr::null_mut(), &mut err) };
+        let status = unsafe {
+            lorakit_model_load(c"/x".as_ptr(), true, ptr::null(), ptr::null_mut(), &mut err)
+        };
         assert_eq!(status, LORAKIT_INPUT);
         assert_eq!(message(err), "out is NULL");
 
         let bad = [b'/', 0xff, 0];
-        let status = unsafe { lorakit_model_load(bad.as_ptr().cast(), true, ptr::null(), &mut out, &mut err) };
+        let status = unsafe {
+            lorakit_model_load(bad.as_ptr().cast(), true, ptr::null(), &mut out, &mut err)
+        };
         assert_eq!(status, LORAKIT_INPUT);
         assert!(message(err).starts_with("dir is not valid UTF-8"));
     }
@@ -228,15 +248,19 @@ mod tests {
     fn calls_on_a_null_model_are_input_errors() {
         let mut err = ptr::null_mut();
         let mut result = ptr::null_mut();
-        let status = unsafe { lorakit_model_classify(ptr::null(), ptr::null(), 0, &mut result, &mut err) };
+        let status =
+            unsafe { lorakit_model_classify(ptr::null(), ptr::null(), 0, &mut result, &mut err) };
         assert_eq!(status, LORAKIT_INPUT);
         assert_eq!(message(err), "model is NULL");
         let mut encoding = ptr::null_mut();
-        let status = unsafe { lorakit_model_tokenize(ptr::null(), ptr::null(), 0, &mut encoding, &mut err) };
+        let status =
+            unsafe { lorakit_model_tokenize(ptr::null(), ptr::null(), 0, &mut encoding, &mut err) };
         assert_eq!(status, LORAKIT_INPUT);
         assert_eq!(message(err), "model is NULL");
         let mut ns = 0u64;
-        let status = unsafe { lorakit_model_time_classify(ptr::null(), ptr::null(), 0, 1, &mut ns, &mut err) };
+        let status = unsafe {
+            lorakit_model_time_classify(ptr::null(), ptr::null(), 0, 1, &mut ns, &mut err)
+        };
         assert_eq!(status, LORAKIT_INPUT);
         assert_eq!(message(err), "model is NULL");
     }

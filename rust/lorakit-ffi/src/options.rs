@@ -49,23 +49,50 @@ mod tests {
     fn null_and_zero_mean_defaults() {
         let defaults = LoadOptions::default();
         let got = unsafe { load_options(ptr::null()) }.unwrap();
-        assert_eq!((got.verify_checksums, got.threads, got.max_batch), (true, None, defaults.max_batch));
-        let zero = LorakitOptions { device: ptr::null(), threads: 0, skip_checksums: false, max_batch: 0 };
+        assert_eq!(
+            (got.verify_checksums, got.threads, got.max_batch),
+            (true, None, defaults.max_batch)
+        );
+        let zero = LorakitOptions {
+            device: ptr::null(),
+            threads: 0,
+            skip_checksums: false,
+            max_batch: 0,
+        };
         let got = unsafe { load_options(&zero) }.unwrap();
-        assert_eq!((got.device, got.threads, got.max_batch), (DeviceSpec::Cpu, None, defaults.max_batch));
+        assert_eq!(
+            (got.device, got.threads, got.max_batch),
+            (DeviceSpec::Cpu, None, defaults.max_batch)
+        );
     }
 
     #[test]
     fn fields_are_carried_over() {
-        let opts = LorakitOptions { device: c"".as_ptr(), threads: 3, skip_checksums: true, max_batch: 4096 };
+        let opts = LorakitOptions {
+            device: c"".as_ptr(),
+            threads: 3,
+            skip_checksums: true,
+            max_batch: 4096,
+        };
         let got = unsafe { load_options(&opts) }.unwrap();
-        assert_eq!((got.verify_checksums, got.threads, got.max_batch), (false, Some(3), 4096));
+        assert_eq!(
+            (got.verify_checksums, got.threads, got.max_batch),
+            (false, Some(3), 4096)
+        );
     }
 
     #[test]
     fn bad_device_text_is_an_input_error() {
         let bad = [0xffu8, 0];
-        let opts = LorakitOptions { device: bad.as_ptr().cast(), threads: 0, skip_checksums: false, max_batch: 0 };
-        assert!(matches!(unsafe { load_options(&opts) }, Err(Error::Input(_))));
+        let opts = LorakitOptions {
+            device: bad.as_ptr().cast(),
+            threads: 0,
+            skip_checksums: false,
+            max_batch: 0,
+        };
+        assert!(matches!(
+            unsafe { load_options(&opts) },
+            Err(Error::Input(_))
+        ));
     }
 }

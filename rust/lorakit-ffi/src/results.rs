@@ -17,7 +17,11 @@ impl LorakitResult {
     pub(crate) fn new(classification: Classification) -> Self {
         let probabilities = classification.probabilities();
         let labels = LorakitStrings::new(&classification.labels);
-        LorakitResult { classification, probabilities, labels }
+        LorakitResult {
+            classification,
+            probabilities,
+            labels,
+        }
     }
 }
 
@@ -39,7 +43,12 @@ pub struct LorakitStrings {
 
 impl LorakitStrings {
     pub(crate) fn new<S: AsRef<str>>(items: &[S]) -> Self {
-        LorakitStrings { items: items.iter().map(|s| c_string_lossless(s.as_ref())).collect() }
+        LorakitStrings {
+            items: items
+                .iter()
+                .map(|s| c_string_lossless(s.as_ref()))
+                .collect(),
+        }
     }
 
     pub(crate) fn get(&self, index: usize) -> *const c_char {
@@ -68,7 +77,9 @@ fn data_or_null<T>(items: &[T]) -> *const T {
 /// `r` must be NULL or a live result.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_result_num_texts(r: *const LorakitResult) -> usize {
-    guarded_value(0, || unsafe { r.as_ref() }.map_or(0, |r| r.classification.num_texts))
+    guarded_value(0, || {
+        unsafe { r.as_ref() }.map_or(0, |r| r.classification.num_texts)
+    })
 }
 
 /// Number of labels (columns).
@@ -77,7 +88,9 @@ pub unsafe extern "C" fn lorakit_result_num_texts(r: *const LorakitResult) -> us
 /// `r` must be NULL or a live result.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_result_num_labels(r: *const LorakitResult) -> usize {
-    guarded_value(0, || unsafe { r.as_ref() }.map_or(0, |r| r.classification.num_labels))
+    guarded_value(0, || {
+        unsafe { r.as_ref() }.map_or(0, |r| r.classification.num_labels)
+    })
 }
 
 /// Row-major `[num_texts, num_labels]` logits.
@@ -86,7 +99,9 @@ pub unsafe extern "C" fn lorakit_result_num_labels(r: *const LorakitResult) -> u
 /// `r` must be NULL or a live result.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_result_logits(r: *const LorakitResult) -> *const f32 {
-    guarded_value(ptr::null(), || unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.classification.logits)))
+    guarded_value(ptr::null(), || {
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.classification.logits))
+    })
 }
 
 /// Row-major softmax probabilities, same shape as the logits (computed by the core).
@@ -95,7 +110,9 @@ pub unsafe extern "C" fn lorakit_result_logits(r: *const LorakitResult) -> *cons
 /// `r` must be NULL or a live result.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_result_probabilities(r: *const LorakitResult) -> *const f32 {
-    guarded_value(ptr::null(), || unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.probabilities)))
+    guarded_value(ptr::null(), || {
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.probabilities))
+    })
 }
 
 /// Per text: tokens produced before truncation (`num_texts` entries).
@@ -104,7 +121,9 @@ pub unsafe extern "C" fn lorakit_result_probabilities(r: *const LorakitResult) -
 /// `r` must be NULL or a live result.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_result_tokens_in(r: *const LorakitResult) -> *const usize {
-    guarded_value(ptr::null(), || unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.classification.tokens_in)))
+    guarded_value(ptr::null(), || {
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.classification.tokens_in))
+    })
 }
 
 /// Per text: tokens actually used (`num_texts` entries).
@@ -123,8 +142,13 @@ pub unsafe extern "C" fn lorakit_result_tokens_used(r: *const LorakitResult) -> 
 /// # Safety
 /// `r` must be NULL or a live result.
 #[no_mangle]
-pub unsafe extern "C" fn lorakit_result_label(r: *const LorakitResult, index: usize) -> *const c_char {
-    guarded_value(ptr::null(), || unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.labels.get(index)))
+pub unsafe extern "C" fn lorakit_result_label(
+    r: *const LorakitResult,
+    index: usize,
+) -> *const c_char {
+    guarded_value(ptr::null(), || {
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.labels.get(index))
+    })
 }
 
 /// Releases a result. Accepts NULL.
@@ -144,7 +168,9 @@ pub unsafe extern "C" fn lorakit_result_free(r: *mut LorakitResult) {
 /// `e` must be NULL or a live encoding.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_encoding_num_texts(e: *const LorakitEncoding) -> usize {
-    guarded_value(0, || unsafe { e.as_ref() }.map_or(0, |e| e.encoding.num_texts))
+    guarded_value(0, || {
+        unsafe { e.as_ref() }.map_or(0, |e| e.encoding.num_texts)
+    })
 }
 
 /// Padded sequence length (columns).
@@ -153,7 +179,9 @@ pub unsafe extern "C" fn lorakit_encoding_num_texts(e: *const LorakitEncoding) -
 /// `e` must be NULL or a live encoding.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_encoding_seq_len(e: *const LorakitEncoding) -> usize {
-    guarded_value(0, || unsafe { e.as_ref() }.map_or(0, |e| e.encoding.seq_len))
+    guarded_value(0, || {
+        unsafe { e.as_ref() }.map_or(0, |e| e.encoding.seq_len)
+    })
 }
 
 /// Row-major `[num_texts, seq_len]` token ids.
@@ -162,7 +190,9 @@ pub unsafe extern "C" fn lorakit_encoding_seq_len(e: *const LorakitEncoding) -> 
 /// `e` must be NULL or a live encoding.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_encoding_input_ids(e: *const LorakitEncoding) -> *const i64 {
-    guarded_value(ptr::null(), || unsafe { e.as_ref() }.map_or(ptr::null(), |e| data_or_null(&e.encoding.input_ids)))
+    guarded_value(ptr::null(), || {
+        unsafe { e.as_ref() }.map_or(ptr::null(), |e| data_or_null(&e.encoding.input_ids))
+    })
 }
 
 /// Row-major `[num_texts, seq_len]` attention mask (1 = token, 0 = padding).
@@ -201,8 +231,13 @@ pub unsafe extern "C" fn lorakit_strings_len(s: *const LorakitStrings) -> usize 
 /// # Safety
 /// `s` must be NULL or a live string list.
 #[no_mangle]
-pub unsafe extern "C" fn lorakit_strings_get(s: *const LorakitStrings, index: usize) -> *const c_char {
-    guarded_value(ptr::null(), || unsafe { s.as_ref() }.map_or(ptr::null(), |s| s.get(index)))
+pub unsafe extern "C" fn lorakit_strings_get(
+    s: *const LorakitStrings,
+    index: usize,
+) -> *const c_char {
+    guarded_value(ptr::null(), || {
+        unsafe { s.as_ref() }.map_or(ptr::null(), |s| s.get(index))
+    })
 }
 
 /// Releases a string list. Accepts NULL.
@@ -239,13 +274,24 @@ mod tests {
 
     #[test]
     fn encoding_accessors_expose_the_core_data() {
-        let encoding = Encoding { num_texts: 1, seq_len: 3, input_ids: vec![101, 7, 102], attention_mask: vec![1; 3] };
+        let encoding = Encoding {
+            num_texts: 1,
+            seq_len: 3,
+            input_ids: vec![101, 7, 102],
+            attention_mask: vec![1; 3],
+        };
         let handle = Box::into_raw(Box::new(LorakitEncoding::new(encoding)));
         unsafe {
             assert_eq!(lorakit_encoding_num_texts(handle), 1);
             assert_eq!(lorakit_encoding_seq_len(handle), 3);
-            assert_eq!(std::slice::from_raw_parts(lorakit_encoding_input_ids(handle), 3), &[101, 7, 102]);
-            assert_eq!(std::slice::from_raw_parts(lorakit_encoding_attention_mask(handle), 3), &[1, 1, 1]);
+            assert_eq!(
+                std::slice::from_raw_parts(lorakit_encoding_input_ids(handle), 3),
+                &[101, 7, 102]
+            );
+            assert_eq!(
+                std::slice::from_raw_parts(lorakit_encoding_attention_mask(handle), 3),
+                &[1, 1, 1]
+            );
             lorakit_encoding_free(handle);
         }
     }
@@ -255,7 +301,12 @@ mod tests {
         let handle = Box::into_raw(Box::new(LorakitStrings::new(&["benign", "injection"])));
         unsafe {
             assert_eq!(lorakit_strings_len(handle), 2);
-            assert_eq!(CStr::from_ptr(lorakit_strings_get(handle, 1)).to_str().unwrap(), "injection");
+            assert_eq!(
+                CStr::from_ptr(lorakit_strings_get(handle, 1))
+                    .to_str()
+                    .unwrap(),
+                "injection"
+            );
             assert!(lorakit_strings_get(handle, 2).is_null());
             lorakit_strings_free(handle);
         }

@@ -17,7 +17,10 @@ pub struct LorakitText {
 ///
 /// # Safety
 /// `texts` must be NULL or point to `count` valid `LorakitText`s whose bytes outlive the returned slice.
-pub(crate) unsafe fn borrow_texts<'a>(texts: *const LorakitText, count: usize) -> Result<Vec<&'a str>, Error> {
+pub(crate) unsafe fn borrow_texts<'a>(
+    texts: *const LorakitText,
+    count: usize,
+) -> Result<Vec<&'a str>, Error> {
     if count == 0 {
         return Ok(Vec::new());
     }
@@ -33,10 +36,14 @@ pub(crate) unsafe fn borrow_texts<'a>(texts: *const LorakitText, count: usize) -
                 return Ok("");
             }
             if text.data.is_null() {
-                return Err(Error::Input(format!("text {i} has NULL data and length {}", text.len)));
+                return Err(Error::Input(format!(
+                    "text {i} has NULL data and length {}",
+                    text.len
+                )));
             }
             let bytes = unsafe { std::slice::from_raw_parts(text.data.cast::<u8>(), text.len) };
-            std::str::from_utf8(bytes).map_err(|e| Error::Input(format!("text {i} is not valid UTF-8: {e}")))
+            std::str::from_utf8(bytes)
+                .map_err(|e| Error::Input(format!("text {i} is not valid UTF-8: {e}")))
         })
         .collect()
 }
@@ -47,12 +54,22 @@ mod tests {
     use std::ptr;
 
     fn text(s: &[u8]) -> LorakitText {
-        LorakitText { data: s.as_ptr().cast(), len: s.len() }
+        LorakitText {
+            data: s.as_ptr().cast(),
+            len: s.len(),
+        }
     }
 
     #[test]
     fn borrows_texts_including_empty_and_nul() {
-        let raw = [text(b"hello"), LorakitText { data: ptr::null(), len: 0 }, text(b"a\0b")];
+        let raw = [
+            text(b"hello"),
+            LorakitText {
+                data: ptr::null(),
+                len: 0,
+            },
+            text(b"a\0b"),
+        ];
         let got = unsafe { borrow_texts(raw.as_ptr(), raw.len()) }.unwrap();
         assert_eq!(got, vec!["hello", "", "a\0b"]);
         assert!(unsafe { borrow_texts(ptr::null(), 0) }.unwrap().is_empty());
@@ -60,8 +77,17 @@ mod tests {
 
     #[test]
     fn rejects_null_and_bad_utf8() {
-        assert!(matches!(unsafe { borrow_texts(ptr::null(), 2) }, Err(Error::Input(_))));
-        let raw = [text(b"ok"), LorakitText { data: ptr::null(), len: 3 }];
+        assert!(matches!(
+            unsafe { borrow_texts(ptr::null(), 2) },
+            Err(Error::Input(_))
+        ));
+        let raw = [
+            text(b"ok"),
+            LorakitText {
+                data: ptr::null(),
+                len: 3,
+            },
+        ];
         let err = unsafe { borrow_texts(raw.as_ptr(), 2) }.unwrap_err();
         assert!(matches!(err, Error::Input(m) if m.contains("text 1")));
         let raw = [text(b"ok"), text(b"ok"), text(&[0xc3, 0x28])];
