@@ -1,0 +1,87 @@
+"""Native inference through the Rust core (PyO3 extension `lorakit._native`).
+
+`Model` loads a lorakit model directory merged or with its adapter applied at runtime; `Base` holds one base model
+with many named adapters. Every error is a subclass of `LorakitError`, one class per error kind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from ._native import (
+    Base,
+    ClassificationResult,
+    ComputeError,
+    ConfigError,
+    FormatError,
+    InputError,
+    InternalError,
+    IoError,
+    LorakitError,
+    Model,
+    ShapeError,
+    UnsupportedError,
+    __version__,
+)
+
+__all__ = [
+    "Base",
+    "ClassificationResult",
+    "ComputeError",
+    "ConfigError",
+    "FormatError",
+    "InputError",
+    "InternalError",
+    "IoError",
+    "LorakitError",
+    "Model",
+    "ShapeError",
+    "UnsupportedError",
+    "__version__",
+    "has_adapter",
+    "verify_backends",
+]
+
+
+def has_adapter(model_dir: str | Path) -> bool:
+    """True when the directory's manifest declares an adapter and the PEFT files are present."""
+    directory = Path(model_dir)
+    try:
+        manifest = json.loads((directory / "lorakit.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(manifest, dict)
+        and manifest.get("adapter") is not None
+        and (directory / "adapter_config.json").is_file()
+        and (directory / "adapter_model.safetensors").is_file()
+    )
+
+
+def verify_backends(model_dir: str | Path, threads: int | None = None) -> dict[str, dict[str, Any]]:
+    """Recompute golden.safetensors natively: {"native-merged": report, "native-runtime": report}.
+
+    Each report has max_abs_diff, argmax_equal, ids_equal, ok and worst ({row, col, expected, actual}, or
+    {error} when the model could not be loaded). "native-runtime" is present only for adapter models.
+    """
+    directory = str(model_dir)
+    backends: dict[str, Callable[[], Model]] = {
+        "native-merged": lambda: Model.load(directory, merged=True, threads=threads),
+    }
+    if has_adapter(directory):
+        backends["native-runtime"] = lambda: Model.load(directory, merged=False, threads=threads)
+    results: dict[str, dict[str, Any]] = {}
+    for name, load in backends.items():
+        try:
+            results[name] = dict(load().verify_golden())
+        except LorakitError as exc:
+            results[name] = {
+                "max_abs_diff": float("inf"),
+                "argmax_equal": False,
+                "ids_equal": False,
+                "ok": False,
+                "worst": {"error": f"{type(exc).__name__}: {exc}"},
+            }
+    return results

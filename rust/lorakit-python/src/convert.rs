@@ -1,0 +1,154 @@
+//! Conversions of core results into Python objects, and running core calls without the GIL.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use numpy::{PyArray1, PyArray2, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use lorakit_core::{Classification, DeviceSpec, Encoding, Error, GoldenReport, LoadOptions};
+
+use crate::errors::to_py;
+
+/// Runs `f` with the GIL released; a panic becomes `InternalError` instead of unwinding into Python.
+pub fn detached<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> lorakit_core::Result<T> + Send,
+) -> PyResult<T> {
+    py.detach(|| match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Internal(msg))
+        }
+    })
+    .map_err(to_py)
+}
+
+pub fn load_options(
+    device: &str,
+    threads: Option<usize>,
+    verify_checksums: bool,
+    max_batch: usize,
+) -> PyResult<LoadOptions> {
+    let device: DeviceSpec = device.parse().map_err(to_py)?;
+    Ok(LoadOptions {
+        device,
+        verify_checksums,
+        threads,
+        max_batch,
+    })
+}
+
+/// Result of `classify`: top-k labels and probabilities per text, full logits and probabilities.
+#[pyclass(module = "lorakit._native", frozen, get_all)]
+pub struct ClassificationResult {
+    /// Top-k label names per text, best first.
+    labels: Vec<Vec<String>>,
+    /// Probabilities matching `labels`.
+    scores: Vec<Vec<f32>>,
+    /// Label indices matching `labels`.
+    indices: Vec<Vec<usize>>,
+    /// float32 `[n, num_labels]`.
+    logits: Py<PyArray2<f32>>,
+    /// float32 `[n, num_labels]` softmax of `logits`.
+    probabilities: Py<PyArray2<f32>>,
+    /// All label names in index order.
+    label_names: Vec<String>,
+    tokens_in: Vec<usize>,
+    tokens_used: Vec<usize>,
+}
+
+#[pymethods]
+impl ClassificationResult {
+    fn __len__(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ClassificationResult(texts={}, labels={:?})",
+            self.labels.len(),
+            self.labels
+        )
+    }
+}
+
+fn matrix<'py>(
+    py: Python<'py>,
+    values: Vec<f32>,
+    rows: usize,
+    cols: usize,
+) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    PyArray1::from_vec(py, values).reshape([rows, cols])
+}
+
+pub fn classification(
+    py: Python<'_>,
+    c: Classification,
+    top_k: usize,
+) -> PyResult<ClassificationResult> {
+    let k = top_k.min(c.num_labels);
+    let mut labels = Vec::with_capacity(c.num_texts);
+    let mut scores = Vec::with_capacity(c.num_texts);
+    let mut indices = Vec::with_capacity(c.num_texts);
+    for i in 0..c.num_texts {
+        let best = c.top_k(i, k);
+        labels.push(best.iter().map(|(j, _)| c.labels[*j].clone()).collect());
+        scores.push(best.iter().map(|(_, p)| *p).collect());
+        indices.push(best.iter().map(|(j, _)| *j).collect());
+    }
+    let probabilities = matrix(py, c.probabilities(), c.num_texts, c.num_labels)?.unbind();
+    let logits = matrix(py, c.logits, c.num_texts, c.num_labels)?.unbind();
+    Ok(ClassificationResult {
+        labels,
+        scores,
+        indices,
+        logits,
+        probabilities,
+        label_names: c.labels,
+        tokens_in: c.tokens_in,
+        tokens_used: c.tokens_used,
+    })
+}
+
+pub fn encoding<'py>(py: Python<'py>, e: Encoding) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item(
+        "input_ids",
+        PyArray1::from_vec(py, e.input_ids).reshape([e.num_texts, e.seq_len])?,
+    )?;
+    d.set_item(
+        "attention_mask",
+        PyArray1::from_vec(py, e.attention_mask).reshape([e.num_texts, e.seq_len])?,
+    )?;
+    Ok(d)
+}
+
+pub fn golden_report<'py>(py: Python<'py>, r: &GoldenReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("num_texts", r.num_texts)?;
+    d.set_item("ids_equal", r.ids_equal)?;
+    d.set_item("argmax_equal", r.argmax_equal)?;
+    d.set_item("max_abs_diff", r.max_abs_diff as f64)?;
+    // Via the shortest decimal form, so 1e-4 reads back as 0.0001 rather than 9.99999974e-05.
+    d.set_item(
+        "tolerance",
+        r.tolerance
+            .to_string()
+            .parse::<f64>()
+            .unwrap_or(r.tolerance as f64),
+    )?;
+    let worst = PyDict::new(py);
+    worst.set_item("row", r.worst.0)?;
+    worst.set_item("col", r.worst.1)?;
+    worst.set_item("expected", r.worst.2 as f64)?;
+    worst.set_item("actual", r.worst.3 as f64)?;
+    d.set_item("worst", worst)?;
+    d.set_item("ok", r.ok)?;
+    Ok(d)
+}
