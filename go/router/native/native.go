@@ -1,0 +1,208 @@
+// Package native loads a discovery catalog through the lorakit CGO binding: each base once with all its
+// adapters (lorakit.LoadBase + AddAdapter), adapter-less models merged (lorakit.Load(dir, true, ...)), and,
+// when asked, refuses any model that does not reproduce its golden vectors.
+package native
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"lorakit/discovery"
+	"lorakit/lorakit"
+	"lorakit/router"
+)
+
+// Loader implements router.Loader with the native core.
+type Loader struct {
+	Options lorakit.Options
+	// VerifyGolden recomputes golden.safetensors of every model at load and refuses the ones that differ
+	// (or have none to check).
+	VerifyGolden bool
+	Logger       *slog.Logger
+}
+
+// Load loads every model of the catalog. Per-model problems become LoadFailures; only a cancelled context
+// is an error, and then everything loaded so far is closed.
+func (l *Loader) Load(ctx context.Context, cat *discovery.Catalog) (*router.LoadedSet, error) {
+	logger := l.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	run := &loadRun{loader: l, logger: logger, set: &router.LoadedSet{}}
+	groups, merged := cat.Plan()
+	for _, g := range groups {
+		if err := ctx.Err(); err != nil {
+			return nil, run.abort(err)
+		}
+		run.loadGroup(g)
+	}
+	for _, m := range merged {
+		if err := ctx.Err(); err != nil {
+			return nil, run.abort(err)
+		}
+		run.loadMerged(m)
+	}
+	return run.set, nil
+}
+
+type loadRun struct {
+	loader *Loader
+	logger *slog.Logger
+	set    *router.LoadedSet
+}
+
+func (r *loadRun) abort(err error) error {
+	for _, c := range r.set.Closers {
+		c.Close()
+	}
+	return fmt.Errorf("loading cancelled: %w", err)
+}
+
+func (r *loadRun) fail(m *discovery.Model, err error) {
+	r.set.Failed = append(r.set.Failed, router.LoadFailure{Info: m, Err: err})
+}
+
+func (r *loadRun) served(m *discovery.Model, c router.Classifier, verified bool) {
+	r.set.Models = append(r.set.Models, router.LoadedModel{Info: m, Classifier: c, GoldenVerified: verified})
+	r.logger.Info("model loaded", "id", m.ID, "serving_task", m.ServingTask, "mode", string(m.Mode),
+		"golden_verified", verified)
+}
+
+// loadGroup loads one base and adds each adapter under its model ID. When the base itself cannot load,
+// members that also ship merged weights are served merged instead.
+func (r *loadRun) loadGroup(g discovery.BaseGroup) {
+	base, err := lorakit.LoadBase(g.Path, r.loader.Options)
+	if err != nil {
+		for _, m := range g.Models {
+			if !m.Manifest.Lists("model.safetensors") {
+				r.fail(m, fmt.Errorf("loading base %s: %w", g.Path, err))
+				continue
+			}
+			fallback := *m
+			fallback.Mode, fallback.BasePath = discovery.ModeMerged, ""
+			fallback.Note = fmt.Sprintf("serving merged weights: base %s failed to load: %v", g.Path, err)
+			r.loadMerged(&fallback)
+		}
+		return
+	}
+	added := 0
+	for _, m := range g.Models {
+		if err := base.AddAdapter(m.ID, m.Dir); err != nil {
+			r.fail(m, fmt.Errorf("adding adapter: %w", err))
+			continue
+		}
+		c := &adapterClassifier{base: base, name: m.ID}
+		verified, err := r.verify(m, func(gold *lorakit.Golden) (*lorakit.ParityReport, error) {
+			return gold.CheckBase(base, m.ID)
+		})
+		if err != nil {
+			base.RemoveAdapter(m.ID)
+			r.fail(m, err)
+			continue
+		}
+		added++
+		r.served(m, c, verified)
+	}
+	if added == 0 {
+		base.Close()
+		return
+	}
+	r.set.Closers = append(r.set.Closers, base)
+	r.logger.Info("base loaded", "path", g.Path, "weights_sha256", g.WeightsSHA256, "adapters", added)
+}
+
+func (r *loadRun) loadMerged(m *discovery.Model) {
+	model, err := lorakit.Load(m.Dir, true, r.loader.Options)
+	if err != nil {
+		r.fail(m, fmt.Errorf("loading merged weights: %w", err))
+		return
+	}
+	verified, err := r.verify(m, func(gold *lorakit.Golden) (*lorakit.ParityReport, error) {
+		return gold.CheckModel(model)
+	})
+	if err != nil {
+		model.Close()
+		r.fail(m, err)
+		return
+	}
+	r.set.Closers = append(r.set.Closers, model)
+	r.served(m, &modelClassifier{model: model}, verified)
+}
+
+// verify runs the parity check when enabled; it returns whether the model was verified, or why it is refused.
+func (r *loadRun) verify(m *discovery.Model, check func(*lorakit.Golden) (*lorakit.ParityReport, error)) (bool, error) {
+	if !r.loader.VerifyGolden {
+		return false, nil
+	}
+	if !m.HasGolden() {
+		return false, fmt.Errorf("golden check requested but %s lists no %s", discovery.ManifestFile, discovery.GoldenFile)
+	}
+	gold, err := lorakit.ReadGolden(filepath.Join(m.Dir, discovery.GoldenFile))
+	if err != nil {
+		return false, fmt.Errorf("reading golden vectors: %w", err)
+	}
+	report, err := check(gold)
+	if err != nil {
+		return false, fmt.Errorf("recomputing golden vectors: %w", err)
+	}
+	if !report.OK {
+		return false, fmt.Errorf("golden parity failed: %s", Describe(report))
+	}
+	return true, nil
+}
+
+// Describe summarises the failing checks of a parity report in one line.
+func Describe(report *lorakit.ParityReport) string {
+	var parts []string
+	for _, c := range report.Checks {
+		if c.OK {
+			continue
+		}
+		if c.Detail != "" {
+			parts = append(parts, fmt.Sprintf("%s: %s", c.Output, c.Detail))
+			continue
+		}
+		at := fmt.Sprintf("row %d", c.Row)
+		if c.Col >= 0 {
+			at = fmt.Sprintf("[%d,%d]", c.Row, c.Col)
+		}
+		parts = append(parts, fmt.Sprintf("%s: %d mismatches, max |diff| %.3g > %.3g at %s (expected %.6g, got %.6g)",
+			c.Output, c.Mismatches, c.MaxAbsDiff, c.Tolerance, at, c.Expected, c.Got))
+	}
+	if len(parts) == 0 {
+		return "ok"
+	}
+	return strings.Join(parts, "; ")
+}
+
+type modelClassifier struct{ model *lorakit.Model }
+
+func (c *modelClassifier) Classify(texts []string) (*router.Output, error) {
+	return output(c.model.Classify(texts))
+}
+
+type adapterClassifier struct {
+	base *lorakit.Base
+	name string
+}
+
+func (c *adapterClassifier) Classify(texts []string) (*router.Output, error) {
+	return output(c.base.Classify(texts, c.name))
+}
+
+// output converts a binding result; input errors become router.ErrInvalidInput so they are answered 400.
+func output(res *lorakit.Result, err error) (*router.Output, error) {
+	if err != nil {
+		if errors.Is(err, lorakit.ErrInput) {
+			return nil, fmt.Errorf("%w: %w", router.ErrInvalidInput, err)
+		}
+		return nil, err
+	}
+	return &router.Output{Labels: res.Labels, Probabilities: res.Probabilities(), TokensIn: res.TokensIn,
+		TokensUsed: res.TokensUsed}, nil
+}
