@@ -56,12 +56,16 @@ func worstText(c lorakit.Check) string {
 	case c.Output == "argmax" || c.Output == "tokens_used":
 		return fmt.Sprintf("row %d: expected %g, got %g", c.Row, c.Expected, c.Got)
 	default:
-		return fmt.Sprintf("row %d col %d: expected %s, got %s", c.Row, c.Col, formatFloat(c.Expected),
-			formatFloat(c.Got))
+		return fmt.Sprintf("row %d col %d: expected %s, got %s", c.Row, c.Col, formatValue(c.Expected),
+			formatValue(c.Got))
 	}
 }
 
-func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', 7, 64) }
+// formatFloat prints a difference to 4 significant digits; formatValue prints an output value exactly as
+// the float32 it was, so expected and got never look equal when they differ.
+func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+func formatValue(v float64) string { return strconv.FormatFloat(v, 'g', -1, 32) }
 
 // jsonFloat keeps NaN and infinities representable: JSON numbers cannot hold them, so they become strings.
 type jsonFloat float64
