@@ -1,0 +1,130 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"lorakit/discovery"
+	"lorakit/router"
+)
+
+// config is everything the command line decides.
+type config struct {
+	models          string
+	addr            string
+	device          string
+	threads         int
+	verifyGolden    bool
+	poll            time.Duration
+	limits          router.Limits
+	priority        discovery.Priority
+	aliases         map[string]string
+	shutdownTimeout time.Duration
+	logLevel        slog.Level
+}
+
+// aliasFlag collects repeated --alias NAME=TASK values.
+type aliasFlag map[string]string
+
+func (a aliasFlag) String() string {
+	parts := make([]string, 0, len(a))
+	for k, v := range a {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (a aliasFlag) Set(s string) error {
+	name, task, ok := strings.Cut(s, "=")
+	if !ok || name == "" || task == "" {
+		return fmt.Errorf("want NAME=TASK, got %q", s)
+	}
+	if _, dup := a[name]; dup {
+		return fmt.Errorf("%s has two aliases", name)
+	}
+	a[name] = task
+	return nil
+}
+
+const usageHeader = `lorakit-router serves every lorakit model directory under --models over HTTP.
+
+Each model answers to its manifest "name" as its task (override with --alias); when several models share a
+task, --priority decides which serves it and the others stay addressable by directory name. SIGHUP (and
+--poll when manifests change) reloads without dropping requests; SIGINT/SIGTERM shut down gracefully.
+
+Flags:
+`
+
+// parseFlags reads the command line; errors are usage errors (exit status 2).
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("lorakit-router", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHeader)
+		fs.PrintDefaults()
+	}
+	def := router.DefaultLimits()
+	cfg := &config{aliases: map[string]string{}}
+	var priority, logLevel string
+	var maxBody int64
+	fs.StringVar(&cfg.models, "models", "", "models root: every subdirectory with a lorakit.json is served (required)")
+	fs.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "listen address (host:port; port 0 picks a free one)")
+	fs.StringVar(&cfg.device, "device", "cpu", `compute device: "cpu", "cuda" or "cuda:N"`)
+	fs.IntVar(&cfg.threads, "threads", 0, "compute threads per model (0 = physical cores)")
+	fs.BoolVar(&cfg.verifyGolden, "verify-golden", false, "recompute golden.safetensors at load and refuse models that differ")
+	fs.DurationVar(&cfg.poll, "poll", 0, "rescan the models root this often and reload when manifests changed (0 = only on SIGHUP)")
+	fs.IntVar(&cfg.limits.MaxBatch, "max-batch", def.MaxBatch, "most texts per batch request")
+	fs.IntVar(&cfg.limits.MaxTextBytes, "max-text-bytes", def.MaxTextBytes, "most bytes per text")
+	fs.Int64Var(&maxBody, "max-body-bytes", def.MaxBodyBytes, "most bytes per request body")
+	fs.StringVar(&priority, "priority", strings.Join(discovery.DefaultPriority(), ","), "architectures in serving preference order, best first")
+	fs.Var(aliasFlag(cfg.aliases), "alias", "NAME=TASK: serve the model with directory or manifest name NAME as TASK (repeatable)")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	cfg.limits.MaxBodyBytes = maxBody
+	var errs []error
+	if fs.NArg() != 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments: %v", fs.Args()))
+	}
+	if cfg.models == "" {
+		errs = append(errs, errors.New("--models is required"))
+	}
+	if cfg.threads < 0 {
+		errs = append(errs, fmt.Errorf("--threads must not be negative, got %d", cfg.threads))
+	}
+	if cfg.poll < 0 {
+		errs = append(errs, fmt.Errorf("--poll must not be negative, got %s", cfg.poll))
+	}
+	if cfg.limits.MaxBatch <= 0 || cfg.limits.MaxTextBytes <= 0 || cfg.limits.MaxBodyBytes <= 0 {
+		errs = append(errs, errors.New("--max-batch, --max-text-bytes and --max-body-bytes must be positive"))
+	}
+	if cfg.shutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	for name, task := range cfg.aliases {
+		if !discovery.ValidName(task) || task == discovery.AllTasks {
+			errs = append(errs, fmt.Errorf("--alias %s=%s: task names use letters, digits, '.', '_', '-' and %q is reserved", name, task, discovery.AllTasks))
+		}
+	}
+	var err error
+	if cfg.priority, err = discovery.ParsePriority(priority); err != nil {
+		errs = append(errs, fmt.Errorf("--priority: %w", err))
+	}
+	if err := cfg.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintf(stderr, "lorakit-router: %v\n", err)
+		return nil, err
+	}
+	return cfg, nil
+}
