@@ -263,10 +263,11 @@ func (s *Server) run(m *LoadedModel, task string, texts []string, opts Options) 
 
 // share splits a batch's measured time in proportion to the tokens each text used.
 func share(t TaskTiming, tokens int) float64 {
-	if t.TokensUsed <= 0 {
-		return t.InferenceMS / float64(t.Texts)
+	ms := t.InferenceMS / float64(t.Texts)
+	if t.TokensUsed > 0 {
+		ms = t.InferenceMS * float64(tokens) / float64(t.TokensUsed)
 	}
-	return t.InferenceMS * float64(tokens) / float64(t.TokensUsed)
+	return math.Round(ms*1000) / 1000 // microseconds: finer digits would be noise
 }
 
 // checkOutput guards the JSON encoder and the argmax against a malformed or non-finite model answer.

@@ -35,6 +35,7 @@ type fakeClassifier struct {
 	entered   chan struct{} // when set, receives one value per Classify call that reached the gate
 	closed    atomic.Bool
 	misuse    *atomic.Int64 // calls made after Close
+	delay     time.Duration // simulated compute time per call
 }
 
 func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
@@ -44,6 +45,7 @@ func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
 	if f.gate != nil {
 		<-f.gate
 	}
+	time.Sleep(f.delay)
 	if f.closed.Load() {
 		f.misuse.Add(1)
 		return nil, errors.New("classify on a closed model")
@@ -105,6 +107,7 @@ type fakeLoader struct {
 	behaviour map[string]string // model ID -> fakeClassifier.behaviour
 	gate      chan struct{}
 	entered   chan struct{}
+	delay     time.Duration
 	built     [][]*fakeClassifier // per generation
 	misuse    atomic.Int64
 }
@@ -124,7 +127,7 @@ func (l *fakeLoader) Load(_ context.Context, cat *discovery.Catalog) (*router.Lo
 			continue
 		}
 		f := &fakeClassifier{id: m.ID, gen: l.gen, labels: m.Manifest.Labels, maxSeqLen: m.Manifest.MaxSeqLen,
-			behaviour: l.behaviour[m.ID], gate: l.gate, entered: l.entered, misuse: &l.misuse}
+			behaviour: l.behaviour[m.ID], gate: l.gate, entered: l.entered, misuse: &l.misuse, delay: l.delay}
 		built = append(built, f)
 		set.Models = append(set.Models, router.LoadedModel{Info: m, Classifier: f, GoldenVerified: m.HasGolden()})
 		set.Closers = append(set.Closers, f)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"time"
@@ -129,7 +130,11 @@ func (s *Server) Handler() http.Handler {
 				status = http.StatusOK
 			}
 			s.metrics.observeRequest(name, status, time.Since(start))
-			s.logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
+			level := slog.LevelInfo
+			if name == "health" || name == "metrics" { // probes and scrapes would drown the access log
+				level = slog.LevelDebug
+			}
+			s.logger.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", status,
 				"duration_ms", msSince(start), "remote", r.RemoteAddr)
 		}()
 		switch {

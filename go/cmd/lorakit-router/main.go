@@ -2,7 +2,7 @@
 //
 //	lorakit-router --models ./models --addr 127.0.0.1:8080 [--verify-golden] [--poll 30s]
 //
-// See the router package for the API and config.go (or --help) for every flag.
+// go/router/README.md describes discovery, the API and reloads; --help lists every flag.
 package main
 
 import (
