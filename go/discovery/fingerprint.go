@@ -19,6 +19,9 @@ func Fingerprint(root string) (string, error) {
 	}
 	h := sha256.New()
 	for _, e := range entries { // ReadDir sorts by name
+		if ignoredName(e.Name()) != "" {
+			continue // an export in progress must not trigger a reload before its rename
+		}
 		f, err := os.Open(filepath.Join(root, e.Name(), ManifestFile))
 		if err != nil {
 			continue // not a model directory (or unreadable: Scan reports it)

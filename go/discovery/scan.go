@@ -174,12 +174,20 @@ type scanner struct {
 	baseSums map[string]baseCheck // base directory -> sha256 of its weights, hashed once per scan
 }
 
-func (s *scanner) inspect(id, dir string) (*Model, error) {
+// ignoredName says why a directory name is never a model (hidden, or an export still being written).
+func ignoredName(name string) string {
 	switch {
-	case strings.HasPrefix(id, "."):
-		return nil, fmt.Errorf("%w: hidden directory", errNotModel)
-	case strings.Contains(id, ".tmp-"):
-		return nil, fmt.Errorf("%w: temporary directory of an export in progress", errNotModel)
+	case strings.HasPrefix(name, "."):
+		return "hidden directory"
+	case strings.Contains(name, ".tmp-"):
+		return "temporary directory of an export in progress"
+	}
+	return ""
+}
+
+func (s *scanner) inspect(id, dir string) (*Model, error) {
+	if why := ignoredName(id); why != "" {
+		return nil, fmt.Errorf("%w: %s", errNotModel, why)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: no %s", errNotModel, ManifestFile)

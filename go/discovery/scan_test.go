@@ -214,7 +214,13 @@ func TestFingerprintTracksManifests(t *testing.T) {
 	if second == first {
 		t.Error("edited manifest kept the fingerprint")
 	}
-	discoverytest.WriteModel(t, root, "b", discoverytest.Spec{})
+	discoverytest.WriteModel(t, root, "b.tmp-1234", discoverytest.Spec{})
+	if fp() != second {
+		t.Error("an export in progress changed the fingerprint")
+	}
+	if err := os.Rename(filepath.Join(root, "b.tmp-1234"), filepath.Join(root, "b")); err != nil {
+		t.Fatal(err)
+	}
 	if fp() == second {
 		t.Error("new model kept the fingerprint")
 	}

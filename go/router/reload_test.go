@@ -198,13 +198,21 @@ func TestPollReloadsWhenManifestsChange(t *testing.T) {
 	if g := h.srv.Generation(); g != 1 {
 		t.Fatalf("poll reloaded without a change: generation %d", g)
 	}
-	discoverytest.WriteModel(t, h.root, "sentiment", discoverytest.Spec{Labels: []string{"neg", "pos"}})
+	// Exports are atomic (written under a .tmp- name, then renamed), so each change is seen exactly once.
+	discoverytest.WriteModel(t, h.root, "sentiment.tmp-1", discoverytest.Spec{Name: "sentiment", Labels: []string{"neg", "pos"}})
+	time.Sleep(30 * time.Millisecond)
+	if g := h.srv.Generation(); g != 1 {
+		t.Fatalf("an export in progress triggered a reload: generation %d", g)
+	}
+	if err := os.Rename(filepath.Join(h.root, "sentiment.tmp-1"), filepath.Join(h.root, "sentiment")); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "poll to load the new model", func() bool { return h.srv.Generation() == 2 })
 	status, body := h.do("POST", "/api/v1/classify", `{"text": "pos", "task": "sentiment"}`)
 	if status != 200 || body["label"] != "pos" {
 		t.Errorf("new model: %d %v", status, body)
 	}
-	if err := os.RemoveAll(filepath.Join(h.root, "sentiment")); err != nil {
+	if err := os.Rename(filepath.Join(h.root, "sentiment"), filepath.Join(t.TempDir(), "sentiment")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "poll to drop the removed model", func() bool { return h.srv.Generation() == 3 })
