@@ -163,8 +163,19 @@ func TestFailedReloadKeepsServing(t *testing.T) {
 	if !noneClosed(loader.generation(0)) {
 		t.Fatal("a failed reload closed the serving generation")
 	}
+	// Every discovered model refused at once is a failed reload too (a deployment problem, not the models).
+	loader.set(func(l *fakeLoader) {
+		l.fail = nil
+		l.refuse = map[string]string{"intent_bert": "no device", "intent_roberta": "no device", "jailbreak": "no device", "pii": "no device"}
+	})
+	if err := h.srv.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "none of the 4") {
+		t.Fatalf("reload refusing every model: %v", err)
+	}
+	if g := h.srv.Generation(); g != 1 {
+		t.Fatalf("generation %d after failed reloads", g)
+	}
+	loader.set(func(l *fakeLoader) { l.refuse = nil })
 	// The models root disappearing is a failed reload too.
-	loader.set(func(l *fakeLoader) { l.fail = nil })
 	moved := h.root + ".moved"
 	if err := os.Rename(h.root, moved); err != nil {
 		t.Fatal(err)
@@ -176,7 +187,7 @@ func TestFailedReloadKeepsServing(t *testing.T) {
 		t.Fatalf("after missing root: %d", status)
 	}
 	_, raw := h.raw("GET", "/metrics", "")
-	if want := `lorakit_router_reloads_total{result="failure"} 2`; !strings.Contains(string(raw), want) {
+	if want := `lorakit_router_reloads_total{result="failure"} 3`; !strings.Contains(string(raw), want) {
 		t.Errorf("metrics lack %s", want)
 	}
 	if err := os.Rename(moved, h.root); err != nil {

@@ -80,8 +80,8 @@ func New(cfg Config) (*Server, error) {
 
 // Reload scans the models root, loads a complete new generation and swaps it in atomically. Requests keep
 // using the old generation until the swap; it closes after its last in-flight request. On error (root
-// unreadable, loader failure) the current generation keeps serving. Models that are merely invalid or fail
-// to load are skipped and reported by /api/v1/models; they do not fail the reload.
+// unreadable, loader failure, every discovered model refused) the current generation keeps serving. Models
+// that are invalid or fail to load are skipped and reported by /api/v1/models; they do not fail the reload.
 func (s *Server) Reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -116,6 +116,13 @@ func (s *Server) build(ctx context.Context) (*generation, string, error) {
 	}
 	for _, f := range set.Failed {
 		s.logger.Warn("model not served", "id", f.Info.ID, "dir", f.Info.Dir, "reason", f.Err.Error())
+	}
+	if len(set.Models) == 0 && len(set.Failed) > 0 {
+		// Every model failing at once points at the deployment (device, memory), not at the models.
+		for _, c := range set.Closers {
+			c.Close()
+		}
+		return nil, "", fmt.Errorf("none of the %d discovered models loaded; first error: %w", len(set.Failed), set.Failed[0].Err)
 	}
 	s.nextID++
 	return newGeneration(s.nextID, cat, set, s.cfg.Priority, s.logger), fp, nil

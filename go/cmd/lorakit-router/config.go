@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +29,8 @@ type config struct {
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
 }
+
+var devicePattern = regexp.MustCompile(`^(cpu|cuda(:[0-9]+)?)$`)
 
 // aliasFlag collects repeated --alias NAME=TASK values.
 type aliasFlag map[string]string
@@ -97,6 +100,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if cfg.models == "" {
 		errs = append(errs, errors.New("--models is required"))
+	}
+	if !devicePattern.MatchString(cfg.device) {
+		errs = append(errs, fmt.Errorf(`--device %q: want "cpu", "cuda" or "cuda:N"`, cfg.device))
 	}
 	if cfg.threads < 0 {
 		errs = append(errs, fmt.Errorf("--threads must not be negative, got %d", cfg.threads))

@@ -76,6 +76,7 @@ func TestUsageErrors(t *testing.T) {
 		"neg threads":   {"--models", "x", "--threads", "-1"},
 		"bad log level": {"--models", "x", "--log-level", "loud"},
 		"extra args":    {"--models", "x", "serve"},
+		"bad device":    {"--models", "x", "--device", "gpu"},
 	}
 	for name, args := range cases {
 		var stderr safeBuffer
@@ -258,5 +259,18 @@ func TestRefusesTamperedModelAtStart(t *testing.T) {
 	}
 	if status, _ := call(t, "POST", url+"/api/v1/classify", map[string]any{"text": "hello", "task": routertest.LoraA}); status != 200 {
 		t.Errorf("healthy model: %d", status)
+	}
+}
+
+// A root whose only model fails its golden vectors cannot serve anything: the router refuses to start.
+func TestStartFailsWhenEveryModelIsRefused(t *testing.T) {
+	root := routertest.ModelsRoot(t, routertest.Base, routertest.LoraB)
+	dir := filepath.Join(root, routertest.LoraB)
+	lorakittest.AddToFloat(t, dir, "adapter_model.safetensors", "base_model.model.classifier.bias", 0, 1)
+	lorakittest.RewriteChecksums(t, dir)
+	var stderr safeBuffer
+	code := run(context.Background(), []string{"--models", root, "--addr", "127.0.0.1:0", "--verify-golden"}, &stderr, nil)
+	if code != 1 || !strings.Contains(stderr.String(), "none of the 1 discovered models loaded") {
+		t.Fatalf("exit %d, log %s", code, stderr.String())
 	}
 }

@@ -78,8 +78,11 @@ func (r *loadRun) served(m *discovery.Model, c router.Classifier, verified bool)
 func (r *loadRun) loadGroup(g discovery.BaseGroup) {
 	base, err := lorakit.LoadBase(g.Path, r.loader.Options)
 	if err != nil {
+		// Only a base whose files are unusable is worth bypassing; a device or option error would fail the
+		// merged load the same way.
+		fileProblem := errors.Is(err, lorakit.ErrIO) || errors.Is(err, lorakit.ErrFormat)
 		for _, m := range g.Models {
-			if !m.Manifest.Lists("model.safetensors") {
+			if !fileProblem || !m.Manifest.Lists("model.safetensors") {
 				r.fail(m, fmt.Errorf("loading base %s: %w", g.Path, err))
 				continue
 			}

@@ -3,6 +3,7 @@ package native_test
 import (
 	"context"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -185,5 +186,47 @@ func TestCancelledLoadClosesEverything(t *testing.T) {
 	cancel()
 	if _, err := (&native.Loader{}).Load(ctx, cat); err == nil {
 		t.Fatal("cancelled load succeeded")
+	}
+}
+
+// A base whose files cannot be loaded (its weights still hash right) is bypassed: adapters that ship merged
+// weights are served merged, verified against the same golden vectors.
+func TestUnloadableBaseFallsBackToMerged(t *testing.T) {
+	root := routertest.ModelsRoot(t, routertest.Base, routertest.LoraA, routertest.LoraB)
+	if err := os.WriteFile(filepath.Join(root, routertest.Base, "config.json"), []byte("{broken"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := load(t, root, true)
+	if len(set.Failed) != 0 {
+		t.Fatalf("failed: %v", set.Failed[0].Err)
+	}
+	for id, m := range byID(set) {
+		if m.Info.Mode != discovery.ModeMerged || !m.GoldenVerified || !strings.Contains(m.Info.Note, "config.json") {
+			t.Errorf("%s: mode %s verified %v note %q", id, m.Info.Mode, m.GoldenVerified, m.Info.Note)
+		}
+	}
+	if len(set.Models) != 2 || len(set.Closers) != 2 {
+		t.Errorf("%d models, %d closers", len(set.Models), len(set.Closers))
+	}
+}
+
+// Option errors are not bypassed: every member fails with the base's error.
+func TestBadDeviceFailsEveryModel(t *testing.T) {
+	root := routertest.ModelsRoot(t, routertest.Base, routertest.LoraA, routertest.Full)
+	cat, err := discovery.Scan(root, discovery.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := (&native.Loader{Options: lorakit.Options{Device: "tpu"}}).Load(context.Background(), cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Models) != 0 || len(set.Failed) != 2 || len(set.Closers) != 0 {
+		t.Fatalf("models %d failed %d closers %d", len(set.Models), len(set.Failed), len(set.Closers))
+	}
+	for _, f := range set.Failed {
+		if !strings.Contains(f.Err.Error(), "tpu") {
+			t.Errorf("%s: %v", f.Info.ID, f.Err)
+		}
 	}
 }
