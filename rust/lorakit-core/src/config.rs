@@ -102,7 +102,7 @@ impl BertConfig {
                 return Err(Error::Config(format!("{origin}: {field} must be positive")));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::Config(format!(
                 "{origin}: hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

@@ -216,6 +216,16 @@ impl Model {
     }
 }
 
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name())
+            .field("labels", &self.labels())
+            .field("runtime_adapter", &self.is_runtime_adapter())
+            .finish()
+    }
+}
+
 /// One base model held once in memory, with any number of named LoRA adapters (each with its own head).
 /// Thread-safe: adapters may be added and removed while other threads classify.
 pub struct Base {
@@ -260,6 +270,14 @@ impl Base {
     /// sha256 of the base `model.safetensors` (what adapters' `base.weights_sha256` must equal).
     pub fn weights_sha256(&self) -> &str {
         &self.shared.base.weights_sha256
+    }
+}
+
+impl std::fmt::Debug for Base {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Base")
+            .field("adapters", &self.adapters())
+            .finish()
     }
 }
 

@@ -433,3 +433,78 @@ fn validate(cfg: &RawAdapterConfig) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_targets_match_whole_dotted_suffixes() {
+        assert!(suffix_match(
+            "bert.encoder.layer.0.attention.self.query",
+            "query"
+        ));
+        assert!(suffix_match(
+            "bert.encoder.layer.0.attention.self.query",
+            "self.query"
+        ));
+        assert!(suffix_match("classifier", "classifier"));
+        assert!(!suffix_match(
+            "bert.encoder.layer.0.attention.self.query",
+            "uery"
+        ));
+        assert!(!suffix_match("bert.pooler.dense", "pooler"));
+    }
+
+    #[test]
+    fn patterns_follow_peft_get_pattern_key() {
+        let p = OrderedPatterns(vec![
+            ("layer.1.attention.self.value".into(), 2.0),
+            ("value".into(), 6.0),
+        ]);
+        assert_eq!(
+            pattern_value(&p, "bert.encoder.layer.1.attention.self.value").unwrap(),
+            Some(2.0)
+        );
+        assert_eq!(
+            pattern_value(&p, "bert.encoder.layer.0.attention.self.value").unwrap(),
+            Some(6.0)
+        );
+        // `layer.1` must not match `layer.11`: the pattern is anchored at a dot boundary.
+        assert_eq!(
+            pattern_value(&p, "bert.encoder.layer.11.attention.self.query").unwrap(),
+            None
+        );
+        let first_wins = OrderedPatterns(vec![
+            ("value".into(), 6.0),
+            ("layer.1.attention.self.value".into(), 2.0),
+        ]);
+        assert_eq!(
+            pattern_value(&first_wins, "bert.encoder.layer.1.attention.self.value").unwrap(),
+            Some(6.0)
+        );
+    }
+
+    #[test]
+    fn ordered_patterns_keep_file_order_and_accept_null() {
+        let p: OrderedPatterns = serde_json::from_str(r#"{"z": 1, "a": 2}"#).unwrap();
+        assert_eq!(p.0, vec![("z".to_string(), 1.0), ("a".to_string(), 2.0)]);
+        let empty: OrderedPatterns = serde_json::from_str("null").unwrap();
+        assert!(empty.0.is_empty());
+    }
+
+    #[test]
+    fn off_values() {
+        for v in [
+            Value::Null,
+            Value::Bool(false),
+            serde_json::json!([]),
+            serde_json::json!({}),
+            serde_json::json!(""),
+        ] {
+            assert!(is_off(&v), "{v}");
+        }
+        assert!(!is_off(&serde_json::json!([0])));
+        assert!(!is_off(&Value::Bool(true)));
+    }
+}

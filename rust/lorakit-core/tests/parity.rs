@@ -27,8 +27,8 @@ fn adapter_folded_at_load_matches_golden() {
     // Without model.safetensors, merged mode folds W + s * B @ A from the base and the adapter itself.
     for name in TINY_LORA {
         let dir = copy_fixture(name);
-        std::fs::remove_file(dir.join("model.safetensors")).unwrap();
-        let model = Model::load(&dir, true, &opts()).unwrap();
+        std::fs::remove_file(dir.file("model.safetensors")).unwrap();
+        let model = Model::load(dir.path(), true, &opts()).unwrap();
         assert!(!model.is_runtime_adapter());
         assert_parity(&model.verify_golden().unwrap(), &format!("{name} folded"));
     }

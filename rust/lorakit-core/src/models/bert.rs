@@ -355,3 +355,33 @@ pub(crate) fn ids_tensor(
     }
     Ok(Tensor::from_vec(out, (batch, seq), device)?.to_dtype(DType::U32)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fully_masked_row_softmax_has_no_nan() {
+        let device = Device::Cpu;
+        let bias = BertEncoder::mask_bias(&[0, 0, 0, 1, 1, 0], 2, 3, &device).unwrap();
+        let scores =
+            Tensor::new(&[[[[5.0f32, -3.0, 1.0]]], [[[2.0, 0.5, 40.0]]]], &device).unwrap();
+        let probs =
+            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias).unwrap()).unwrap();
+        let rows = probs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(rows.iter().all(|p| p.is_finite()), "{rows:?}");
+        // Fully masked row: uniform; partially masked row: masked key gets exactly zero weight.
+        assert!(
+            rows[..3].iter().all(|p| (p - 1.0 / 3.0).abs() < 1e-6),
+            "{rows:?}"
+        );
+        assert_eq!(rows[5], 0.0);
+    }
+
+    #[test]
+    fn out_of_vocabulary_ids_are_refused() {
+        let err = ids_tensor(&[1, 5], 1, 2, 5, &Device::Cpu).err().unwrap();
+        assert_eq!(err.kind(), crate::ErrorKind::Input);
+        assert!(ids_tensor(&[-1], 1, 1, 5, &Device::Cpu).is_err());
+    }
+}

@@ -56,8 +56,26 @@ pub fn assert_parity(report: &GoldenReport, what: &str) {
     assert!(report.ok, "{what}: {report:?}");
 }
 
+/// A temporary copy of a fixture, removed on drop.
+pub struct TempModel(PathBuf);
+
+impl TempModel {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempModel {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A fresh copy of fixture `name` in a temp dir, with `base.path` made absolute so the copy still finds it.
-pub fn copy_fixture(name: &str) -> PathBuf {
+pub fn copy_fixture(name: &str) -> TempModel {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let src = fixture(name);
     let dst = std::env::temp_dir().join(format!(
@@ -82,7 +100,7 @@ pub fn copy_fixture(name: &str) -> PathBuf {
             }
         }
     });
-    dst
+    TempModel(dst)
 }
 
 fn copy_dir(src: &Path, dst: &Path) {
@@ -113,56 +131,44 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
 }
 
-/// Rewrites the manifest's sha256 of `file` so that only the numbers, not the checksum, are wrong.
+/// Rewrites the manifest's sha256 of `file` so that only the content, not the checksum, is wrong.
 pub fn refresh_checksum(dir: &Path, file: &str) {
-    let bytes = std::fs::read(dir.join(file)).unwrap();
-    let sha = sha256_hex(&bytes);
+    use sha2::Digest;
+    let sha = hex::encode(sha2::Sha256::digest(std::fs::read(dir.join(file)).unwrap()));
     edit_manifest(dir, |m| {
         m["files"][file] = sha.into();
     });
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    // Small local helper so the tests do not depend on private crate items.
-    use std::process::Command;
-    let tmp = std::env::temp_dir().join(format!("lorakit-sha-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).unwrap();
-    let out = Command::new("sha256sum")
-        .arg(&tmp)
-        .output()
-        .expect("sha256sum");
-    let _ = std::fs::remove_file(&tmp);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
+/// One tensor of a safetensors file, owned.
+pub struct RawTensor {
+    pub name: String,
+    pub dtype: safetensors::Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
 }
 
-/// Adds `delta` to the first element of tensor `key` of a safetensors file (f32), keeping everything else.
-pub fn perturb_tensor(file: &Path, key: &str, delta: f32) {
+/// Rewrites a safetensors file through `edit`, keeping its metadata.
+pub fn rewrite_safetensors(file: &Path, edit: impl FnOnce(&mut Vec<RawTensor>)) {
     let bytes = std::fs::read(file).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut found = false;
-    for (name, view) in st.tensors() {
-        let mut data = view.data().to_vec();
-        if name == key {
-            assert_eq!(view.dtype(), safetensors::Dtype::F32);
-            let v = f32::from_le_bytes(data[0..4].try_into().unwrap()) + delta;
-            data[0..4].copy_from_slice(&v.to_le_bytes());
-            found = true;
-        }
-        owned.push((name, view.dtype(), view.shape().to_vec(), data));
-    }
-    assert!(found, "{key} not in {}", file.display());
-    let views: Vec<(String, safetensors::tensor::TensorView)> = owned
+    let mut tensors: Vec<RawTensor> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, v)| RawTensor {
+            name,
+            dtype: v.dtype(),
+            shape: v.shape().to_vec(),
+            data: v.data().to_vec(),
+        })
+        .collect();
+    edit(&mut tensors);
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
-        .map(|(n, d, s, b)| {
+        .map(|t| {
             (
-                n.clone(),
-                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+                t.name.clone(),
+                safetensors::tensor::TensorView::new(t.dtype, t.shape.clone(), &t.data).unwrap(),
             )
         })
         .collect();
@@ -172,4 +178,18 @@ pub fn perturb_tensor(file: &Path, key: &str, delta: f32) {
         .metadata()
         .clone();
     safetensors::serialize_to_file(views, meta, file).unwrap();
+}
+
+/// Adds `delta` to the first element of f32 tensor `key`. (One element: a shift of every weight of a layer
+/// feeding a layer norm would cancel out.)
+pub fn perturb_tensor(file: &Path, key: &str, delta: f32) {
+    rewrite_safetensors(file, |tensors| {
+        let t = tensors
+            .iter_mut()
+            .find(|t| t.name == key)
+            .unwrap_or_else(|| panic!("{key} not in {}", file.display()));
+        assert_eq!(t.dtype, safetensors::Dtype::F32);
+        let v = f32::from_le_bytes(t.data[0..4].try_into().unwrap()) + delta;
+        t.data[0..4].copy_from_slice(&v.to_le_bytes());
+    });
 }

@@ -1,0 +1,198 @@
+//! Caller input: batches, empty and huge texts, options, devices, and the result helpers.
+
+mod common;
+
+use common::*;
+use lorakit_core::{Classification, DeviceSpec, ErrorKind, LoadOptions, Model};
+
+fn model() -> Model {
+    Model::load(&fixture("tiny_bert_lora_a"), true, &opts()).unwrap()
+}
+
+#[test]
+fn empty_batch_is_an_input_error() {
+    let err = model().classify(&[]).expect_err("empty batch");
+    assert_eq!(err.kind(), ErrorKind::Input);
+    assert_eq!(
+        model().tokenize(&[]).err().unwrap().kind(),
+        ErrorKind::Input
+    );
+}
+
+#[test]
+fn batch_above_max_batch_is_an_input_error() {
+    let small = LoadOptions {
+        max_batch: 2,
+        ..opts()
+    };
+    let m = Model::load(&fixture("tiny_bert_lora_a"), true, &small).unwrap();
+    assert_eq!(m.classify(&["a", "b"]).unwrap().num_texts, 2);
+    let err = m.classify(&["a", "b", "c"]).expect_err("too large");
+    assert_eq!(err.kind(), ErrorKind::Input);
+    assert!(err.to_string().contains("max_batch"), "{err}");
+}
+
+#[test]
+fn empty_text_is_classified_from_special_tokens() {
+    let c = model().classify(&[""]).unwrap();
+    assert_eq!(c.tokens_in, vec![2]);
+    assert_eq!(c.tokens_used, vec![2]);
+    assert!(c.logits.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn huge_text_is_truncated_and_reported() {
+    let m = model();
+    let huge = "payment ".repeat(200_000);
+    let c = m.classify(&[huge.as_str(), "short text"]).unwrap();
+    assert_eq!(
+        c.tokens_in[0], 200_002,
+        "every word is one token, plus [CLS] and [SEP]"
+    );
+    assert_eq!(c.tokens_used[0], m.max_seq_len());
+    assert_eq!(c.tokens_in[1], c.tokens_used[1]);
+    assert!(c.logits.iter().all(|v| v.is_finite()));
+    // Truncation keeps the text's head: same result as a text cut to exactly max_seq_len tokens.
+    let cut = "payment ".repeat(m.max_seq_len() - 2);
+    let d = m.classify(&[cut.as_str()]).unwrap();
+    assert_eq!(&c.logits[..c.num_labels], &d.logits[..]);
+}
+
+#[test]
+fn padding_does_not_change_a_row() {
+    let m = model();
+    let alone = m.classify(&["card declined"]).unwrap();
+    let long = "a much longer neighbour text that forces padding of the short one in this batch";
+    let batched = m.classify(&[long, "card declined"]).unwrap();
+    let row = &batched.logits[batched.num_labels..];
+    let worst = row
+        .iter()
+        .zip(&alone.logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-5, "padding changed logits by {worst}");
+}
+
+#[test]
+fn tokenize_pads_right_with_the_pad_id() {
+    let e = model().tokenize(&["hello", "hello world again"]).unwrap();
+    assert_eq!(e.num_texts, 2);
+    assert_eq!(e.input_ids.len(), 2 * e.seq_len);
+    let first_len = e.attention_mask[..e.seq_len]
+        .iter()
+        .filter(|&&m| m == 1)
+        .count();
+    assert!(first_len < e.seq_len);
+    assert!(e.attention_mask[..first_len].iter().all(|&m| m == 1));
+    assert!(
+        e.input_ids[first_len..e.seq_len].iter().all(|&id| id == 0),
+        "[PAD] is id 0 in this vocabulary"
+    );
+}
+
+#[test]
+fn bad_options_are_input_errors() {
+    let zero_threads = LoadOptions {
+        threads: Some(0),
+        ..opts()
+    };
+    assert_eq!(
+        Model::load(&fixture("tiny_bert_full"), true, &zero_threads)
+            .err()
+            .unwrap()
+            .kind(),
+        ErrorKind::Input
+    );
+    let zero_batch = LoadOptions {
+        max_batch: 0,
+        ..opts()
+    };
+    assert_eq!(
+        Model::load(&fixture("tiny_bert_full"), true, &zero_batch)
+            .err()
+            .unwrap()
+            .kind(),
+        ErrorKind::Input
+    );
+    let one = LoadOptions {
+        threads: Some(1),
+        ..opts()
+    };
+    assert_eq!(
+        Model::load(&fixture("tiny_bert_full"), true, &one)
+            .unwrap()
+            .threads(),
+        1
+    );
+}
+
+#[test]
+fn missing_directory_is_an_io_error() {
+    let err = Model::load(
+        std::path::Path::new("/nonexistent/lorakit-model"),
+        true,
+        &opts(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Io);
+}
+
+#[test]
+fn device_specs_parse() {
+    assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+    assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+    assert_eq!("CUDA:1".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(1));
+    for bad in ["gpu", "cuda:", "cuda:x", ""] {
+        assert_eq!(
+            bad.parse::<DeviceSpec>().err().unwrap().kind(),
+            ErrorKind::Input,
+            "{bad:?}"
+        );
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_is_unsupported() {
+    let cuda = LoadOptions {
+        device: DeviceSpec::Cuda(0),
+        ..opts()
+    };
+    let err = Model::load(&fixture("tiny_bert_full"), true, &cuda)
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+}
+
+#[test]
+fn probabilities_and_top_k() {
+    let c = Classification {
+        labels: vec!["a".into(), "b".into(), "c".into()],
+        num_texts: 2,
+        num_labels: 3,
+        logits: vec![1.0, 3.0, 2.0, 1000.0, 0.0, -1000.0],
+        tokens_in: vec![3, 3],
+        tokens_used: vec![3, 3],
+    };
+    let p = c.probabilities();
+    for row in p.chunks(3) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(row.iter().all(|v| v.is_finite()));
+    }
+    let top = c.top_k(0, 2);
+    assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![1, 2]);
+    assert!((top[0].1 - p[1]).abs() < 1e-7);
+    assert_eq!(c.top_k(1, 10).len(), 3, "k is capped at num_labels");
+    assert_eq!(c.top_k(1, 1)[0].0, 0);
+    assert!(c.top_k(2, 1).is_empty(), "row out of range");
+}
+
+#[test]
+fn metadata_accessors() {
+    let m = model();
+    assert_eq!(m.labels(), ["negative", "neutral", "positive"]);
+    assert_eq!(m.task(), "sequence_classification");
+    assert_eq!(m.name(), "tiny_bert_lora_a");
+    assert_eq!(m.max_seq_len(), 32);
+}
