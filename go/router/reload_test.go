@@ -233,3 +233,41 @@ func TestPollReloadsWhenManifestsChange(t *testing.T) {
 	cancel()
 	<-polled
 }
+
+// A failed reload is retried by polling only once the manifests change again, not on every tick.
+func TestPollDoesNotRetryUnchangedFailure(t *testing.T) {
+	loader := &fakeLoader{}
+	h := loaded(t, loader)
+	failures := func() string {
+		_, raw := h.raw("GET", "/metrics", "")
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.HasPrefix(line, `lorakit_router_reloads_total{result="failure"}`) {
+				return strings.Fields(line)[1]
+			}
+		}
+		return ""
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	polled := make(chan struct{})
+	defer func() { cancel(); <-polled }()
+	go func() {
+		h.srv.Poll(ctx, 5*time.Millisecond)
+		close(polled)
+	}()
+	loader.set(func(l *fakeLoader) { l.fail = errors.New("out of memory") })
+	discoverytest.WriteModel(t, h.root, "a.tmp-1", discoverytest.Spec{Name: "a"})
+	if err := os.Rename(filepath.Join(h.root, "a.tmp-1"), filepath.Join(h.root, "a")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the failed reload", func() bool { return failures() == "1" })
+	time.Sleep(60 * time.Millisecond) // a dozen ticks
+	if got := failures(); got != "1" {
+		t.Fatalf("%s failed reloads for one change", got)
+	}
+	loader.set(func(l *fakeLoader) { l.fail = nil })
+	discoverytest.WriteModel(t, h.root, "b.tmp-1", discoverytest.Spec{Name: "b"})
+	if err := os.Rename(filepath.Join(h.root, "b.tmp-1"), filepath.Join(h.root, "b")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the next change to reload", func() bool { return h.srv.Generation() == 2 })
+}

@@ -49,7 +49,7 @@ type Server struct {
 	cur      current
 	reloadMu sync.Mutex // one load at a time
 	nextID   uint64
-	lastFP   string // manifest fingerprint of the last successful load
+	lastFP   string // manifest fingerprint of the last load attempt
 }
 
 // New validates the configuration; call Reload to load the first generation.
@@ -63,8 +63,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Priority == nil {
 		cfg.Priority = discovery.DefaultPriority()
 	}
-	if cfg.Limits == (Limits{}) {
-		cfg.Limits = DefaultLimits()
+	def := DefaultLimits()
+	if cfg.Limits.MaxBatch == 0 {
+		cfg.Limits.MaxBatch = def.MaxBatch
+	}
+	if cfg.Limits.MaxTextBytes == 0 {
+		cfg.Limits.MaxTextBytes = def.MaxTextBytes
+	}
+	if cfg.Limits.MaxBodyBytes == 0 {
+		cfg.Limits.MaxBodyBytes = def.MaxBodyBytes
 	}
 	if err := cfg.Limits.validate(); err != nil {
 		return nil, fmt.Errorf("router: %w", err)
@@ -86,13 +93,12 @@ func (s *Server) Reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	start := time.Now()
-	g, fp, err := s.build(ctx)
+	g, err := s.build(ctx)
 	s.metrics.observeReload(err == nil)
 	if err != nil {
 		s.logger.Error("reload failed; keeping the current generation", "error", err.Error())
 		return err
 	}
-	s.lastFP = fp
 	s.cur.swap(g)
 	s.metrics.setGeneration(g)
 	s.logger.Info("generation loaded", "generation", g.id, "models", len(g.models), "tasks", g.tasks,
@@ -100,19 +106,21 @@ func (s *Server) Reload(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) build(ctx context.Context) (*generation, string, error) {
+func (s *Server) build(ctx context.Context) (*generation, error) {
 	// Fingerprint before scanning: a change during the scan then triggers one more reload, never none.
+	// It is kept even when the load fails, so polling retries only after the manifests change again.
 	fp, err := discovery.Fingerprint(s.cfg.ModelsRoot)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
+	s.lastFP = fp
 	cat, err := discovery.Scan(s.cfg.ModelsRoot, s.cfg.Discovery)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	set, err := s.cfg.Loader.Load(ctx, cat)
 	if err != nil {
-		return nil, "", fmt.Errorf("loading models: %w", err)
+		return nil, fmt.Errorf("loading models: %w", err)
 	}
 	for _, f := range set.Failed {
 		s.logger.Warn("model not served", "id", f.Info.ID, "dir", f.Info.Dir, "reason", f.Err.Error())
@@ -122,10 +130,10 @@ func (s *Server) build(ctx context.Context) (*generation, string, error) {
 		for _, c := range set.Closers {
 			c.Close()
 		}
-		return nil, "", fmt.Errorf("none of the %d discovered models loaded; first error: %w", len(set.Failed), set.Failed[0].Err)
+		return nil, fmt.Errorf("none of the %d discovered models loaded; first error: %w", len(set.Failed), set.Failed[0].Err)
 	}
 	s.nextID++
-	return newGeneration(s.nextID, cat, set, s.cfg.Priority, s.logger), fp, nil
+	return newGeneration(s.nextID, cat, set, s.cfg.Priority, s.logger), nil
 }
 
 // Poll rescans every interval while ctx lives and reloads when the manifests under the root changed.
