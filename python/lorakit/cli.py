@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--validation-fraction", type=float, default=0.1)
     train.add_argument("--test-fraction", type=float, default=0.1)
     train.add_argument("--r", type=int, default=8, help="LoRA rank")
-    train.add_argument("--lora-alpha", type=float, default=16.0)
+    train.add_argument("--lora-alpha", type=int, default=16)
     train.add_argument("--lora-dropout", type=float, default=0.1)
     train.add_argument("--use-rslora", action="store_true")
     train.add_argument("--target-modules", help="comma-separated LoRA targets (default per architecture)")

@@ -14,7 +14,7 @@ from .golden import tokenize
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_seq_len: int,
+def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_seq_len: int,
                    batch_size: int = 64, progress: bool = True, desc: str = "predict") -> np.ndarray:
     """fp32 logits [len(texts), num_labels], batched, on the model's device."""
     model.eval()

@@ -34,7 +34,7 @@ def base_weights_path(base_dir: Path) -> Path:
 
 
 def export_model(
-    model: torch.nn.Module,
+    model: Any,
     tokenizer: Any,
     out_dir: Path,
     *,
@@ -108,6 +108,11 @@ def export_model(
 
 def save_adapter(model: PeftModel, tmp: Path) -> dict[str, Any]:
     """Write exactly the two PEFT adapter files (save_pretrained also writes a README we do not ship)."""
+    peft_config: Any = model.peft_config[model.active_adapter]
+    if str(getattr(peft_config, "peft_type", "")).split(".")[-1] != "LORA":
+        raise UnsupportedError(f"only LoRA adapters can be exported, not {peft_config.peft_type}")
+    if getattr(peft_config, "use_dora", False) or getattr(peft_config, "bias", "none") != "none":
+        raise UnsupportedError("adapters with use_dora or trained biases cannot be served; use plain LoRA")
     with tempfile.TemporaryDirectory(dir=tmp) as scratch:
         model.save_pretrained(scratch)
         for name in ADAPTER_FILES:
@@ -115,9 +120,6 @@ def save_adapter(model: PeftModel, tmp: Path) -> dict[str, Any]:
             if not source.is_file():
                 raise ExportError(f"PEFT did not write {name}")
             shutil.move(str(source), tmp / name)
-    peft_config = model.peft_config[model.active_adapter]
-    if getattr(peft_config, "peft_type", None) is None or str(peft_config.peft_type.value) != "LORA":
-        raise UnsupportedError(f"only LoRA adapters can be exported, not {peft_config.peft_type}")
     target = peft_config.target_modules
     target_list = sorted(target) if isinstance(target, (set, list, tuple)) else [str(target)]
     alpha = peft_config.lora_alpha

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -61,6 +62,10 @@ def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id:
     """Load and split the data once, train, evaluate on exactly that split, export. Returns the metrics."""
     output = Path(output).absolute()
     check_output(output)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and checkpoint_dir is None:
+        # every process must read the best checkpoint that the main process saved
+        raise LorakitError("multi-process training (torchrun / accelerate launch) needs --checkpoint-dir "
+                           "on storage every process can reach")
     dataset = load_dataset(data.path, data.text_column, data.label_column, data.group_column)
     split = split_dataset(dataset, data.validation_fraction, data.test_fraction, data.seed,
                           grouped=data.group_column is not None)
@@ -105,7 +110,7 @@ def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig
     return metrics
 
 
-def save_checkpoint(run_dir: Path, model: torch.nn.Module, tokenizer: Any, config: TrainConfig, base_id: str,
+def save_checkpoint(run_dir: Path, model: Any, tokenizer: Any, config: TrainConfig, base_id: str,
                     metrics: dict[str, Any], golden_examples: list[str]) -> None:
     """run_dir/best (weights + tokenizer) and run_dir/lorakit_run.json: everything `lorakit export` needs."""
     best = run_dir / "best"

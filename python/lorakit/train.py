@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class TrainConfig:
     best_metric: str = "macro_f1"
     seed: int = 42
     r: int = 8
-    lora_alpha: float = 16.0
+    lora_alpha: int = 16
     lora_dropout: float = 0.1
     use_rslora: bool = False
     target_modules: list[str] | None = None
@@ -158,11 +158,11 @@ def train(config: TrainConfig, train_examples: Sequence[Example], train_labels: 
     trainer.train()
     seconds = time.perf_counter() - started
     best = trainer.state.best_model_checkpoint
-    stats = parameter_counts(trainer.model) | {
+    trained = cast(torch.nn.Module, trainer.model)
+    stats = parameter_counts(trained) | {
         "train_seconds": round(seconds, 2), "epochs": config.epochs, "train_examples": len(train_set),
         "best_checkpoint": Path(best).name if best else None, "best_metric": config.best_metric,
         "best_metric_value": trainer.state.best_metric, "world_process_zero": trainer.is_world_process_zero(),
         "device": str(trainer.args.device),
     }
-    model = trainer.model.to("cpu").float().eval()
-    return TrainResult(model=model, tokenizer=tokenizer, history=list(trainer.state.log_history), stats=stats)
+    return TrainResult(model=trained.to("cpu").float().eval(), tokenizer=tokenizer, history=list(trainer.state.log_history), stats=stats)
