@@ -65,7 +65,8 @@ def main() -> int:
     data = out / "bastioncorpus.jsonl"
     print(f"dataset: bastioncorpus, {write_corpus(data)} prompts -> {data}")
     config = TrainConfig(base=str(minilm_path()), labels=[], epochs=args.epochs, learning_rate=1e-3,
-                         batch_size=16, max_seq_len=128, r=8, lora_alpha=16, seed=42)
+                         batch_size=16, max_seq_len=128, r=8, lora_alpha=16, seed=42,
+                         class_weighted=True)  # 118 malicious vs 63 benign prompts
     model_dir = out / "bastion_injection_minilm_lora"
     metrics = train_and_export(DataSpec(data, "text", "label", validation_fraction=0.2, test_fraction=0.2),
                                config, model_dir, MINILM_ID)

@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LorakitError as exc:
         print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # unreadable input, unwritable output, full disk: the user's to fix, not a crash
+        print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lorakit {args.verb}: interrupted", file=sys.stderr)
         return 130
