@@ -148,3 +148,12 @@ def test_console_entry_reports_errors_on_one_line(tmp_path: Path) -> None:
                            str(tmp_path / "d.tsv")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr
+
+
+def test_unwritable_output_is_refused_before_training(fixtures_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_labelled_csv(tmp_path / "d.csv")
+    assert main(train_args(data, data / "model", fixtures_dir / "tiny_bert_base")) == 2
+    err = capsys.readouterr()
+    assert "cannot create it" in err.err and "Not a directory" in err.err
+    assert "trained in" not in err.out

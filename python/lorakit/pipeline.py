@@ -50,6 +50,13 @@ def check_output(output: Path) -> None:
     """Refuse before any work when the output exists and is not a lorakit model directory we may replace."""
     if output.exists() and not (output.is_dir() and is_model_dir(output)):
         raise LorakitError(f"{output}: exists and is not a lorakit model directory; choose another --output")
+    ancestor = output.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    try:  # a real write probe (permission bits say nothing for root or read-only mounts)
+        os.rmdir(tempfile.mkdtemp(prefix=".lorakit-probe-", dir=ancestor))
+    except OSError as exc:
+        raise LorakitError(f"{output}: cannot create it ({ancestor}: {exc.strerror})") from None
 
 
 def compact(metrics: dict[str, Any]) -> dict[str, Any]:
