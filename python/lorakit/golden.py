@@ -54,7 +54,8 @@ def golden_texts(examples: Sequence[str], max_seq_len: int) -> list[str]:
 def tokenize(tokenizer: Any, texts: Sequence[str], max_seq_len: int) -> dict[str, torch.Tensor]:
     """The one tokenization used for golden vectors: truncate to max_seq_len, right-pad to the longest row."""
     enc = tokenizer(
-        list(texts), truncation=True, max_length=max_seq_len, padding=True, return_tensors="pt"
+        list(texts), truncation=True, max_length=max_seq_len, padding=True, padding_side="right",
+        return_tensors="pt",
     )
     input_ids = enc["input_ids"].to(torch.int64)
     attention_mask = enc["attention_mask"].to(torch.int64)
