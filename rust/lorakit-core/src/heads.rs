@@ -71,7 +71,7 @@ impl SequenceClassificationHead {
                 let b = take(&format!("{pooler_path}.bias"), &[hidden])?.ok_or_else(|| {
                     Error::Format(format!("adapter_model.safetensors: missing {pooler_path}.bias"))
                 })?;
-                Linear::new(w, Some(b))
+                Linear::new(&w, b)?
             }
             None => base_pooler.cloned().ok_or_else(|| {
                 Error::Format("missing head weights: the base has no pooler and the adapter does not save one".into())
@@ -90,7 +90,7 @@ impl SequenceClassificationHead {
         }
         Ok(SequenceClassificationHead {
             pooler,
-            classifier: Linear::new(weight, Some(bias)),
+            classifier: Linear::new(&weight, bias)?,
             pooler_site,
         })
     }

@@ -9,6 +9,7 @@ mod config;
 pub mod error;
 mod golden;
 mod heads;
+mod kernels;
 mod lora;
 mod manifest;
 mod models;

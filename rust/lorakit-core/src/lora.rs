@@ -210,11 +210,9 @@ impl LoraWeights {
     pub fn fold(&self, site: usize, linear: &Linear) -> Result<Linear> {
         match self.sites.get(site).and_then(Option::as_ref) {
             Some(d) => {
-                let delta = d.b.matmul(&d.a)?.affine(d.scale, 0.0)?;
-                Ok(Linear::new(
-                    (linear.weight() + delta)?,
-                    linear.bias().cloned(),
-                ))
+                // Same element-wise operations as on `[out, in]`, in the transposed layout the layer keeps.
+                let delta_t = d.b.matmul(&d.a)?.affine(d.scale, 0.0)?.t()?;
+                Linear::from_transposed((linear.weight_t() + delta_t)?, linear.bias().clone())
             }
             None => Ok(linear.clone()),
         }

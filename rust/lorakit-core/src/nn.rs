@@ -3,16 +3,18 @@
 use candle_core::{Module, Tensor};
 
 use crate::error::Result;
+use crate::kernels;
 use crate::tensors::TensorStore;
 
-/// `y = x W^T + b` with HF layout (`weight` is `[out, in]`).
+/// `y = x W^T + b`. The weight is kept transposed (`[in, out]`, contiguous): the layout the GEMM reads fastest.
 #[derive(Clone)]
 pub(crate) struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
+    weight_t: Tensor,
+    bias: Tensor,
 }
 
 impl Linear {
+    /// Loads `{module}.weight` (`[out, in]`, HF layout) and `{module}.bias`.
     pub fn load(
         store: &mut TensorStore,
         module: &str,
@@ -21,31 +23,36 @@ impl Linear {
     ) -> Result<Linear> {
         let weight = store.take(&format!("{module}.weight"), &[out_features, in_features])?;
         let bias = store.take(&format!("{module}.bias"), &[out_features])?;
+        Linear::new(&weight, bias)
+    }
+
+    /// `weight` in HF layout `[out, in]`.
+    pub fn new(weight: &Tensor, bias: Tensor) -> Result<Linear> {
         Ok(Linear {
-            weight,
-            bias: Some(bias),
+            weight_t: weight.t()?.contiguous()?,
+            bias,
         })
     }
 
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Linear {
-        Linear { weight, bias }
+    /// `weight_t` already `[in, out]`.
+    pub fn from_transposed(weight_t: Tensor, bias: Tensor) -> Result<Linear> {
+        Ok(Linear {
+            weight_t: weight_t.contiguous()?,
+            bias,
+        })
     }
 
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+    pub fn weight_t(&self) -> &Tensor {
+        &self.weight_t
     }
 
-    pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
     }
 
     /// `x` is `[rows, in]`; returns `[rows, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight.t()?)?;
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        kernels::dense(x, &self.weight_t, &self.bias)
     }
 }
 

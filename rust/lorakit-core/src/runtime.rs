@@ -6,6 +6,7 @@ use rayon::ThreadPool;
 
 use crate::adapter::TaskAdapter;
 use crate::error::{Error, Result};
+use crate::kernels::AttentionMask;
 use crate::models::bert::{ids_tensor, BertEncoder};
 use crate::tokenize::TokenizedText;
 use crate::{Classification, DeviceSpec, LoadOptions};
@@ -117,13 +118,13 @@ impl Runtime {
                 encoder.config().vocab_size,
                 &self.device,
             )?;
-            let bias = BertEncoder::mask_bias(
+            let mask = AttentionMask::new(
                 &enc.attention_mask,
                 enc.num_texts,
                 enc.seq_len,
                 &self.device,
             )?;
-            let hidden = encoder.forward(&ids, &bias, task.lora.as_ref())?;
+            let hidden = encoder.forward(&ids, &mask, task.lora.as_ref(), true)?;
             let logits = task
                 .head
                 .forward(&hidden, task.lora.as_ref())?

@@ -55,7 +55,15 @@ fn huge_text_is_truncated_and_reported() {
     // Truncation keeps the text's head: same result as a text cut to exactly max_seq_len tokens.
     let cut = "payment ".repeat(m.max_seq_len() - 2);
     let d = m.classify(&[cut.as_str()]).unwrap();
-    assert_eq!(&c.logits[..c.num_labels], &d.logits[..]);
+    let worst = c.logits[..c.num_labels]
+        .iter()
+        .zip(&d.logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 1e-5,
+        "truncated text differs from its head by {worst}"
+    );
 }
 
 #[test]

@@ -4,12 +4,10 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::config::{Activation, BertConfig};
 use crate::error::{Error, Result};
+use crate::kernels::{self, AttentionMask, AttentionShape};
 use crate::lora::{LinearModule, LoraWeights};
 use crate::nn::{LayerNorm, Linear};
 use crate::tensors::TensorStore;
-
-/// Score added to masked key positions: finite so a fully masked row yields a uniform softmax, never NaN.
-const MASKED_SCORE: f32 = -1.0e30;
 
 /// Key prefix of the encoder inside `BertForSequenceClassification` checkpoints and PEFT module paths.
 pub(crate) const SEQ_CLS_PREFIX: &str = "bert.";
@@ -236,21 +234,15 @@ impl BertEncoder {
         })
     }
 
-    /// Additive attention bias `[batch, 1, 1, seq]` from a right-padded 0/1 mask.
-    pub fn mask_bias(mask: &[i64], batch: usize, seq: usize, device: &Device) -> Result<Tensor> {
-        let bias: Vec<f32> = mask
-            .iter()
-            .map(|&m| if m != 0 { 0.0 } else { MASKED_SCORE })
-            .collect();
-        Ok(Tensor::from_vec(bias, (batch, 1, 1, seq), device)?)
-    }
-
-    /// `input_ids` is `[batch, seq]` u32; returns the last hidden states `[batch, seq, hidden]`.
+    /// `input_ids` is `[batch, seq]` u32. Returns the last hidden states `[batch, seq, hidden]`, or only the first
+    /// position `[batch, 1, hidden]` with `first_token_only` (all a `[CLS]` head reads): the last layer then
+    /// computes queries, attention output and feed-forward for that one row, keys and values for all rows.
     pub fn forward(
         &self,
         input_ids: &Tensor,
-        mask_bias: &Tensor,
+        mask: &AttentionMask,
         lora: Option<&LoraWeights>,
+        first_token_only: bool,
     ) -> Result<Tensor> {
         let (batch, seq) = input_ids.dims2()?;
         let cfg = &self.config;
@@ -270,9 +262,11 @@ impl BertEncoder {
         let x = words
             .broadcast_add(&positions)?
             .broadcast_add(&e.token_type_zero)?;
-        // Hidden states stay 2-D `[batch * seq, hidden]` so every dense layer is one plain matmul.
+        // Hidden states stay 2-D `[rows, hidden]` so every dense layer is one plain matmul.
         let mut x = e.norm.forward(&x.reshape((batch * seq, h))?)?;
+        let mut rows_per_text = seq;
         let n = LAYER_LINEARS.len();
+        let last = self.layers.len().saturating_sub(1);
         for (l, layer) in self.layers.iter().enumerate() {
             let apply = |lin: &Linear, k: usize, input: &Tensor| -> Result<Tensor> {
                 let y = lin.forward(input)?;
@@ -281,9 +275,17 @@ impl BertEncoder {
                     None => Ok(y),
                 }
             };
-            let context = self.attention(layer, &x, mask_bias, batch, seq, &apply)?;
+            let queries = if first_token_only && l == last {
+                rows_per_text = 1;
+                x.reshape((batch, seq, h))?
+                    .narrow(1, 0, 1)?
+                    .reshape((batch, h))?
+            } else {
+                x.clone()
+            };
+            let context = self.attention(layer, &queries, &x, mask, rows_per_text, &apply)?;
             let attended = apply(&layer.attention_output, ATTENTION_OUTPUT, &context)?;
-            x = layer.attention_norm.forward(&(attended + &x)?)?;
+            x = layer.attention_norm.forward(&(attended + &queries)?)?;
             let inner = activate(
                 &apply(&layer.intermediate, INTERMEDIATE, &x)?,
                 cfg.activation(),
@@ -291,40 +293,34 @@ impl BertEncoder {
             let out = apply(&layer.output, OUTPUT, &inner)?;
             x = layer.output_norm.forward(&(out + &x)?)?;
         }
-        Ok(x.reshape((batch, seq, h))?)
+        Ok(x.reshape((batch, rows_per_text, h))?)
     }
 
+    /// Self-attention of `queries` (`[batch * q_len, hidden]`) over `x` (`[batch * seq, hidden]`).
     fn attention(
         &self,
         layer: &Layer,
+        queries: &Tensor,
         x: &Tensor,
-        mask_bias: &Tensor,
-        batch: usize,
-        seq: usize,
+        mask: &AttentionMask,
+        q_len: usize,
         apply: &dyn Fn(&Linear, usize, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
-        let cfg = &self.config;
-        let heads = cfg.num_attention_heads;
-        let head_dim = cfg.head_dim();
-        let split = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((batch, seq, heads, head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
+        let shape = AttentionShape {
+            q_len,
+            heads: self.config.num_attention_heads,
+            head_dim: self.config.head_dim(),
         };
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let q = split(apply(&layer.query, QUERY, x)?.affine(scale, 0.0)?)?;
-        let k = split(apply(&layer.key, KEY, x)?)?;
-        let v = split(apply(&layer.value, VALUE, x)?)?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(mask_bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?;
-        Ok(context.reshape((batch * seq, cfg.hidden_size))?)
+        let q = apply(&layer.query, QUERY, queries)?;
+        let k = apply(&layer.key, KEY, x)?;
+        let v = apply(&layer.value, VALUE, x)?;
+        kernels::attention(&q, &k, &v, mask, shape)
     }
 }
 
 fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(match act {
-        Activation::GeluErf => x.gelu_erf()?,
+        Activation::GeluErf => kernels::gelu_erf(x)?,
         Activation::GeluTanh => x.gelu()?,
         Activation::Relu => x.relu()?,
         Activation::Silu => x.silu()?,
@@ -359,24 +355,6 @@ pub(crate) fn ids_tensor(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fully_masked_row_softmax_has_no_nan() {
-        let device = Device::Cpu;
-        let bias = BertEncoder::mask_bias(&[0, 0, 0, 1, 1, 0], 2, 3, &device).unwrap();
-        let scores =
-            Tensor::new(&[[[[5.0f32, -3.0, 1.0]]], [[[2.0, 0.5, 40.0]]]], &device).unwrap();
-        let probs =
-            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias).unwrap()).unwrap();
-        let rows = probs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(rows.iter().all(|p| p.is_finite()), "{rows:?}");
-        // Fully masked row: uniform; partially masked row: masked key gets exactly zero weight.
-        assert!(
-            rows[..3].iter().all(|p| (p - 1.0 / 3.0).abs() < 1e-6),
-            "{rows:?}"
-        );
-        assert_eq!(rows[5], 0.0);
-    }
 
     #[test]
     fn out_of_vocabulary_ids_are_refused() {

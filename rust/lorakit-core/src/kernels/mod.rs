@@ -1,0 +1,247 @@
+//! Compute kernels of the encoder with one entry point per operation: a fast CPU path (the `gemm` crate and
+//! vectorised element-wise code, on the caller's rayon pool) and candle's generic ops on other devices.
+
+mod elementwise;
+mod gemm_ops;
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, Device, Layout, Tensor};
+
+use crate::error::Result;
+
+/// Score added to masked key positions: finite, so a fully masked row yields a uniform softmax, never NaN.
+const MASKED_SCORE: f32 = -1.0e30;
+
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(d) => d,
+        _ => candle_core::bail!("{what}: expected f32 storage"),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{what}: input must be contiguous"),
+    }
+}
+
+/// GELU, erf form (`hidden_act = "gelu"`).
+pub(crate) fn gelu_erf(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        Ok(x.contiguous()?.apply_op1_no_bwd(&elementwise::GeluErf)?)
+    } else {
+        Ok(x.gelu_erf()?)
+    }
+}
+
+/// `x @ weight_t + bias` for `x` `[rows, in]`, `weight_t` `[in, out]` (pre-transposed), `bias` `[out]`.
+pub(crate) fn dense(x: &Tensor, weight_t: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        Ok(x.contiguous()?
+            .apply_op3_no_bwd(weight_t, bias, &gemm_ops::Dense)?)
+    } else {
+        Ok(x.matmul(weight_t)?.broadcast_add(bias)?)
+    }
+}
+
+/// Additive attention mask of a right-padded batch, kept on the host for the CPU kernel and as a
+/// `[batch, 1, 1, seq]` tensor for other devices.
+pub(crate) struct AttentionMask {
+    host: Arc<[f32]>,
+    tensor: Tensor,
+    batch: usize,
+    seq: usize,
+}
+
+impl AttentionMask {
+    /// `mask` is `[batch, seq]` with 1 for real tokens and 0 for padding.
+    pub fn new(mask: &[i64], batch: usize, seq: usize, device: &Device) -> Result<AttentionMask> {
+        let host: Arc<[f32]> = mask
+            .iter()
+            .map(|&m| if m != 0 { 0.0 } else { MASKED_SCORE })
+            .collect();
+        let tensor = Tensor::from_slice(&host, (batch, 1, 1, seq), device)?;
+        Ok(AttentionMask {
+            host,
+            tensor,
+            batch,
+            seq,
+        })
+    }
+}
+
+/// Shape of one attention call: `q_len` query rows per text (all of them, or 1 for `[CLS]` only).
+#[derive(Clone, Copy)]
+pub(crate) struct AttentionShape {
+    pub q_len: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+/// `softmax(Q K^T / sqrt(head_dim) + mask) V` for projections `q` `[batch * q_len, hidden]` and `k`, `v`
+/// `[batch * seq, hidden]`; returns `[batch * q_len, hidden]`.
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &AttentionMask,
+    s: AttentionShape,
+) -> Result<Tensor> {
+    let (batch, seq) = (mask.batch, mask.seq);
+    let scale = 1.0 / (s.head_dim as f64).sqrt();
+    if q.device().is_cpu() {
+        let op = gemm_ops::Attention {
+            mask: mask.host.clone(),
+            batch,
+            q_len: s.q_len,
+            seq,
+            heads: s.heads,
+            head_dim: s.head_dim,
+            scale: scale as f32,
+        };
+        return Ok(q
+            .contiguous()?
+            .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?);
+    }
+    let split = |t: &Tensor, len: usize| -> Result<Tensor> {
+        Ok(t.reshape((batch, len, s.heads, s.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
+    let (qh, kh, vh) = (split(q, s.q_len)?, split(k, seq)?, split(v, seq)?);
+    let scores = (qh.matmul(&kh.t()?)? * scale)?.broadcast_add(&mask.tensor)?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let context = probs.matmul(&vh)?.transpose(1, 2)?.contiguous()?;
+    Ok(context.reshape((batch * s.q_len, s.heads * s.head_dim))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &Tensor, b: &Tensor, tol: f32) {
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a.len(), b.len());
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= tol, "max |diff| {worst}");
+    }
+
+    #[test]
+    fn dense_matches_candle_matmul_plus_bias() {
+        let d = Device::Cpu;
+        for rows in [1, 7, 64] {
+            let x = Tensor::randn(0f32, 1.0, (rows, 48), &d).unwrap();
+            let w_t = Tensor::randn(0f32, 1.0, (48, 40), &d).unwrap();
+            let b = Tensor::randn(0f32, 1.0, 40, &d).unwrap();
+            let expected = x.matmul(&w_t).unwrap().broadcast_add(&b).unwrap();
+            close(&dense(&x, &w_t, &b).unwrap(), &expected, 1e-4);
+        }
+    }
+
+    #[test]
+    fn fused_attention_matches_the_reference_math() {
+        let d = Device::Cpu;
+        let (batch, seq, heads, head_dim) = (3, 5, 2, 4);
+        let hidden = heads * head_dim;
+        let q = Tensor::randn(0f32, 1.0, (batch * seq, hidden), &d).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (batch * seq, hidden), &d).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (batch * seq, hidden), &d).unwrap();
+        // Text 1 is padded after 2 tokens, text 2 is fully masked (uniform attention, no NaN).
+        let mask: Vec<i64> = [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]].concat();
+        let m = AttentionMask::new(&mask, batch, seq, &d).unwrap();
+        let shape = AttentionShape {
+            q_len: seq,
+            heads,
+            head_dim,
+        };
+        let got = attention(&q, &k, &v, &m, shape).unwrap();
+        let split = |t: &Tensor| {
+            t.reshape((batch, seq, heads, head_dim))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .contiguous()
+                .unwrap()
+        };
+        let scores = (split(&q).matmul(&split(&k).t().unwrap()).unwrap() * (1.0 / 2.0)).unwrap();
+        let probs =
+            candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&m.tensor).unwrap()).unwrap();
+        let expected = probs
+            .matmul(&split(&v))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        close(
+            &got,
+            &expected.reshape((batch * seq, hidden)).unwrap(),
+            1e-5,
+        );
+        assert!(got
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn first_token_attention_equals_row_zero_of_full_attention() {
+        let d = Device::Cpu;
+        let (batch, seq, heads, head_dim) = (2, 6, 3, 4);
+        let hidden = heads * head_dim;
+        let q = Tensor::randn(0f32, 1.0, (batch * seq, hidden), &d).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (batch * seq, hidden), &d).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (batch * seq, hidden), &d).unwrap();
+        let m = AttentionMask::new(&[1; 12], batch, seq, &d).unwrap();
+        let full = attention(
+            &q,
+            &k,
+            &v,
+            &m,
+            AttentionShape {
+                q_len: seq,
+                heads,
+                head_dim,
+            },
+        )
+        .unwrap();
+        let q0 = q
+            .reshape((batch, seq, hidden))
+            .unwrap()
+            .narrow(1, 0, 1)
+            .unwrap()
+            .reshape((batch, hidden))
+            .unwrap();
+        let first = attention(
+            &q0,
+            &k,
+            &v,
+            &m,
+            AttentionShape {
+                q_len: 1,
+                heads,
+                head_dim,
+            },
+        )
+        .unwrap();
+        let full0 = full
+            .reshape((batch, seq, hidden))
+            .unwrap()
+            .narrow(1, 0, 1)
+            .unwrap()
+            .reshape((batch, hidden))
+            .unwrap();
+        close(&first, &full0, 1e-6);
+    }
+}
