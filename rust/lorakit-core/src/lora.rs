@@ -183,12 +183,11 @@ fn pattern_value(patterns: &OrderedPatterns, path: &str) -> Result<Option<f64>> 
     Ok(None)
 }
 
-/// One adapted dense layer at runtime: `delta = (x A^T) (s B)^T`, operands pre-transposed and contiguous.
+/// One adapted dense layer: the factors kept transposed and contiguous (`A^T` `[in, r]`, `B^T` `[r, out]`), the
+/// layout both the runtime product and the fold read directly.
 struct LoraDelta {
     a_t: Tensor,
-    b_t_scaled: Tensor,
-    a: Tensor,
-    b: Tensor,
+    b_t: Tensor,
     scale: f64,
 }
 
@@ -201,7 +200,8 @@ impl LoraWeights {
     /// `y + s * B (A x)` for `x` `[rows, in]` and `y = W x + b` `[rows, out]`.
     pub fn add_delta(&self, site: usize, x: &Tensor, y: Tensor) -> Result<Tensor> {
         match self.sites.get(site).and_then(Option::as_ref) {
-            Some(d) => Ok((y + x.matmul(&d.a_t)?.matmul(&d.b_t_scaled)?)?),
+            // The scale goes on the small `[rows, r]` product; mathematically s * B (A x).
+            Some(d) => Ok((y + x.matmul(&d.a_t)?.affine(d.scale, 0.0)?.matmul(&d.b_t)?)?),
             None => Ok(y),
         }
     }
@@ -210,8 +210,8 @@ impl LoraWeights {
     pub fn fold(&self, site: usize, linear: &Linear) -> Result<Linear> {
         match self.sites.get(site).and_then(Option::as_ref) {
             Some(d) => {
-                // Same element-wise operations as on `[out, in]`, in the transposed layout the layer keeps.
-                let delta_t = d.b.matmul(&d.a)?.affine(d.scale, 0.0)?.t()?;
+                // A^T B^T = (B A)^T: the same sums as PEFT's B @ A, in the transposed layout the layer keeps.
+                let delta_t = d.a_t.matmul(&d.b_t)?.affine(d.scale, 0.0)?;
                 Linear::from_transposed((linear.weight_t() + delta_t)?, linear.bias().clone())
             }
             None => Ok(linear.clone()),
@@ -319,13 +319,9 @@ pub(crate) fn load_adapter(
         } else {
             alpha / rank as f64
         };
-        let b_t_scaled = b.affine(scale, 0.0)?.t()?.contiguous()?;
-        let a_t = a.t()?.contiguous()?;
         sites[module.site] = Some(LoraDelta {
-            a_t,
-            b_t_scaled,
-            a,
-            b,
+            a_t: a.t()?.contiguous()?,
+            b_t: b.t()?.contiguous()?,
             scale,
         });
     }
