@@ -72,7 +72,7 @@ fn two_adapters_on_one_base_each_match_their_golden() {
 #[test]
 fn real_minilm_matches_golden_merged_and_runtime() {
     let Some(dir) = minilm_fixture() else {
-        panic!("minilm_lora fixture missing: run `make fixtures` (it builds it with --with-minilm)")
+        panic!("minilm_lora fixture missing: run `scripts/make_fixtures.py $LORAKIT_FIXTURES --with-minilm`")
     };
     for merged in [true, false] {
         let model = Model::load(&dir, merged, &opts()).unwrap();
