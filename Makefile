@@ -34,7 +34,7 @@ ffi: ## Build the C ABI static library (target/release/liblorakit.a) and header
 	cargo build --release -p lorakit-ffi
 
 fixtures: setup ## Generate tiny random models + golden vectors used by cargo and go tests
-	$(PY) scripts/make_fixtures.py $(LORAKIT_FIXTURES)
+	$(PY) scripts/make_fixtures.py $(LORAKIT_FIXTURES) --with-minilm
 
 demo: setup ffi ## Main job: train on the embedded default, export, run natively from Python and Go, print parity + metrics
 	$(PY) scripts/demo.py
