@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::kernels;
 use crate::nn::Linear;
 use crate::tensors::{check_shape, TensorStore};
 
@@ -201,7 +202,10 @@ impl LoraWeights {
     pub fn add_delta(&self, site: usize, x: &Tensor, y: Tensor) -> Result<Tensor> {
         match self.sites.get(site).and_then(Option::as_ref) {
             // The scale goes on the small `[rows, r]` product; mathematically s * B (A x).
-            Some(d) => Ok((y + x.matmul(&d.a_t)?.affine(d.scale, 0.0)?.matmul(&d.b_t)?)?),
+            Some(d) => {
+                let ax = kernels::product(x, &d.a_t)?.affine(d.scale, 0.0)?;
+                kernels::add_product(&y, &ax, &d.b_t)
+            }
             None => Ok(y),
         }
     }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
@@ -20,8 +20,47 @@ fn pool_parallelism() -> Parallelism {
     }
 }
 
-/// `y = x @ w_t + bias` for `x` `[m, k]`, `w_t` `[k, n]`, `bias` `[n]`.
-pub(super) struct Dense;
+/// `dst += x @ w` for row-major `x` `[m, k]`, `w` `[k, n]`, `dst` `[m, n]` (checked by the callers).
+fn accumulate_product(dst: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    // SAFETY: the buffers hold m*k, k*n and m*n f32 (checked by the callers) with these row-major strides.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            pool_parallelism(),
+        );
+    }
+}
+
+/// What the GEMM accumulates onto.
+pub(super) enum Start {
+    /// `x @ w_t + bias`: the third input is a bias `[n]`, repeated on every row.
+    Bias,
+    /// `acc + x @ w_t`: the third input is `[m, n]` (a LoRA delta added onto the base output).
+    Matrix,
+}
+
+/// `start + x @ w_t` for `x` `[m, k]` and `w_t` `[k, n]`; inputs are (x, w_t, start).
+pub(super) struct Dense(pub Start);
 
 impl CustomOp3 for Dense {
     fn name(&self) -> &'static str {
@@ -39,45 +78,52 @@ impl CustomOp3 for Dense {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s1, l1, "dense input")?;
         let w = contiguous_f32(s2, l2, "dense weight")?;
-        let bias = contiguous_f32(s3, l3, "dense bias")?;
+        let start = contiguous_f32(s3, l3, "dense start")?;
         let (m, k) = l1.shape().dims2()?;
         let (wk, n) = l2.shape().dims2()?;
-        if wk != k || bias.len() != n {
+        let start_len = match self.0 {
+            Start::Bias => n,
+            Start::Matrix => m * n,
+        };
+        if wk != k || start.len() != start_len {
             candle_core::bail!(
-                "dense: input [{m}, {k}], weight [{wk}, {n}], bias [{}]",
-                bias.len()
+                "dense: input [{m}, {k}], weight [{wk}, {n}], start of {} values",
+                start.len()
             );
         }
-        let mut dst = Vec::with_capacity(m * n);
-        for _ in 0..m {
-            dst.extend_from_slice(bias);
+        let mut dst = match self.0 {
+            Start::Bias => start.repeat(m),
+            Start::Matrix => start.to_vec(),
+        };
+        accumulate_product(&mut dst, x, w, m, k, n);
+        Ok((CpuStorage::F32(dst), Shape::from((m, n))))
+    }
+}
+
+/// `x @ w_t` for `x` `[m, k]` and `w_t` `[k, n]`.
+pub(super) struct Product;
+
+impl CustomOp2 for Product {
+    fn name(&self) -> &'static str {
+        "lorakit-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "product input")?;
+        let w = contiguous_f32(s2, l2, "product weight")?;
+        let (m, k) = l1.shape().dims2()?;
+        let (wk, n) = l2.shape().dims2()?;
+        if wk != k {
+            candle_core::bail!("product: input [{m}, {k}], weight [{wk}, {n}]");
         }
-        if m > 0 && n > 0 && k > 0 {
-            // SAFETY: the three buffers hold m*k, k*n and m*n f32 with the row-major strides passed here.
-            unsafe {
-                gemm(
-                    m,
-                    n,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    true,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    w.as_ptr(),
-                    1,
-                    n as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    pool_parallelism(),
-                );
-            }
-        }
+        let mut dst = vec![0f32; m * n];
+        accumulate_product(&mut dst, x, w, m, k, n);
         Ok((CpuStorage::F32(dst), Shape::from((m, n))))
     }
 }

@@ -44,8 +44,8 @@ fn gelu_erf_generic(x: &Tensor) -> Result<Tensor> {
 /// `x @ weight_t + bias` for `x` `[rows, in]`, `weight_t` `[in, out]` (pre-transposed), `bias` `[out]`.
 pub(crate) fn dense(x: &Tensor, weight_t: &Tensor, bias: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() {
-        Ok(x.contiguous()?
-            .apply_op3_no_bwd(weight_t, bias, &gemm_ops::Dense)?)
+        let op = gemm_ops::Dense(gemm_ops::Start::Bias);
+        Ok(x.contiguous()?.apply_op3_no_bwd(weight_t, bias, &op)?)
     } else {
         dense_generic(x, weight_t, bias)
     }
@@ -53,6 +53,26 @@ pub(crate) fn dense(x: &Tensor, weight_t: &Tensor, bias: &Tensor) -> Result<Tens
 
 fn dense_generic(x: &Tensor, weight_t: &Tensor, bias: &Tensor) -> Result<Tensor> {
     Ok(x.matmul(weight_t)?.broadcast_add(bias)?)
+}
+
+/// `x @ w_t` for `x` `[rows, k]`, `w_t` `[k, n]`.
+pub(crate) fn product(x: &Tensor, w_t: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        Ok(x.contiguous()?.apply_op2_no_bwd(w_t, &gemm_ops::Product)?)
+    } else {
+        Ok(x.matmul(w_t)?)
+    }
+}
+
+/// `acc + x @ w_t` for `acc` `[rows, n]`, `x` `[rows, k]`, `w_t` `[k, n]`, in one pass over `acc`.
+pub(crate) fn add_product(acc: &Tensor, x: &Tensor, w_t: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        let op = gemm_ops::Dense(gemm_ops::Start::Matrix);
+        Ok(x.contiguous()?
+            .apply_op3_no_bwd(w_t, &acc.contiguous()?, &op)?)
+    } else {
+        Ok((acc + x.matmul(w_t)?)?)
+    }
 }
 
 /// Additive attention mask of a right-padded batch, kept on the host for the CPU kernel and as a
@@ -207,6 +227,21 @@ mod tests {
                 .iter()
                 .all(|x| x.is_finite()));
         }
+    }
+
+    #[test]
+    fn products_match_candle_matmul() {
+        let d = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (9, 16), &d).unwrap();
+        let w_t = Tensor::randn(0f32, 1.0, (16, 5), &d).unwrap();
+        let acc = Tensor::randn(0f32, 1.0, (9, 5), &d).unwrap();
+        let expected = x.matmul(&w_t).unwrap();
+        close(&product(&x, &w_t).unwrap(), &expected, 1e-5);
+        close(
+            &add_product(&acc, &x, &w_t).unwrap(),
+            &(&acc + &expected).unwrap(),
+            1e-5,
+        );
     }
 
     #[test]
