@@ -157,3 +157,20 @@ def test_unwritable_output_is_refused_before_training(fixtures_dir: Path, tmp_pa
     err = capsys.readouterr()
     assert "cannot create it" in err.err and "Not a directory" in err.err
     assert "trained in" not in err.out
+
+
+def test_export_from_an_epoch_checkpoint(trained: dict[str, Path], tmp_path: Path) -> None:
+    epochs = sorted((trained["run"] / "trainer").glob("checkpoint-*"))
+    assert epochs, "the trainer kept no epoch checkpoints"
+    out = tmp_path / "epoch"
+    assert main(["export", str(epochs[0]), "--output", str(out)]) == 0
+    manifest = read_manifest(out)
+    assert manifest["metrics"] == {"checkpoint": epochs[0].name}  # never evaluated: no borrowed metrics
+    assert main(["verify", str(out)]) == 0
+
+
+def test_export_refuses_a_directory_that_is_not_a_checkpoint(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    assert "not a lorakit training checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
