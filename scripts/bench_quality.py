@@ -39,7 +39,8 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
     data = DataSpec(args.data, args.text_column, args.label_column, seed=args.seed)
     model_dir = args.out / f"{args.data.parent.name}_minilm_{mode}"
     started = time.perf_counter()
-    metrics = train_and_export(data, config, model_dir, MINILM_ID, onnx=False)
+    metrics = train_and_export(data, config, model_dir, MINILM_ID, onnx=False,
+                               checkpoint_dir=args.out / f"run_{mode}")
     wall = time.perf_counter() - started
     report = verify_model(model_dir)
     print(format_report(report), flush=True)
