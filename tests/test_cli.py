@@ -82,6 +82,32 @@ def test_verify_eval_and_predict_on_the_trained_model(trained: dict[str, Path],
         assert abs(sum(item["probability"] for item in result["top"]) - 1.0) < 1e-5
 
 
+def test_predict_native_and_torch_agree(trained: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    texts = ["great lovely superb", "awful", "", "a neutral sentence about the weather " * 40]
+    runs = {}
+    for backend in ("native", "torch"):
+        args = ["predict", str(trained["model"]), "--json", "--top-k", "3", "--backend", backend]
+        assert main(args + [arg for text in texts for arg in ("--text", text)]) == 0
+        runs[backend] = json.loads(capsys.readouterr().out)
+    for native, reference in zip(runs["native"], runs["torch"]):
+        assert native["label"] == reference["label"]
+        for a, b in zip(native["top"], reference["top"]):
+            assert a["label"] == b["label"] and abs(a["probability"] - b["probability"]) < 1e-5
+
+
+def test_predict_on_a_corrupt_model_is_one_line_exit_2(trained: dict[str, Path], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained["model"], model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-16])
+    assert main(["predict", str(model), "--text", "hi"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "checksum mismatch" in err and "\n" not in err
+
+
 def test_export_from_checkpoint_reproduces_the_model(trained: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "reexported"
     assert main(["export", str(trained["run"]), "--output", str(out), "--onnx"]) == 0

@@ -12,6 +12,13 @@ from typing import Any, Sequence
 
 from .errors import LorakitError
 
+try:
+    from ._native import LorakitError as NativeError
+except ImportError:  # extension not built: only the torch backends exist
+
+    class NativeError(Exception):  # type: ignore[no-redef]
+        """Stands in for the native error base class."""
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -64,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text", action="append", required=True, help="text to classify (repeatable)")
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true")
+    predict.add_argument("--backend", choices=["native", "torch"], default="native",
+                         help="native: the Rust core on the merged weights (default); torch: PyTorch")
 
     verify = verbs.add_parser("verify", help="recompute golden outputs with every backend and compare")
     verify.add_argument("model_dir", type=Path)
@@ -85,6 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LorakitError as exc:
         print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except NativeError as exc:  # typed errors of the Rust core, e.g. a corrupt or tampered model directory
+        print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # unreadable input, unwritable output, full disk: the user's to fix, not a crash
         print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
         return 2
@@ -165,17 +177,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    import torch
-
-    from .evaluate import predict_logits
-    from .loading import load_merged, load_tokenizer
-    from .manifest import read_manifest
-
-    manifest = read_manifest(args.model_dir)
-    labels = manifest["labels"]
-    logits = predict_logits(load_merged(args.model_dir), load_tokenizer(args.model_dir), args.text,
-                            int(manifest["max_seq_len"]), progress=False)
-    probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    labels, probabilities = predict_probabilities(args.model_dir, args.text, args.backend)
     results: list[dict[str, Any]] = []
     for text, row in zip(args.text, probabilities):
         order = row.argsort()[::-1][: max(1, args.top_k)]
@@ -188,6 +190,25 @@ def run_predict(args: argparse.Namespace) -> int:
             top = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["top"])
             print(f"{result['label']}\t{top}\t{result['text']}")
     return 0
+
+
+def predict_probabilities(model_dir: Path, texts: list[str], backend: str) -> tuple[list[str], Any]:
+    """Label names and softmax probabilities [len(texts), num_labels] from the chosen backend."""
+    if backend == "native":
+        from .native import Model
+
+        model = Model.load(str(model_dir), merged=True)
+        return model.labels, model.classify(texts).probabilities
+    import torch
+
+    from .evaluate import predict_logits
+    from .loading import load_merged, load_tokenizer
+    from .manifest import read_manifest
+
+    manifest = read_manifest(model_dir)
+    logits = predict_logits(load_merged(model_dir), load_tokenizer(model_dir), texts,
+                            int(manifest["max_seq_len"]), progress=False)
+    return manifest["labels"], torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
 def run_verify(args: argparse.Namespace) -> int:
