@@ -166,6 +166,15 @@ def test_existing_foreign_output_is_refused_before_training(fixtures_dir: Path, 
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_max_seq_len_beyond_the_base_positions_is_refused(fixtures_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_labelled_csv(tmp_path / "d.csv")
+    out = tmp_path / "out"
+    assert main(train_args(data, out, fixtures_dir / "tiny_bert_base", "--max-seq-len", "128")) == 2
+    assert "exceeds the base model's max_position_embeddings (64)" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_console_entry_reports_errors_on_one_line(tmp_path: Path) -> None:
     """A real process: stderr carries exactly one line and the exit status is 2."""
     (tmp_path / "d.tsv").write_bytes(b"\xff\xfe\x00bad")

@@ -13,8 +13,8 @@ from typing import Any, Sequence, cast
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                          TrainingArguments, set_seed)
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, ProgressCallback,
+                          Trainer, TrainingArguments, set_seed)
 
 from .data import Example
 from .errors import LorakitError
@@ -75,12 +75,28 @@ class EncodedDataset(torch.utils.data.Dataset):
         return item
 
 
+class PostfixProgress(ProgressCallback):
+    """One progress bar: the latest loss and validation metrics go in its postfix, not a printed dict per log."""
+
+    SHOWN = ("loss", "eval_loss", "eval_accuracy", "eval_macro_f1")
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            shown = {key: f"{logs[key]:.4g}" for key in self.SHOWN if isinstance(logs.get(key), float)}
+            if shown:
+                self.training_bar.set_postfix(shown, refresh=False)
+
+
 def build_model(config: TrainConfig) -> torch.nn.Module:
     labels = config.labels
     model = AutoModelForSequenceClassification.from_pretrained(
         config.base, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and config.max_seq_len > limit:
+        raise LorakitError(f"--max-seq-len {config.max_seq_len} exceeds the base model's max_position_embeddings "
+                           f"({limit}): pass --max-seq-len {limit} or less")
     if config.full:
         return model
     from peft import LoraConfig, TaskType, get_peft_model
@@ -154,6 +170,9 @@ def train(config: TrainConfig, train_examples: Sequence[Example], train_labels: 
         data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=trainer_metrics,
         compute_loss_func=loss_func,
     )
+    if progress:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(PostfixProgress)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
