@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"lorakit/lorakit/lorakittest"
 	"lorakit/router/routertest"
 )
 
@@ -86,7 +87,7 @@ func TestSignalsReloadAndShutdown(t *testing.T) {
 		t.Fatalf("health %d %v", status, health)
 	}
 
-	routertest.CopyDir(t, filepath.Join(root, routertest.LoraA), filepath.Join(root, "lora_a_copy"))
+	lorakittest.CopyDir(t, filepath.Join(root, routertest.LoraA), filepath.Join(root, "lora_a_copy"))
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@
 package routertest
 
 import (
-	"io/fs"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -25,32 +23,7 @@ func ModelsRoot(t testing.TB, names ...string) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), "models")
 	for _, name := range names {
-		CopyDir(t, lorakittest.FixtureDir(t, name), filepath.Join(root, name))
+		lorakittest.CopyDir(t, lorakittest.FixtureDir(t, name), filepath.Join(root, name))
 	}
 	return root
-}
-
-// CopyDir copies a directory tree of regular files.
-func CopyDir(t testing.TB, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(path string, entry fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		if entry.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
-	})
-	if err != nil {
-		t.Fatalf("copy %s to %s: %v", src, dst, err)
-	}
 }
