@@ -166,17 +166,7 @@ pub unsafe extern "C" fn lorakit_base_free(base: *mut LorakitBase) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guard::{lorakit_string_free, LORAKIT_INPUT};
-    use std::ffi::CStr;
-
-    fn message(err: *mut c_char) -> String {
-        assert!(!err.is_null(), "an error message is expected");
-        let text = unsafe { CStr::from_ptr(err) }
-            .to_string_lossy()
-            .into_owned();
-        unsafe { lorakit_string_free(err) };
-        text
-    }
+    use crate::guard::{take_message, LORAKIT_INPUT};
 
     #[test]
     fn null_arguments_are_input_errors() {
@@ -187,29 +177,29 @@ mod tests {
                 lorakit_base_load(ptr::null(), ptr::null(), &mut out, &mut err),
                 LORAKIT_INPUT
             );
-            assert_eq!(message(err), "dir is NULL");
+            assert_eq!(take_message(err), "dir is NULL");
             assert_eq!(
                 lorakit_base_add_adapter(ptr::null(), c"a".as_ptr(), c"/d".as_ptr(), &mut err),
                 LORAKIT_INPUT
             );
-            assert_eq!(message(err), "base is NULL");
+            assert_eq!(take_message(err), "base is NULL");
             let mut removed = true;
             assert_eq!(
                 lorakit_base_remove_adapter(ptr::null(), c"a".as_ptr(), &mut removed, &mut err),
                 LORAKIT_INPUT
             );
-            assert_eq!(message(err), "base is NULL");
+            assert_eq!(take_message(err), "base is NULL");
             let mut list = ptr::null_mut();
             assert_eq!(
                 lorakit_base_adapters(ptr::null(), &mut list, &mut err),
                 LORAKIT_INPUT
             );
-            assert_eq!(message(err), "base is NULL");
+            assert_eq!(take_message(err), "base is NULL");
             assert_eq!(
                 lorakit_base_labels(ptr::null(), c"a".as_ptr(), &mut list, &mut err),
                 LORAKIT_INPUT
             );
-            assert_eq!(message(err), "base is NULL");
+            assert_eq!(take_message(err), "base is NULL");
             let mut result = ptr::null_mut();
             let status = lorakit_base_classify(
                 ptr::null(),
@@ -220,12 +210,12 @@ mod tests {
                 &mut err,
             );
             assert_eq!(status, LORAKIT_INPUT);
-            assert_eq!(message(err), "base is NULL");
+            assert_eq!(take_message(err), "base is NULL");
             assert_eq!(
                 lorakit_base_adapters(ptr::null(), ptr::null_mut(), &mut err),
                 LORAKIT_INPUT
             );
-            assert_eq!(message(err), "out is NULL");
+            assert_eq!(take_message(err), "out is NULL");
             lorakit_base_free(ptr::null_mut());
         }
     }

@@ -152,17 +152,21 @@ pub(crate) fn check_out<T>(out: *mut T, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Test helper: the owned error message in `err`, freed after reading.
+#[cfg(test)]
+pub(crate) fn take_message(err: *mut c_char) -> String {
+    assert!(!err.is_null(), "an error message is expected");
+    let text = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { lorakit_string_free(err) };
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use lorakit_core::ErrorKind;
-
-    fn take(err: *mut c_char) -> String {
-        assert!(!err.is_null());
-        let text = unsafe { CStr::from_ptr(err) }.to_str().unwrap().to_string();
-        unsafe { lorakit_string_free(err) };
-        text
-    }
 
     #[test]
     fn ok_clears_the_error_slot() {
@@ -176,11 +180,11 @@ mod tests {
         let mut err = ptr::null_mut();
         let status = guarded(&mut err, || panic!("boom {}", 42));
         assert_eq!(status, LORAKIT_INTERNAL);
-        assert_eq!(take(err), "panic in lorakit: boom 42");
+        assert_eq!(take_message(err), "panic in lorakit: boom 42");
 
         let status = guarded(&mut err, || std::panic::panic_any(7u8));
         assert_eq!(status, LORAKIT_INTERNAL);
-        assert!(take(err).contains("non-string"));
+        assert!(take_message(err).contains("non-string"));
     }
 
     #[test]
@@ -190,12 +194,12 @@ mod tests {
             Err(Error::Format("checksum mismatch: model.safetensors".into()))
         });
         assert_eq!(status, LORAKIT_FORMAT);
-        assert_eq!(take(err), "checksum mismatch: model.safetensors");
+        assert_eq!(take_message(err), "checksum mismatch: model.safetensors");
 
         let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
         let status = guarded(&mut err, || Err(Error::io("/nope", missing)));
         assert_eq!(status, LORAKIT_IO);
-        assert!(take(err).starts_with("/nope: "));
+        assert!(take_message(err).starts_with("/nope: "));
     }
 
     #[test]
@@ -211,7 +215,7 @@ mod tests {
     fn messages_with_nul_are_escaped() {
         let mut err = ptr::null_mut();
         guarded(&mut err, || Err(Error::Input("a\0b".into())));
-        assert_eq!(take(err), "a\\0b");
+        assert_eq!(take_message(err), "a\\0b");
     }
 
     #[test]

@@ -208,17 +208,7 @@ pub unsafe extern "C" fn lorakit_model_free(model: *mut LorakitModel) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guard::{lorakit_string_free, LORAKIT_INPUT};
-    use std::ffi::CStr;
-
-    fn message(err: *mut c_char) -> String {
-        assert!(!err.is_null(), "an error message is expected");
-        let text = unsafe { CStr::from_ptr(err) }
-            .to_string_lossy()
-            .into_owned();
-        unsafe { lorakit_string_free(err) };
-        text
-    }
+    use crate::guard::{take_message, LORAKIT_INPUT};
 
     #[test]
     fn load_rejects_null_arguments_before_touching_the_core() {
@@ -228,20 +218,20 @@ mod tests {
             unsafe { lorakit_model_load(ptr::null(), true, ptr::null(), &mut out, &mut err) };
         assert_eq!(status, LORAKIT_INPUT);
         assert!(out.is_null(), "out is cleared on failure");
-        assert_eq!(message(err), "dir is NULL");
+        assert_eq!(take_message(err), "dir is NULL");
 
         let status = unsafe {
             lorakit_model_load(c"/x".as_ptr(), true, ptr::null(), ptr::null_mut(), &mut err)
         };
         assert_eq!(status, LORAKIT_INPUT);
-        assert_eq!(message(err), "out is NULL");
+        assert_eq!(take_message(err), "out is NULL");
 
         let bad = [b'/', 0xff, 0];
         let status = unsafe {
             lorakit_model_load(bad.as_ptr().cast(), true, ptr::null(), &mut out, &mut err)
         };
         assert_eq!(status, LORAKIT_INPUT);
-        assert!(message(err).starts_with("dir is not valid UTF-8"));
+        assert!(take_message(err).starts_with("dir is not valid UTF-8"));
     }
 
     #[test]
@@ -251,18 +241,18 @@ mod tests {
         let status =
             unsafe { lorakit_model_classify(ptr::null(), ptr::null(), 0, &mut result, &mut err) };
         assert_eq!(status, LORAKIT_INPUT);
-        assert_eq!(message(err), "model is NULL");
+        assert_eq!(take_message(err), "model is NULL");
         let mut encoding = ptr::null_mut();
         let status =
             unsafe { lorakit_model_tokenize(ptr::null(), ptr::null(), 0, &mut encoding, &mut err) };
         assert_eq!(status, LORAKIT_INPUT);
-        assert_eq!(message(err), "model is NULL");
+        assert_eq!(take_message(err), "model is NULL");
         let mut ns = 0u64;
         let status = unsafe {
             lorakit_model_time_classify(ptr::null(), ptr::null(), 0, 1, &mut ns, &mut err)
         };
         assert_eq!(status, LORAKIT_INPUT);
-        assert_eq!(message(err), "model is NULL");
+        assert_eq!(take_message(err), "model is NULL");
     }
 
     #[test]
