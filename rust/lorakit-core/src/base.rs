@@ -1,156 +1,99 @@
-//! Base encoders: loading an HF checkpoint directory once, and the shared `Base` with named adapters.
+//! Base checkpoints: an HF model directory (config.json + model.safetensors) loaded once, encoder plus the
+//! facts adapters need (its module table, the head weights it provides, the sha256 adapters name it by).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 
-use crate::adapter::{load_lora_task, TaskAdapter};
-use crate::config::BertConfig;
-use crate::error::{Error, Result};
-use crate::heads::load_pooler;
-use crate::manifest::{check_sha256, ModelDir};
-use crate::models::bert::{detect_prefix, is_buffer, BertEncoder};
-use crate::nn::Linear;
-use crate::runtime::Runtime;
+use crate::error::Result;
+use crate::lora::AdapterSource;
+use crate::manifest::check_sha256;
+use crate::models::{encoder_key_prefix, is_buffer, ArchConfig, CheckpointConfig, Encoder};
 use crate::tensors::{read_file, sha256_hex, TensorStore};
+use crate::weights::{LoadContext, ModuleTable, Weights};
 
 pub(crate) const WEIGHTS_FILE: &str = "model.safetensors";
 
-/// Encoder weights of a base checkpoint, plus its pooler (the head's first layer) when it has one.
+/// An encoder with the config it was built from.
+pub(crate) struct Backbone {
+    pub config: Arc<dyn ArchConfig>,
+    pub encoder: Box<dyn Encoder>,
+}
+
+/// A loaded base checkpoint.
 pub(crate) struct LoadedBase {
     pub dir: PathBuf,
-    pub config: BertConfig,
-    pub encoder: Arc<BertEncoder>,
-    pub pooler: Option<Linear>,
+    pub backbone: Arc<Backbone>,
+    pub modules: ModuleTable,
+    /// Head weights the base provides (BERT's pretrained pooler), keyed by module path.
+    pub head_tensors: HashMap<String, Tensor>,
     pub weights_sha256: String,
 }
 
-/// Loads `dir/config.json` + `dir/model.safetensors` (a `BertModel`, or a task model whose head is ignored).
-/// With `expected_sha256`, the weights file must match it (checksum mismatch is a Format error).
+/// The encoder's builder in `ctx`: keys under `key_prefix`, module paths always under the architecture's
+/// `encoder_prefix` (PEFT names modules after the task model).
+pub(crate) fn encoder_weights<'a>(ctx: &'a LoadContext<'a>, key_prefix: &str, path_prefix: &str) -> Weights<'a> {
+    if key_prefix.is_empty() {
+        ctx.root().with_path_prefix(path_prefix)
+    } else {
+        ctx.root().pp(key_prefix)
+    }
+}
+
+/// Loads `dir/config.json` + `dir/model.safetensors` (a bare encoder, or a task model whose head is ignored).
+/// With `expected_sha256` the weights must match it; with `fold`, the adapter is folded into every dense layer.
 pub(crate) fn load_base(
     dir: &Path,
     device: &Device,
     expected_sha256: Option<&str>,
+    fold: Option<&RefCell<AdapterSource>>,
 ) -> Result<LoadedBase> {
-    let config = BertConfig::from_json(
+    let config = CheckpointConfig::parse(
         &read_file(&dir.join("config.json"))?,
         &dir.display().to_string(),
-    )?;
+    )?
+    .arch;
     let weights_path = dir.join(WEIGHTS_FILE);
     let bytes = read_file(&weights_path)?;
     if let Some(expected) = expected_sha256 {
-        check_sha256(
-            &bytes,
-            expected,
-            &format!("base weights {}", weights_path.display()),
-        )?;
+        check_sha256(&bytes, expected, &format!("base weights {}", weights_path.display()))?;
     }
     let weights_sha256 = match expected_sha256 {
         Some(e) => e.to_ascii_lowercase(),
         None => sha256_hex(&bytes),
     };
-    let mut store =
-        TensorStore::from_safetensors(&bytes, &weights_path.display().to_string(), device)?;
+    let store = TensorStore::from_safetensors(&bytes, &weights_path.display().to_string(), device)?;
     drop(bytes);
-    let prefix = detect_prefix(&store)?;
-    let encoder = BertEncoder::load(&mut store, prefix, &config)?;
-    let pooler = load_pooler(&mut store, prefix, config.hidden_size)?;
+    let arch = config.architecture();
+    let key_prefix = encoder_key_prefix(&store, arch)?;
+    let ctx = LoadContext::new(store, fold);
+    let encoder = config.load_encoder(&encoder_weights(&ctx, &key_prefix, arch.encoder_prefix))?;
+    let (mut store, modules) = ctx.into_parts();
+
+    let mut head_tensors = HashMap::new();
+    for module in arch.base_head_modules {
+        let key_start = if key_prefix.is_empty() {
+            format!("{module}.")
+        } else {
+            format!("{key_prefix}.{module}.")
+        };
+        let keys: Vec<String> = store.keys().filter(|k| k.starts_with(&key_start)).cloned().collect();
+        for key in keys {
+            let path = format!("{}.{module}.{}", arch.encoder_prefix, &key[key_start.len()..]);
+            head_tensors.insert(path, store.take_any_shape(&key)?);
+        }
+    }
     // A base may carry pre-training or task heads; adapters bring their own head, so those are not used.
-    store.discard_where(|k| is_buffer(k) || k.starts_with("cls.") || k.starts_with("classifier."));
+    store.discard_where(|k| is_buffer(k) || arch.unused.iter().any(|p| k.starts_with(p)));
     store.finish()?;
     Ok(LoadedBase {
         dir: dir.to_path_buf(),
-        config,
-        encoder: Arc::new(encoder),
-        pooler,
+        backbone: Arc::new(Backbone { config, encoder }),
+        modules,
+        head_tensors,
         weights_sha256,
     })
-}
-
-/// The state behind the public `Base`.
-pub(crate) struct SharedBase {
-    pub base: LoadedBase,
-    pub runtime: Runtime,
-    pub adapters: RwLock<HashMap<String, Arc<TaskAdapter>>>,
-}
-
-impl SharedBase {
-    pub fn load(dir: &Path, runtime: Runtime) -> Result<SharedBase> {
-        let base = load_base(dir, &runtime.device, None)?;
-        Ok(SharedBase {
-            base,
-            runtime,
-            adapters: RwLock::new(HashMap::new()),
-        })
-    }
-
-    pub fn add_adapter(&self, name: &str, model_dir: &Path) -> Result<()> {
-        if name.is_empty() {
-            return Err(Error::Input("adapter name must not be empty".into()));
-        }
-        if self.read_adapters().contains_key(name) {
-            return Err(Error::Input(format!(
-                "an adapter named {name:?} is already loaded"
-            )));
-        }
-        let md = ModelDir::open(model_dir, self.runtime.verify_checksums)?;
-        let expected = md.base_weights_sha256()?;
-        if !expected.eq_ignore_ascii_case(&self.base.weights_sha256) {
-            return Err(Error::Config(format!(
-                "{} was trained on another base (base.weights_sha256 {expected}, this base {})",
-                model_dir.display(),
-                self.base.weights_sha256
-            )));
-        }
-        // Adapters with byte-identical tokenizer.json files share one tokenizer.
-        let known: Vec<Arc<TaskAdapter>> = self.read_adapters().values().cloned().collect();
-        let task = load_lora_task(md, &self.base, &self.runtime, &|key| {
-            known
-                .iter()
-                .find(|a| a.tokenizer_key == key)
-                .map(|a| a.tokenizer.clone())
-        })?;
-        let mut adapters = self.adapters.write().unwrap_or_else(|p| p.into_inner());
-        if adapters.contains_key(name) {
-            return Err(Error::Input(format!(
-                "an adapter named {name:?} is already loaded"
-            )));
-        }
-        adapters.insert(name.to_string(), Arc::new(task));
-        Ok(())
-    }
-
-    pub fn remove_adapter(&self, name: &str) -> bool {
-        self.adapters
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-            .is_some()
-    }
-
-    pub fn adapter_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.read_adapters().keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    /// The named adapter; the lock is released before any compute.
-    pub fn adapter(&self, name: &str) -> Result<Arc<TaskAdapter>> {
-        let adapters = self.read_adapters();
-        if let Some(a) = adapters.get(name) {
-            return Ok(a.clone());
-        }
-        let mut names: Vec<&String> = adapters.keys().collect();
-        names.sort();
-        Err(Error::Input(format!(
-            "unknown adapter {name:?} (loaded: {names:?})"
-        )))
-    }
-
-    fn read_adapters(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<TaskAdapter>>> {
-        // A panic while holding the lock cannot leave the map half-updated (single insert/remove).
-        self.adapters.read().unwrap_or_else(|p| p.into_inner())
-    }
 }

@@ -2,10 +2,10 @@
 
 use safetensors::{Dtype, SafeTensors};
 
-use crate::adapter::TaskAdapter;
+use crate::base::Backbone;
 use crate::error::{Error, Result};
-use crate::models::bert::BertEncoder;
 use crate::runtime::Runtime;
+use crate::task::Task;
 use crate::{Encoding, GoldenReport};
 
 pub(crate) const GOLDEN_FILE: &str = "golden.safetensors";
@@ -201,12 +201,8 @@ fn read_f32(st: &SafeTensors, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
     Ok((values, view.shape().to_vec()))
 }
 
-/// Recomputes the golden file of `task`'s model directory with `encoder` and compares.
-pub(crate) fn verify(
-    runtime: &Runtime,
-    encoder: &BertEncoder,
-    task: &TaskAdapter,
-) -> Result<GoldenReport> {
+/// Recomputes the golden file of `task`'s model directory with `backbone` and compares.
+pub(crate) fn verify(runtime: &Runtime, backbone: &Backbone, task: &Task) -> Result<GoldenReport> {
     let md = &task.model_dir;
     let golden = Golden::parse(&md.read(GOLDEN_FILE)?)?;
     if let Some(m) = golden.max_seq_len {
@@ -221,7 +217,7 @@ pub(crate) fn verify(
         let texts: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
         let rows = task.tokenizer.encode_all(&texts, task.max_seq_len)?;
         let padded = task.tokenizer.pad(&rows.iter().collect::<Vec<_>>());
-        let logits = runtime.logits(encoder, task, &rows)?;
+        let logits = runtime.logits(backbone, task, &rows)?;
         Ok(golden.compare(&padded, &logits, task.labels.len()))
     })
 }

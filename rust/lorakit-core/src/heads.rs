@@ -1,129 +1,89 @@
-//! Task heads on top of an encoder. BERT sequence classification: pooler dense + tanh, then classifier.
+//! Task heads, shared by every architecture. Sequence classification covers all four families' heads:
+//! BERT (pooler dense + tanh, classifier), RoBERTa (dense + tanh, out_proj), DeBERTa (context pooler dense + act,
+//! classifier) and ModernBERT (cls or mean pooling, dense + act + norm, classifier).
 
-use std::collections::HashMap;
-
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
-use crate::lora::LoraWeights;
-use crate::models::bert::first_token;
-use crate::nn::Linear;
-use crate::tensors::{check_shape, TensorStore};
+use crate::kernels::AttentionMask;
+use crate::models::{first_rows, Rows};
+use crate::nn::{Activation, LayerNorm, Linear};
 
-const CLASSIFIER: &str = "classifier";
+/// How a head reduces the sequence to one vector per text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pooling {
+    /// The first token (`[CLS]` / `<s>`).
+    Cls,
+    /// Mean over real (unpadded) tokens.
+    Mean,
+}
 
+impl Pooling {
+    pub fn from_hf_name(name: &str) -> Result<Pooling> {
+        match name {
+            "cls" => Ok(Pooling::Cls),
+            "mean" => Ok(Pooling::Mean),
+            other => Err(Error::Unsupported(format!("classifier_pooling {other:?}"))),
+        }
+    }
+}
+
+/// pool -> [dense -> activation -> norm] -> out. Heads are per task, so LoRA on their dense layers is folded in.
 #[derive(Clone)]
-pub(crate) struct SequenceClassificationHead {
-    pooler: Linear,
-    classifier: Linear,
-    /// LoRA site of the pooler dense layer (adapters may target it: it is a `dense` module).
-    pooler_site: usize,
+pub(crate) struct ClassificationHead {
+    pub pooling: Pooling,
+    /// The hidden transform before the output layer (pooler / head dense), with its activation and norm.
+    pub dense: Option<(Linear, Activation, Option<LayerNorm>)>,
+    pub out: Linear,
 }
 
-impl SequenceClassificationHead {
-    /// Pooler under `{prefix}pooler.dense` and `classifier.*` of a merged `BertForSequenceClassification` file.
-    pub fn load_merged(
-        store: &mut TensorStore,
-        prefix: &str,
-        hidden: usize,
-        num_labels: usize,
-        pooler_site: usize,
-    ) -> Result<Self> {
-        let pooler = load_pooler(store, prefix, hidden)?.ok_or_else(|| {
-            Error::Format(format!(
-                "{}: missing head weights ({prefix}pooler.dense)",
-                store.origin()
-            ))
-        })?;
-        if !store.contains(&format!("{CLASSIFIER}.weight")) {
-            return Err(Error::Format(format!(
-                "{}: missing head weights (classifier.weight)",
-                store.origin()
-            )));
-        }
-        let classifier = Linear::load(store, CLASSIFIER, hidden, num_labels)?;
-        Ok(SequenceClassificationHead {
-            pooler,
-            classifier,
-            pooler_site,
-        })
+impl ClassificationHead {
+    pub fn num_labels(&self) -> usize {
+        self.out.out_features()
     }
 
-    /// Head of a PEFT adapter: the base pooler (or the adapter's saved copy) and the adapter's saved classifier.
-    pub fn from_adapter(
-        base_pooler: Option<&Linear>,
-        mut saved: HashMap<String, Tensor>,
-        pooler_path: &str,
-        hidden: usize,
-        num_labels: usize,
-        pooler_site: usize,
-    ) -> Result<Self> {
-        let mut take = |key: &str, shape: &[usize]| -> Result<Option<Tensor>> {
-            match saved.remove(key) {
-                Some(t) => {
-                    check_shape(&t, shape, key, "adapter_model.safetensors").map(|_| Some(t))
+    pub fn rows(&self) -> Rows {
+        match self.pooling {
+            Pooling::Cls => Rows::First,
+            Pooling::Mean => Rows::All,
+        }
+    }
+
+    /// `hidden` is `[batch, rows, hidden]`; returns logits `[batch, num_labels]`.
+    pub fn forward(&self, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
+        let (batch, rows, width) = hidden.dims3()?;
+        let pooled = match self.pooling {
+            Pooling::Cls => first_rows(hidden, batch, rows, width)?,
+            Pooling::Mean => {
+                let keep = mask.keep()?.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let sum = hidden.broadcast_mul(&keep)?.sum(1)?;
+                sum.broadcast_div(&keep.sum(1)?)?
+            }
+        };
+        let x = match &self.dense {
+            Some((dense, act, norm)) => {
+                let y = act.apply(&dense.forward(&pooled.contiguous()?)?)?;
+                match norm {
+                    Some(n) => n.forward(&y)?,
+                    None => y,
                 }
-                None => Ok(None),
             }
+            None => pooled,
         };
-        let pooler = match take(&format!("{pooler_path}.weight"), &[hidden, hidden])? {
-            Some(w) => {
-                let b = take(&format!("{pooler_path}.bias"), &[hidden])?.ok_or_else(|| {
-                    Error::Format(format!("adapter_model.safetensors: missing {pooler_path}.bias"))
-                })?;
-                Linear::new(&w, b)?
-            }
-            None => base_pooler.cloned().ok_or_else(|| {
-                Error::Format("missing head weights: the base has no pooler and the adapter does not save one".into())
-            })?,
-        };
-        let missing =
-            |what: &str| Error::Format(format!("missing head weights: adapter has no {what}"));
-        let weight = take("classifier.weight", &[num_labels, hidden])?
-            .ok_or_else(|| missing("classifier.weight"))?;
-        let bias =
-            take("classifier.bias", &[num_labels])?.ok_or_else(|| missing("classifier.bias"))?;
-        if let Some(extra) = saved.keys().next() {
-            return Err(Error::Unsupported(format!(
-                "modules_to_save tensor {extra:?}: only the classifier and pooler can be replaced"
-            )));
-        }
-        Ok(SequenceClassificationHead {
-            pooler,
-            classifier: Linear::new(&weight, bias)?,
-            pooler_site,
-        })
-    }
-
-    /// `hidden` is `[batch, seq, hidden]`; returns logits `[batch, num_labels]`.
-    pub fn forward(&self, hidden: &Tensor, lora: Option<&LoraWeights>) -> Result<Tensor> {
-        let cls = first_token(hidden)?;
-        let mut pooled = self.pooler.forward(&cls)?;
-        if let Some(l) = lora {
-            pooled = l.add_delta(self.pooler_site, &cls, pooled)?;
-        }
-        self.classifier.forward(&pooled.tanh()?)
-    }
-
-    /// The same head with the adapter's pooler LoRA folded in.
-    pub fn with_lora_folded(&self, lora: &LoraWeights) -> Result<Self> {
-        Ok(SequenceClassificationHead {
-            pooler: lora.fold(self.pooler_site, &self.pooler)?,
-            classifier: self.classifier.clone(),
-            pooler_site: self.pooler_site,
-        })
+        self.out.forward(&x.contiguous()?)
     }
 }
 
-/// The pooler dense layer of a checkpoint, if it has one.
-pub(crate) fn load_pooler(
-    store: &mut TensorStore,
-    prefix: &str,
-    hidden: usize,
-) -> Result<Option<Linear>> {
-    let module = format!("{prefix}pooler.dense");
-    if !store.contains(&format!("{module}.weight")) {
-        return Ok(None);
+/// The head of a task; token classification and embeddings join as variants with their own outputs.
+#[derive(Clone)]
+pub(crate) enum Head {
+    SequenceClassification(ClassificationHead),
+}
+
+impl Head {
+    pub fn rows(&self) -> Rows {
+        match self {
+            Head::SequenceClassification(h) => h.rows(),
+        }
     }
-    Linear::load(store, &module, hidden, hidden).map(Some)
 }

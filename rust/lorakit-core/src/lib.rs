@@ -3,31 +3,25 @@
 //! Loads lorakit model directories (docs/FORMAT.md) either merged (`model.safetensors`) or as a shared
 //! base plus PEFT LoRA adapters applied at runtime, and classifies text on CPU or CUDA.
 
-mod adapter;
 mod base;
-mod config;
 pub mod error;
 mod golden;
 mod heads;
 mod kernels;
 mod lora;
 mod manifest;
+mod model;
 mod models;
 mod nn;
 mod runtime;
+mod task;
 mod tensors;
 mod tokenize;
+mod weights;
 
 pub use error::{Error, ErrorKind, Result};
-
-use std::path::Path;
-use std::sync::Arc;
-
-use adapter::TaskAdapter;
-use base::SharedBase;
-use manifest::ModelDir;
-use models::bert::BertEncoder;
-use runtime::Runtime;
+pub use model::{Model, TaskInfo};
+pub use models::{architectures, ArchitectureInfo};
 
 /// Where tensors live and compute runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -147,140 +141,6 @@ pub struct GoldenReport {
     /// (row, column, expected, got) of the largest difference.
     pub worst: (usize, usize, f32, f32),
     pub ok: bool,
-}
-
-/// A loaded classifier: merged weights, or a private base with one adapter applied at runtime.
-pub struct Model {
-    encoder: Arc<BertEncoder>,
-    task: TaskAdapter,
-    runtime: Runtime,
-}
-
-impl Model {
-    /// `merged = true`: load `model.safetensors`. `merged = false`: load the base named by the manifest and
-    /// apply the directory's PEFT adapter at runtime.
-    pub fn load(dir: &Path, merged: bool, opts: &LoadOptions) -> Result<Model> {
-        let runtime = Runtime::new(opts)?;
-        let md = ModelDir::open(dir, opts.verify_checksums)?;
-        let (encoder, task) = if merged {
-            let (encoder, task) = adapter::load_merged(md, &runtime)?;
-            (Arc::new(encoder), task)
-        } else {
-            let base = base::load_base(
-                &md.base_dir()?,
-                &runtime.device,
-                adapter::checked_base_sha(&md)?,
-            )?;
-            let task = adapter::load_lora_task(md, &base, &runtime, &|_| None)?;
-            (base.encoder, task)
-        };
-        Ok(Model {
-            encoder,
-            task,
-            runtime,
-        })
-    }
-    pub fn labels(&self) -> &[String] {
-        &self.task.labels
-    }
-    pub fn task(&self) -> &str {
-        &self.task.model_dir.manifest.task
-    }
-    pub fn name(&self) -> &str {
-        &self.task.model_dir.manifest.name
-    }
-    pub fn max_seq_len(&self) -> usize {
-        self.task.max_seq_len
-    }
-    /// True when the adapter is applied at runtime (`merged = false`).
-    pub fn is_runtime_adapter(&self) -> bool {
-        self.task.lora.is_some()
-    }
-    /// Compute threads of this model's pool.
-    pub fn threads(&self) -> usize {
-        self.runtime.threads()
-    }
-    pub fn classify(&self, texts: &[&str]) -> Result<Classification> {
-        self.runtime.classify(&self.encoder, &self.task, texts)
-    }
-    /// Tokenize exactly as `classify` does (truncation to max_seq_len, padding to the longest).
-    pub fn tokenize(&self, texts: &[&str]) -> Result<Encoding> {
-        self.runtime.check_batch(texts.len())?;
-        let tokenizer = &self.task.tokenizer;
-        self.runtime.install(|| {
-            let rows = tokenizer.encode_all(texts, self.task.max_seq_len)?;
-            Ok(tokenizer.pad(&rows.iter().collect::<Vec<_>>()))
-        })
-    }
-    /// Recompute `golden.safetensors` of the model directory and compare.
-    pub fn verify_golden(&self) -> Result<GoldenReport> {
-        golden::verify(&self.runtime, &self.encoder, &self.task)
-    }
-}
-
-impl std::fmt::Debug for Model {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model")
-            .field("name", &self.name())
-            .field("labels", &self.labels())
-            .field("runtime_adapter", &self.is_runtime_adapter())
-            .finish()
-    }
-}
-
-/// One base model held once in memory, with any number of named LoRA adapters (each with its own head).
-/// Thread-safe: adapters may be added and removed while other threads classify.
-pub struct Base {
-    shared: SharedBase,
-}
-
-impl Base {
-    /// Load an HF model directory (config.json, model.safetensors, tokenizer.json), e.g. the MiniLM base.
-    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Base> {
-        Ok(Base {
-            shared: SharedBase::load(dir, Runtime::new(opts)?)?,
-        })
-    }
-    /// Add the adapter of a lorakit model directory under `name`; refuses a directory trained on another base
-    /// (checked via base.weights_sha256) and a name already in use.
-    pub fn add_adapter(&self, name: &str, model_dir: &Path) -> Result<()> {
-        self.shared.add_adapter(name, model_dir)
-    }
-    /// Returns false when no adapter had that name.
-    pub fn remove_adapter(&self, name: &str) -> bool {
-        self.shared.remove_adapter(name)
-    }
-    /// Adapter names, sorted.
-    pub fn adapters(&self) -> Vec<String> {
-        self.shared.adapter_names()
-    }
-    /// Labels of the named adapter's head.
-    pub fn labels(&self, adapter: &str) -> Result<Vec<String>> {
-        Ok(self.shared.adapter(adapter)?.labels.clone())
-    }
-    pub fn classify(&self, texts: &[&str], adapter: &str) -> Result<Classification> {
-        let task = self.shared.adapter(adapter)?;
-        self.shared
-            .runtime
-            .classify(&self.shared.base.encoder, &task, texts)
-    }
-    /// Recompute the named adapter's `golden.safetensors` on this shared base and compare.
-    pub fn verify_golden(&self, adapter: &str) -> Result<GoldenReport> {
-        let task = self.shared.adapter(adapter)?;
-        golden::verify(&self.shared.runtime, &self.shared.base.encoder, &task)
-    }
-    /// sha256 of the base `model.safetensors` (what adapters' `base.weights_sha256` must equal).
-    pub fn weights_sha256(&self) -> &str {
-        &self.shared.base.weights_sha256
-    }
-}
-
-impl std::fmt::Debug for Base {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Base")
-            .field("adapters", &self.adapters())
-            .finish()
-    }
 }
 
 /// Library version (the crate version).

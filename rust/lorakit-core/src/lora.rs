@@ -10,17 +10,8 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::kernels;
-use crate::nn::Linear;
 use crate::tensors::{check_shape, TensorStore};
-
-/// A dense layer an adapter may target: `site` indexes `LoraWeights`, `path` is its PEFT module path.
-#[derive(Debug, Clone)]
-pub(crate) struct LinearModule {
-    pub site: usize,
-    pub path: String,
-    pub in_features: usize,
-    pub out_features: usize,
-}
+use crate::weights::ModuleTable;
 
 /// `{pattern: value}` in file order (PEFT uses the first pattern that matches).
 #[derive(Debug, Default)]
@@ -186,39 +177,34 @@ fn pattern_value(patterns: &OrderedPatterns, path: &str) -> Result<Option<f64>> 
 
 /// One adapted dense layer: the factors kept transposed and contiguous (`A^T` `[in, r]`, `B^T` `[r, out]`), the
 /// layout both the runtime product and the fold read directly.
-struct LoraDelta {
+pub(crate) struct LoraDelta {
     a_t: Tensor,
     b_t: Tensor,
     scale: f64,
 }
 
-/// LoRA factors per dense-layer site (None = not adapted).
+impl LoraDelta {
+    /// `s * (B @ A)^T` (`[in, out]`), computed in f32 as `peft` `merge_and_unload` does: `A^T B^T = (B A)^T`.
+    pub fn dense_delta_t(&self) -> Result<Tensor> {
+        Ok(self.a_t.matmul(&self.b_t)?.affine(self.scale, 0.0)?)
+    }
+}
+
+/// The LoRA factors of one adapter, by dense-layer site of the base it adapts (None = not adapted).
 pub(crate) struct LoraWeights {
-    sites: Vec<Option<LoraDelta>>,
+    deltas: Vec<Option<LoraDelta>>,
 }
 
 impl LoraWeights {
     /// `y + s * B (A x)` for `x` `[rows, in]` and `y = W x + b` `[rows, out]`.
     pub fn add_delta(&self, site: usize, x: &Tensor, y: Tensor) -> Result<Tensor> {
-        match self.sites.get(site).and_then(Option::as_ref) {
+        match self.deltas.get(site).and_then(Option::as_ref) {
             // The scale goes on the small `[rows, r]` product; mathematically s * B (A x).
             Some(d) => {
                 let ax = kernels::product(x, &d.a_t)?.affine(d.scale, 0.0)?;
                 kernels::add_product(&y, &ax, &d.b_t)
             }
             None => Ok(y),
-        }
-    }
-
-    /// `W + s * (B @ A)` computed in f32, as `peft` `merge_and_unload` does.
-    pub fn fold(&self, site: usize, linear: &Linear) -> Result<Linear> {
-        match self.sites.get(site).and_then(Option::as_ref) {
-            Some(d) => {
-                // A^T B^T = (B A)^T: the same sums as PEFT's B @ A, in the transposed layout the layer keeps.
-                let delta_t = d.a_t.matmul(&d.b_t)?.affine(d.scale, 0.0)?;
-                Linear::from_transposed((linear.weight_t() + delta_t)?, linear.bias().clone())
-            }
-            None => Ok(linear.clone()),
         }
     }
 }
@@ -231,133 +217,161 @@ pub(crate) struct AdapterSummary {
     pub use_rslora: bool,
 }
 
-/// A parsed adapter: LoRA factors plus the full tensors of `modules_to_save` (the task head), keyed by the
-/// module path (e.g. `classifier.weight`).
-pub(crate) struct LoadedAdapter {
-    pub lora: LoraWeights,
-    pub saved_modules: HashMap<String, Tensor>,
+const PEFT_PREFIX: &str = "base_model.model.";
+
+/// A PEFT adapter being applied: each dense layer of the model asks for its own delta by module path (the way
+/// peft's `lora.Linear` wraps its base layer), the head takes the `modules_to_save` tensors, and `finish` refuses
+/// whatever no layer claimed.
+pub(crate) struct AdapterSource {
+    cfg: RawAdapterConfig,
+    targets: ModuleSelector,
+    excluded: ModuleSelector,
+    saved_patterns: Vec<regex::Regex>,
+    /// `lora_A` / `lora_B` tensors not yet claimed.
+    lora: TensorStore,
+    /// Full tensors of `modules_to_save`, keyed by module path (e.g. `classifier.weight`).
+    saved: HashMap<String, Tensor>,
+    adapted: usize,
     pub summary: AdapterSummary,
 }
 
-const PEFT_PREFIX: &str = "base_model.model.";
-
-/// Validates `adapter_config.json` against what this runtime reproduces exactly, then maps every tensor of
-/// `adapter_model.safetensors` onto `linears` (LoRA) or `modules_to_save`. Anything left over is an error.
-pub(crate) fn load_adapter(
-    config_json: &[u8],
-    mut store: TensorStore,
-    linears: &[LinearModule],
-    other_modules: &[String],
-    num_sites: usize,
-) -> Result<LoadedAdapter> {
-    let cfg: RawAdapterConfig = serde_json::from_slice(config_json)
-        .map_err(|e| Error::Format(format!("adapter_config.json: {e}")))?;
-    validate(&cfg)?;
-    let targets = ModuleSelector::parse(&cfg.target_modules, "target_modules")?;
-    let excluded = ModuleSelector::parse(&cfg.exclude_modules, "exclude_modules")?;
-    let saved = cfg.modules_to_save.clone().unwrap_or_default();
-    let saved_re: Vec<regex::Regex> = saved
-        .iter()
-        .map(|m| anchored_regex(&format!(r"^(?:.*\.)?(?:{m})(?:$|\..*)"), m))
-        .collect::<Result<_>>()?;
-    let is_saved = |path: &str| saved_re.iter().any(|re| re.is_match(path));
-    let selected = |path: &str, is_linear: bool| {
-        targets.matches(path, is_linear) && !excluded.matches(path, is_linear) && !is_saved(path)
-    };
-
-    if let Some(path) = other_modules.iter().find(|p| selected(p, false)) {
-        return Err(Error::Unsupported(format!(
-            "target_modules selects {path:?}: only LoRA on dense layers is supported"
-        )));
-    }
-    if let ModuleSelector::Names(names) = &targets {
-        let all = linears
+impl AdapterSource {
+    /// Validates `adapter_config.json` against what this runtime reproduces exactly and sorts the tensors of
+    /// `adapter_model.safetensors` into LoRA factors and `modules_to_save`.
+    pub fn parse(config_json: &[u8], mut store: TensorStore) -> Result<AdapterSource> {
+        let cfg: RawAdapterConfig = serde_json::from_slice(config_json)
+            .map_err(|e| Error::Format(format!("adapter_config.json: {e}")))?;
+        validate(&cfg)?;
+        let targets = ModuleSelector::parse(&cfg.target_modules, "target_modules")?;
+        let excluded = ModuleSelector::parse(&cfg.exclude_modules, "exclude_modules")?;
+        let saved_patterns = cfg
+            .modules_to_save
+            .clone()
+            .unwrap_or_default()
             .iter()
-            .map(|l| l.path.as_str())
-            .chain(other_modules.iter().map(String::as_str));
-        let all: Vec<&str> = all.collect();
-        for n in names {
-            if !all.iter().any(|p| suffix_match(p, n)) {
-                return Err(Error::Unsupported(format!(
-                    "unknown target module {n:?} for this architecture"
-                )));
+            .map(|m| anchored_regex(&format!(r"^(?:.*\.)?(?:{m})(?:$|\..*)"), m))
+            .collect::<Result<Vec<_>>>()?;
+        let mut saved = HashMap::new();
+        let keys: Vec<String> = store.keys().cloned().collect();
+        for key in keys {
+            let Some(path) = key.strip_prefix(PEFT_PREFIX) else {
+                continue;
+            };
+            let path = path.replace(".modules_to_save.default.", ".");
+            let module = path.rsplit_once('.').map_or("", |(m, _)| m);
+            if !path.contains(".lora_") && saved_patterns.iter().any(|re| re.is_match(module)) {
+                saved.insert(path, store.take_any_shape(&key)?);
             }
         }
-    }
-    let targeted: Vec<&LinearModule> = linears.iter().filter(|l| selected(&l.path, true)).collect();
-    if targeted.is_empty() {
-        return Err(Error::Config(
-            "adapter_config.json: target_modules selects no dense layer".into(),
-        ));
+        let summary = AdapterSummary {
+            r: cfg.r,
+            lora_alpha: cfg.lora_alpha,
+            use_rslora: cfg.use_rslora,
+        };
+        Ok(AdapterSource {
+            cfg,
+            targets,
+            excluded,
+            saved_patterns,
+            lora: store,
+            saved,
+            adapted: 0,
+            summary,
+        })
     }
 
-    let mut sites: Vec<Option<LoraDelta>> = (0..num_sites).map(|_| None).collect();
-    for module in &targeted {
-        let a = take_lora(&mut store, &module.path, "lora_A")?;
-        let b = take_lora(&mut store, &module.path, "lora_B")?;
-        let rank = match pattern_value(&cfg.rank_pattern, &module.path)? {
+    fn is_saved(&self, path: &str) -> bool {
+        self.saved_patterns.iter().any(|re| re.is_match(path))
+    }
+
+    fn selects(&self, path: &str, is_linear: bool) -> bool {
+        self.targets.matches(path, is_linear)
+            && !self.excluded.matches(path, is_linear)
+            && !self.is_saved(path)
+    }
+
+    /// The delta of the dense layer at `path`, when the config targets it (its factors must then be present).
+    pub fn take_delta(
+        &mut self,
+        path: &str,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Option<LoraDelta>> {
+        if !self.selects(path, true) {
+            return Ok(None);
+        }
+        let a = take_factor(&mut self.lora, path, "lora_A")?;
+        let b = take_factor(&mut self.lora, path, "lora_B")?;
+        let rank = match pattern_value(&self.cfg.rank_pattern, path)? {
             Some(r) if r >= 1.0 && r.fract() == 0.0 => r as usize,
-            Some(r) => {
-                return Err(Error::Config(format!(
-                    "rank_pattern gives {r} for {}",
-                    module.path
-                )))
-            }
-            None => cfg.r,
+            Some(r) => return Err(Error::Config(format!("rank_pattern gives {r} for {path}"))),
+            None => self.cfg.r,
         };
-        let alpha = pattern_value(&cfg.alpha_pattern, &module.path)?.unwrap_or(cfg.lora_alpha);
-        check_shape(
-            &a,
-            &[rank, module.in_features],
-            &format!("{}.lora_A", module.path),
-            store.origin(),
-        )?;
-        check_shape(
-            &b,
-            &[module.out_features, rank],
-            &format!("{}.lora_B", module.path),
-            store.origin(),
-        )?;
-        let scale = if cfg.use_rslora {
+        let alpha = pattern_value(&self.cfg.alpha_pattern, path)?.unwrap_or(self.cfg.lora_alpha);
+        let origin = self.lora.origin();
+        check_shape(&a, &[rank, in_features], &format!("{path}.lora_A"), origin)?;
+        check_shape(&b, &[out_features, rank], &format!("{path}.lora_B"), origin)?;
+        let scale = if self.cfg.use_rslora {
             alpha / (rank as f64).sqrt()
         } else {
             alpha / rank as f64
         };
-        sites[module.site] = Some(LoraDelta {
+        self.adapted += 1;
+        Ok(Some(LoraDelta {
             a_t: a.t()?.contiguous()?,
             b_t: b.t()?.contiguous()?,
             scale,
-        });
+        }))
     }
 
-    let mut saved_modules = HashMap::new();
-    let keys: Vec<String> = store.keys().cloned().collect();
-    for key in keys {
-        let Some(path) = key.strip_prefix(PEFT_PREFIX) else {
-            continue;
-        };
-        let path = path.replace(".modules_to_save.default.", ".");
-        if is_saved(path.rsplit_once('.').map_or("", |(m, _)| m)) && !path.contains(".lora_") {
-            saved_modules.insert(path, store.take_any_shape(&key)?);
-        }
+    /// Runtime factors for every dense layer of a loaded base, by site.
+    pub fn take_weights(&mut self, modules: &ModuleTable) -> Result<LoraWeights> {
+        let deltas = modules
+            .linears
+            .iter()
+            .map(|m| self.take_delta(&m.path, m.in_features, m.out_features))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LoraWeights { deltas })
     }
-    // Whatever is left matched neither a selected dense layer nor modules_to_save.
-    store
-        .finish()
-        .map_err(|e| Error::Format(format!("unmatched adapter tensors: {e}")))?;
-    Ok(LoadedAdapter {
-        lora: LoraWeights { sites },
-        saved_modules,
-        summary: AdapterSummary {
-            r: cfg.r,
-            lora_alpha: cfg.lora_alpha,
-            use_rslora: cfg.use_rslora,
-        },
-    })
+
+    /// The `modules_to_save` tensors (the task head), keyed by module path.
+    pub fn take_saved(&mut self) -> HashMap<String, Tensor> {
+        std::mem::take(&mut self.saved)
+    }
+
+    /// After every module of the model asked for its delta: refuse targets this runtime cannot apply (non-dense
+    /// modules, names the architecture does not have, nothing at all) and factors no layer claimed.
+    pub fn finish(self, tables: &[&ModuleTable]) -> Result<()> {
+        let others = tables.iter().flat_map(|t| t.others.iter());
+        if let Some(path) = others.clone().find(|p| self.selects(p, false)) {
+            return Err(Error::Unsupported(format!(
+                "target_modules selects {path:?}: only LoRA on dense layers is supported"
+            )));
+        }
+        if let ModuleSelector::Names(names) = &self.targets {
+            let all: Vec<&str> = tables.iter().flat_map(|t| t.all_paths()).collect();
+            for n in names {
+                if !all.iter().any(|p| suffix_match(p, n)) {
+                    return Err(Error::Unsupported(format!(
+                        "unknown target module {n:?} for this architecture"
+                    )));
+                }
+            }
+        }
+        if self.adapted == 0 {
+            return Err(Error::Config(
+                "adapter_config.json: target_modules selects no dense layer".into(),
+            ));
+        }
+        // Whatever is left matched neither a selected dense layer nor modules_to_save.
+        self.lora
+            .finish()
+            .map_err(|e| Error::Format(format!("unmatched adapter tensors: {e}")))
+    }
 }
 
 /// Removes `base_model.model.<path>.<which>[.default].weight`.
-fn take_lora(store: &mut TensorStore, path: &str, which: &str) -> Result<Tensor> {
+fn take_factor(store: &mut TensorStore, path: &str, which: &str) -> Result<Tensor> {
     let plain = format!("{PEFT_PREFIX}{path}.{which}.weight");
     let named = format!("{PEFT_PREFIX}{path}.{which}.default.weight");
     let key = if store.contains(&plain) { plain } else { named };

@@ -61,12 +61,7 @@ impl ModelDir {
         if manifest.task != "sequence_classification" {
             return Err(Error::Unsupported(format!("task {:?}", manifest.task)));
         }
-        if manifest.architecture != "bert" {
-            return Err(Error::Unsupported(format!(
-                "architecture {:?}",
-                manifest.architecture
-            )));
-        }
+        crate::models::lookup(&manifest.architecture)?;
         if manifest.labels.is_empty() {
             return Err(Error::Config(format!(
                 "{}: labels is empty",

@@ -4,10 +4,12 @@
 use candle_core::Device;
 use rayon::ThreadPool;
 
-use crate::adapter::TaskAdapter;
+use crate::base::Backbone;
 use crate::error::{Error, Result};
+use crate::heads::Head;
 use crate::kernels::AttentionMask;
-use crate::models::bert::{ids_tensor, BertEncoder};
+use crate::models::EncoderInput;
+use crate::task::Task;
 use crate::tokenize::TokenizedText;
 use crate::{Classification, DeviceSpec, LoadOptions};
 
@@ -67,17 +69,17 @@ impl Runtime {
         Ok(())
     }
 
-    /// Tokenizes and classifies `texts` with `encoder` + `task`.
+    /// Tokenizes and classifies `texts` with `backbone` + `task`.
     pub fn classify(
         &self,
-        encoder: &BertEncoder,
-        task: &TaskAdapter,
+        backbone: &Backbone,
+        task: &Task,
         texts: &[&str],
     ) -> Result<Classification> {
         self.check_batch(texts.len())?;
         self.install(|| {
             let rows = task.tokenizer.encode_all(texts, task.max_seq_len)?;
-            let logits = self.logits(encoder, task, &rows)?;
+            let logits = self.logits(backbone, task, &rows)?;
             Ok(Classification {
                 labels: task.labels.clone(),
                 num_texts: texts.len(),
@@ -93,10 +95,11 @@ impl Runtime {
     /// only to its own longest row; results come back in input order.
     pub fn logits(
         &self,
-        encoder: &BertEncoder,
-        task: &TaskAdapter,
+        backbone: &Backbone,
+        task: &Task,
         rows: &[TokenizedText],
     ) -> Result<Vec<f32>> {
+        let Head::SequenceClassification(head) = &task.head;
         let num_labels = task.labels.len();
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&i| rows[i].ids.len());
@@ -111,24 +114,24 @@ impl Runtime {
             }
             let chunk: Vec<&TokenizedText> = order[start..end].iter().map(|&i| &rows[i]).collect();
             let enc = task.tokenizer.pad(&chunk);
-            let ids = ids_tensor(
-                &enc.input_ids,
-                enc.num_texts,
-                enc.seq_len,
-                encoder.config().vocab_size,
-                &self.device,
-            )?;
             let mask = AttentionMask::new(
                 &enc.attention_mask,
                 enc.num_texts,
                 enc.seq_len,
                 &self.device,
             )?;
-            let hidden = encoder.forward(&ids, &mask, task.lora.as_ref(), true)?;
-            let logits = task
-                .head
-                .forward(&hidden, task.lora.as_ref())?
-                .to_vec2::<f32>()?;
+            let input = EncoderInput::new(
+                &enc.input_ids,
+                &mask,
+                enc.num_texts,
+                enc.seq_len,
+                backbone.config.vocab_size(),
+                &self.device,
+            )?;
+            let hidden = backbone
+                .encoder
+                .forward(&input, task.lora.as_ref(), head.rows())?;
+            let logits = head.forward(&hidden, &mask)?.to_vec2::<f32>()?;
             for (k, &i) in order[start..end].iter().enumerate() {
                 out[i * num_labels..(i + 1) * num_labels].copy_from_slice(&logits[k]);
             }

@@ -33,6 +33,14 @@ impl TensorStore {
         })
     }
 
+    /// A store over tensors already in memory (e.g. an adapter's saved head modules).
+    pub fn from_map(origin: &str, tensors: HashMap<String, Tensor>) -> TensorStore {
+        TensorStore {
+            origin: origin.to_string(),
+            tensors,
+        }
+    }
+
     pub fn origin(&self) -> &str {
         &self.origin
     }

@@ -11,10 +11,10 @@ fn model() -> Model {
 
 #[test]
 fn empty_batch_is_an_input_error() {
-    let err = model().classify(&[]).expect_err("empty batch");
+    let err = model().classify(&[], None).expect_err("empty batch");
     assert_eq!(err.kind(), ErrorKind::Input);
     assert_eq!(
-        model().tokenize(&[]).err().unwrap().kind(),
+        model().tokenize(&[], None).err().unwrap().kind(),
         ErrorKind::Input
     );
 }
@@ -26,15 +26,15 @@ fn batch_above_max_batch_is_an_input_error() {
         ..opts()
     };
     let m = Model::load(&fixture("tiny_bert_lora_a"), true, &small).unwrap();
-    assert_eq!(m.classify(&["a", "b"]).unwrap().num_texts, 2);
-    let err = m.classify(&["a", "b", "c"]).expect_err("too large");
+    assert_eq!(m.classify(&["a", "b"], None).unwrap().num_texts, 2);
+    let err = m.classify(&["a", "b", "c"], None).expect_err("too large");
     assert_eq!(err.kind(), ErrorKind::Input);
     assert!(err.to_string().contains("max_batch"), "{err}");
 }
 
 #[test]
 fn empty_text_is_classified_from_special_tokens() {
-    let c = model().classify(&[""]).unwrap();
+    let c = model().classify(&[""], None).unwrap();
     assert_eq!(c.tokens_in, vec![2]);
     assert_eq!(c.tokens_used, vec![2]);
     assert!(c.logits.iter().all(|v| v.is_finite()));
@@ -44,17 +44,17 @@ fn empty_text_is_classified_from_special_tokens() {
 fn huge_text_is_truncated_and_reported() {
     let m = model();
     let huge = "payment ".repeat(200_000);
-    let c = m.classify(&[huge.as_str(), "short text"]).unwrap();
+    let c = m.classify(&[huge.as_str(), "short text"], None).unwrap();
     assert_eq!(
         c.tokens_in[0], 200_002,
         "every word is one token, plus [CLS] and [SEP]"
     );
-    assert_eq!(c.tokens_used[0], m.max_seq_len());
+    assert_eq!(c.tokens_used[0], m.task_info(None).unwrap().max_seq_len);
     assert_eq!(c.tokens_in[1], c.tokens_used[1]);
     assert!(c.logits.iter().all(|v| v.is_finite()));
     // Truncation keeps the text's head: same result as a text cut to exactly max_seq_len tokens.
-    let cut = "payment ".repeat(m.max_seq_len() - 2);
-    let d = m.classify(&[cut.as_str()]).unwrap();
+    let cut = "payment ".repeat(m.task_info(None).unwrap().max_seq_len - 2);
+    let d = m.classify(&[cut.as_str()], None).unwrap();
     let worst = c.logits[..c.num_labels]
         .iter()
         .zip(&d.logits)
@@ -69,9 +69,9 @@ fn huge_text_is_truncated_and_reported() {
 #[test]
 fn padding_does_not_change_a_row() {
     let m = model();
-    let alone = m.classify(&["card declined"]).unwrap();
+    let alone = m.classify(&["card declined"], None).unwrap();
     let long = "a much longer neighbour text that forces padding of the short one in this batch";
-    let batched = m.classify(&[long, "card declined"]).unwrap();
+    let batched = m.classify(&[long, "card declined"], None).unwrap();
     let row = &batched.logits[batched.num_labels..];
     let worst = row
         .iter()
@@ -83,7 +83,7 @@ fn padding_does_not_change_a_row() {
 
 #[test]
 fn tokenize_pads_right_with_the_pad_id() {
-    let e = model().tokenize(&["hello", "hello world again"]).unwrap();
+    let e = model().tokenize(&["hello", "hello world again"], None).unwrap();
     assert_eq!(e.num_texts, 2);
     assert_eq!(e.input_ids.len(), 2 * e.seq_len);
     let first_len = e.attention_mask[..e.seq_len]
@@ -199,8 +199,8 @@ fn probabilities_and_top_k() {
 #[test]
 fn metadata_accessors() {
     let m = model();
-    assert_eq!(m.labels(), ["negative", "neutral", "positive"]);
-    assert_eq!(m.task(), "sequence_classification");
+    assert_eq!(m.task_info(None).unwrap().labels, ["negative", "neutral", "positive"]);
+    assert_eq!(m.task_info(None).unwrap().task, "sequence_classification");
     assert_eq!(m.name(), "tiny_bert_lora_a");
-    assert_eq!(m.max_seq_len(), 32);
+    assert_eq!(m.task_info(None).unwrap().max_seq_len, 32);
 }

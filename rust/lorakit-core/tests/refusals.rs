@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use lorakit_core::{Base, ErrorKind, Model};
+use lorakit_core::{ErrorKind, Model};
 
 /// Edits adapter_config.json of a fresh copy of lora_a (checksum refreshed) and tries a runtime load.
 fn load_with_config(
@@ -74,7 +74,7 @@ fn base_rewriting_inits_are_refused_and_plain_inits_accepted() {
     for init in [serde_json::json!("gaussian"), serde_json::json!(false)] {
         let (_dir, model) = load_with_config(|c| c["init_lora_weights"] = init.clone());
         assert_parity(
-            &model.unwrap().verify_golden().unwrap(),
+            &model.unwrap().verify_golden(None).unwrap(),
             &format!("init_lora_weights={init}"),
         );
     }
@@ -114,7 +114,7 @@ fn regex_and_all_linear_targets_select_the_same_layers() {
     ] {
         let (_dir, model) = load_with_config(|c| c["target_modules"] = t.clone());
         assert_parity(
-            &model.unwrap().verify_golden().unwrap(),
+            &model.unwrap().verify_golden(None).unwrap(),
             &format!("target_modules={t}"),
         );
     }
@@ -198,7 +198,7 @@ fn adapter_for_another_base_is_refused_by_a_shared_base() {
     edit_manifest(dir.path(), |m| {
         m["base"]["weights_sha256"] = "ab".repeat(32).into()
     });
-    let base = Base::load(&fixture("tiny_bert_base"), &opts()).unwrap();
+    let base = Model::load_base(&fixture("tiny_bert_base"), &opts()).unwrap();
     let err = base.add_adapter("a", dir.path()).expect_err("must refuse");
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(base.adapters().is_empty());

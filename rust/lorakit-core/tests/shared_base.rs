@@ -5,19 +5,19 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use lorakit_core::{Base, ErrorKind, Model};
+use lorakit_core::{ErrorKind, Model};
 
 fn assert_send_sync<T: Send + Sync>() {}
 
 #[test]
 fn model_and_base_are_thread_safe_types() {
     assert_send_sync::<Model>();
-    assert_send_sync::<Base>();
+    
 }
 
 #[test]
 fn adapter_names_are_managed() {
-    let base = Base::load(&fixture("tiny_bert_base"), &opts()).unwrap();
+    let base = Model::load_base(&fixture("tiny_bert_base"), &opts()).unwrap();
     base.add_adapter("a", &fixture("tiny_bert_lora_a")).unwrap();
     let dup = base
         .add_adapter("a", &fixture("tiny_bert_lora_b"))
@@ -30,22 +30,22 @@ fn adapter_names_are_managed() {
             .kind(),
         ErrorKind::Input
     );
-    let unknown = base.classify(&["x"], "nope").expect_err("unknown adapter");
+    let unknown = base.classify(&["x"], Some("nope")).expect_err("unknown adapter");
     assert_eq!(unknown.kind(), ErrorKind::Input);
     assert!(unknown.to_string().contains("nope"));
-    assert_eq!(base.labels("nope").err().unwrap().kind(), ErrorKind::Input);
+    assert_eq!(base.task_info(Some("nope")).err().unwrap().kind(), ErrorKind::Input);
     assert!(base.remove_adapter("a"));
     assert!(!base.remove_adapter("a"));
     assert!(base.adapters().is_empty());
     assert_eq!(
-        base.classify(&["x"], "a").err().unwrap().kind(),
+        base.classify(&["x"], Some("a")).err().unwrap().kind(),
         ErrorKind::Input
     );
 }
 
 #[test]
 fn full_fine_tune_cannot_be_an_adapter() {
-    let base = Base::load(&fixture("tiny_bert_base"), &opts()).unwrap();
+    let base = Model::load_base(&fixture("tiny_bert_base"), &opts()).unwrap();
     let err = base
         .add_adapter("full", &fixture("tiny_bert_full"))
         .expect_err("no adapter");
@@ -54,10 +54,10 @@ fn full_fine_tune_cannot_be_an_adapter() {
 
 #[test]
 fn concurrent_classify_while_adapters_change() {
-    let base = Arc::new(Base::load(&fixture("tiny_bert_base"), &opts()).unwrap());
+    let base = Arc::new(Model::load_base(&fixture("tiny_bert_base"), &opts()).unwrap());
     base.add_adapter("a", &fixture("tiny_bert_lora_a")).unwrap();
     let expected = base
-        .classify(&["my card payment was declined"], "a")
+        .classify(&["my card payment was declined"], Some("a"))
         .unwrap()
         .logits;
     let workers: Vec<_> = (0..4)
@@ -67,7 +67,7 @@ fn concurrent_classify_while_adapters_change() {
             std::thread::spawn(move || {
                 for _ in 0..20 {
                     let got = base
-                        .classify(&["my card payment was declined"], "a")
+                        .classify(&["my card payment was declined"], Some("a"))
                         .unwrap()
                         .logits;
                     assert_eq!(got, expected);
@@ -79,7 +79,7 @@ fn concurrent_classify_while_adapters_change() {
         let name = format!("b{i}");
         base.add_adapter(&name, &fixture("tiny_bert_lora_b"))
             .unwrap();
-        assert_eq!(base.labels(&name).unwrap().len(), 5);
+        assert_eq!(base.task_info(Some(&name)).unwrap().labels.len(), 5);
         assert!(base.remove_adapter(&name));
     }
     for w in workers {

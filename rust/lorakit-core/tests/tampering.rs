@@ -13,7 +13,7 @@ fn tampered_adapter_fails_runtime_golden() {
     assert_parity(
         &Model::load(dir.path(), false, &opts())
             .unwrap()
-            .verify_golden()
+            .verify_golden(None)
             .unwrap(),
         "untouched copy",
     );
@@ -21,7 +21,7 @@ fn tampered_adapter_fails_runtime_golden() {
     refresh_checksum(dir.path(), "adapter_model.safetensors");
     let report = Model::load(dir.path(), false, &opts())
         .unwrap()
-        .verify_golden()
+        .verify_golden(None)
         .unwrap();
     assert!(
         !report.ok,
@@ -47,7 +47,7 @@ fn tampered_adapter_fails_checksum_as_format_error() {
     assert!(
         !Model::load(dir.path(), false, &unchecked)
             .unwrap()
-            .verify_golden()
+            .verify_golden(None)
             .unwrap()
             .ok
     );
@@ -64,7 +64,7 @@ fn tampered_merged_file_fails_golden() {
         refresh_checksum(dir.path(), "model.safetensors");
         let report = Model::load(dir.path(), true, &opts())
             .unwrap()
-            .verify_golden()
+            .verify_golden(None)
             .unwrap();
         assert!(!report.ok, "perturbed {key} must fail parity: {report:?}");
         assert!(report.max_abs_diff > report.tolerance);
@@ -102,7 +102,7 @@ fn tampered_golden_ids_fail() {
     refresh_checksum(dir.path(), "golden.safetensors");
     let report = Model::load(dir.path(), true, &opts())
         .unwrap()
-        .verify_golden()
+        .verify_golden(None)
         .unwrap();
     assert!(!report.ids_equal && !report.ok, "{report:?}");
 }

@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
+use super::{contiguous_f32, MASKED_SCORE};
 use super::elementwise::{avx2_available, masked_softmax_row};
 
 /// Whole-matrix GEMMs use every thread of the current rayon pool.
@@ -152,6 +152,8 @@ pub(super) struct Attention {
     pub heads: usize,
     pub head_dim: usize,
     pub scale: f32,
+    /// Local attention half-width: keys further than this from the query are masked.
+    pub window: Option<usize>,
 }
 
 impl CustomOp3 for Attention {
@@ -227,7 +229,15 @@ impl CustomOp3 for Attention {
                         Parallelism::None,
                     );
                 }
-                for row in scores.chunks_mut(seq) {
+                for (i, row) in scores.chunks_mut(seq).enumerate() {
+                    if let Some(w) = self.window {
+                        // Query row i sits at position i (all rows) or 0 (first row only): i either way.
+                        for (j, score) in row.iter_mut().enumerate() {
+                            if i.abs_diff(j) > w {
+                                *score = MASKED_SCORE;
+                            }
+                        }
+                    }
                     masked_softmax_row(row, mask, avx2);
                 }
                 unsafe {

@@ -80,6 +80,7 @@ pub(crate) fn add_product(acc: &Tensor, x: &Tensor, w_t: &Tensor) -> Result<Tens
 pub(crate) struct AttentionMask {
     host: Arc<[f32]>,
     tensor: Tensor,
+    keep: Tensor,
     batch: usize,
     seq: usize,
 }
@@ -92,12 +93,25 @@ impl AttentionMask {
             .map(|&m| if m != 0 { 0.0 } else { MASKED_SCORE })
             .collect();
         let tensor = Tensor::from_slice(&host, (batch, 1, 1, seq), device)?;
+        let keep: Vec<f32> = mask.iter().map(|&m| f32::from(m != 0)).collect();
+        let keep = Tensor::from_vec(keep, (batch, seq), device)?;
         Ok(AttentionMask {
             host,
             tensor,
+            keep,
             batch,
             seq,
         })
+    }
+
+    /// `[batch, seq]` f32: 1 for real tokens, 0 for padding.
+    pub fn keep(&self) -> Result<Tensor> {
+        Ok(self.keep.clone())
+    }
+
+    /// `[batch, 1, 1, seq]` additive scores: 0 for real tokens, a large negative finite value for padding.
+    pub fn additive(&self) -> &Tensor {
+        &self.tensor
     }
 }
 
@@ -107,6 +121,8 @@ pub(crate) struct AttentionShape {
     pub q_len: usize,
     pub heads: usize,
     pub head_dim: usize,
+    /// Local attention: a query at position i sees keys j with |i - j| <= window (None = global).
+    pub window: Option<usize>,
 }
 
 /// `softmax(Q K^T / sqrt(head_dim) + mask) V` for projections `q` `[batch * q_len, hidden]` and `k`, `v`
@@ -129,6 +145,7 @@ pub(crate) fn attention(
             heads: s.heads,
             head_dim: s.head_dim,
             scale: scale as f32,
+            window: s.window,
         };
         return Ok(q
             .contiguous()?
@@ -153,10 +170,22 @@ fn attention_generic(
             .contiguous()?)
     };
     let (qh, kh, vh) = (split(q, s.q_len)?, split(k, seq)?, split(v, seq)?);
-    let scores = (qh.matmul(&kh.t()?)? * scale)?.broadcast_add(&mask.tensor)?;
+    let mut scores = (qh.matmul(&kh.t()?)? * scale)?.broadcast_add(&mask.tensor)?;
+    if let Some(w) = s.window {
+        scores = scores.broadcast_add(&window_bias(s.q_len, seq, w, q.device())?)?;
+    }
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     let context = probs.matmul(&vh)?.transpose(1, 2)?.contiguous()?;
     Ok(context.reshape((batch * s.q_len, s.heads * s.head_dim))?)
+}
+
+/// `[q_len, seq]` additive scores that hide keys further than `window` from the query (query i sits at
+/// position i, or 0 when only the first row is queried).
+fn window_bias(q_len: usize, seq: usize, window: usize, device: &Device) -> Result<Tensor> {
+    let bias: Vec<f32> = (0..q_len)
+        .flat_map(|i| (0..seq).map(move |j| if i.abs_diff(j) <= window { 0.0 } else { MASKED_SCORE }))
+        .collect();
+    Ok(Tensor::from_vec(bias, (q_len, seq), device)?)
 }
 
 #[cfg(test)]
@@ -206,6 +235,7 @@ mod tests {
                 q_len,
                 heads,
                 head_dim,
+                window: None,
             };
             let q = q
                 .reshape((batch, seq, hidden))
@@ -268,6 +298,7 @@ mod tests {
                 q_len: seq,
                 heads,
                 head_dim,
+                window: None,
             },
         )
         .unwrap();
@@ -287,6 +318,7 @@ mod tests {
                 q_len: 1,
                 heads,
                 head_dim,
+                window: None,
             },
         )
         .unwrap();

@@ -1,138 +1,143 @@
-//! BERT encoder (covers MiniLM). Weight paths equal Hugging Face checkpoint keys.
+//! BERT (covers MiniLM): absolute positions, post-norm layers, pooler dense + tanh head.
 
-use candle_core::{DType, Device, Tensor};
+use std::sync::Arc;
 
-use crate::config::{Activation, BertConfig};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    check_eps, check_sizes, first_rows, parse_json, ArchConfig, Architecture, ArchitectureInfo,
+    Encoder, EncoderInput, Rows,
+};
 use crate::error::{Error, Result};
-use crate::kernels::{self, AttentionMask, AttentionShape};
-use crate::lora::{LinearModule, LoraWeights};
-use crate::nn::{LayerNorm, Linear};
-use crate::tensors::TensorStore;
+use crate::heads::{ClassificationHead, Pooling};
+use crate::kernels::{self, AttentionShape};
+use crate::lora::LoraWeights;
+use crate::nn::{Activation, LayerNorm, Linear};
+use crate::weights::Weights;
 
-/// Key prefix of the encoder inside `BertForSequenceClassification` checkpoints and PEFT module paths.
-pub(crate) const SEQ_CLS_PREFIX: &str = "bert.";
+pub(crate) static ARCHITECTURE: Architecture = Architecture {
+    info: ArchitectureInfo {
+        model_type: "bert",
+        aliases: &[],
+        default_target_modules: &["query", "key", "value", "dense"],
+        head_modules: &["classifier"],
+        pooling: "pooler",
+    },
+    encoder_prefix: "bert",
+    anchor: "embeddings.word_embeddings.weight",
+    base_head_modules: &["pooler"],
+    unused: &["cls.", "classifier."],
+    parse,
+};
 
-/// The dense layers of one encoder layer, in the order of their site index.
-const LAYER_LINEARS: [&str; 6] = [
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-];
-const QUERY: usize = 0;
-const KEY: usize = 1;
-const VALUE: usize = 2;
-const ATTENTION_OUTPUT: usize = 3;
-const INTERMEDIATE: usize = 4;
-const OUTPUT: usize = 5;
-
-/// Site index of the pooler dense layer (after all encoder layers).
-pub(crate) fn pooler_site(cfg: &BertConfig) -> usize {
-    cfg.num_hidden_layers * LAYER_LINEARS.len()
+fn parse(bytes: &[u8], origin: &str) -> Result<Arc<dyn ArchConfig>> {
+    let cfg: BertConfig = parse_json(bytes, origin)?;
+    cfg.validate(origin)?;
+    Ok(Arc::new(cfg))
 }
 
-/// Every dense layer a LoRA adapter may target, with its site index, full module path (as PEFT names it in
-/// `BertForSequenceClassification`) and shape.
-pub(crate) fn linear_modules(cfg: &BertConfig) -> Vec<LinearModule> {
-    let h = cfg.hidden_size;
-    let i = cfg.intermediate_size;
-    let mut out = Vec::new();
-    for layer in 0..cfg.num_hidden_layers {
-        for (k, name) in LAYER_LINEARS.iter().enumerate() {
-            let (in_features, out_features) = match k {
-                INTERMEDIATE => (h, i),
-                OUTPUT => (i, h),
-                _ => (h, h),
-            };
-            out.push(LinearModule {
-                site: layer * LAYER_LINEARS.len() + k,
-                path: format!("{SEQ_CLS_PREFIX}encoder.layer.{layer}.{name}"),
-                in_features,
-                out_features,
-            });
+/// BERT `config.json`; unknown fields are ignored, missing ones take the HF defaults.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub position_embedding_type: String,
+}
+
+impl Default for BertConfig {
+    fn default() -> Self {
+        BertConfig {
+            vocab_size: 30522,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            hidden_act: "gelu".into(),
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            position_embedding_type: "absolute".into(),
         }
     }
-    out.push(LinearModule {
-        site: pooler_site(cfg),
-        path: format!("{SEQ_CLS_PREFIX}pooler.dense"),
-        in_features: h,
-        out_features: h,
-    });
-    out
 }
 
-/// Every other module path of `BertForSequenceClassification`: a target pattern matching one of these asks
-/// for something this runtime does not implement (LoRA on embeddings, norms, containers).
-pub(crate) fn other_modules(cfg: &BertConfig) -> Vec<String> {
-    let p = SEQ_CLS_PREFIX.trim_end_matches('.');
-    let mut out: Vec<String> = [
-        "",
-        ".embeddings",
-        ".embeddings.word_embeddings",
-        ".embeddings.position_embeddings",
-        ".embeddings.token_type_embeddings",
-        ".embeddings.LayerNorm",
-        ".embeddings.dropout",
-        ".encoder",
-        ".encoder.layer",
-        ".pooler",
-        ".pooler.activation",
-    ]
-    .iter()
-    .map(|s| format!("{p}{s}"))
-    .collect();
-    for layer in 0..cfg.num_hidden_layers {
-        for s in [
-            "",
-            ".attention",
-            ".attention.self",
-            ".attention.self.dropout",
-            ".attention.output",
-            ".attention.output.LayerNorm",
-            ".attention.output.dropout",
-            ".intermediate",
-            ".intermediate.intermediate_act_fn",
-            ".output",
-            ".output.LayerNorm",
-            ".output.dropout",
-        ] {
-            out.push(format!("{p}.encoder.layer.{layer}{s}"));
+impl BertConfig {
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        if self.position_embedding_type != "absolute" {
+            return Err(Error::Unsupported(format!(
+                "{origin}: position_embedding_type {:?}",
+                self.position_embedding_type
+            )));
         }
+        check_sizes(
+            origin,
+            &[
+                ("vocab_size", self.vocab_size),
+                ("num_hidden_layers", self.num_hidden_layers),
+                ("intermediate_size", self.intermediate_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+                ("type_vocab_size", self.type_vocab_size),
+            ],
+            self.hidden_size,
+            self.num_attention_heads,
+        )?;
+        check_eps(origin, "layer_norm_eps", self.layer_norm_eps)?;
+        Activation::from_hf_name(&self.hidden_act)?;
+        Ok(())
     }
-    out.push("dropout".into());
-    out.push("classifier".into());
-    out
-}
 
-/// Where the encoder weights sit in a checkpoint: `bert.` for task models, nothing for a bare `BertModel`.
-pub(crate) fn detect_prefix(store: &TensorStore) -> Result<&'static str> {
-    if store.contains("bert.embeddings.word_embeddings.weight") {
-        Ok(SEQ_CLS_PREFIX)
-    } else if store.contains("embeddings.word_embeddings.weight") {
-        Ok("")
-    } else {
-        Err(Error::Format(format!(
-            "{}: no BERT embeddings found (embeddings.word_embeddings.weight)",
-            store.origin()
-        )))
+    pub fn activation(&self) -> Activation {
+        // validate() already rejected unknown names.
+        Activation::from_hf_name(&self.hidden_act).unwrap_or(Activation::GeluErf)
     }
 }
 
-/// Non-parameter buffers HF sometimes saves; safe to drop.
-pub(crate) fn is_buffer(key: &str) -> bool {
-    key.ends_with("embeddings.position_ids") || key.ends_with("embeddings.token_type_ids")
+impl ArchConfig for BertConfig {
+    fn architecture(&self) -> &'static Architecture {
+        &ARCHITECTURE
+    }
+    fn encoder_fingerprint(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+    fn max_positions(&self) -> usize {
+        self.max_position_embeddings
+    }
+    fn load_encoder(&self, w: &Weights) -> Result<Box<dyn Encoder>> {
+        Ok(Box::new(BertEncoder::load(w, self, None)?))
+    }
+    fn load_classification_head(
+        &self,
+        root: &Weights,
+        encoder: &Weights,
+        num_labels: usize,
+    ) -> Result<ClassificationHead> {
+        let h = self.hidden_size;
+        Ok(ClassificationHead {
+            pooling: Pooling::Cls,
+            dense: Some((
+                encoder.pp("pooler.dense").linear(h, h, true)?,
+                Activation::Tanh,
+                None,
+            )),
+            out: root.pp("classifier").linear(h, num_labels, true)?,
+        })
+    }
 }
 
-struct Embeddings {
-    word: Tensor,
-    position: Tensor,
-    token_type_zero: Tensor,
-    norm: LayerNorm,
-}
-
-struct Layer {
+/// The post-norm transformer layer BERT and RoBERTa share.
+pub(crate) struct BertLayer {
     query: Linear,
     key: Linear,
     value: Linear,
@@ -143,223 +148,154 @@ struct Layer {
     output_norm: LayerNorm,
 }
 
-/// The BERT encoder without any head.
+impl BertLayer {
+    /// `w` points at `encoder.layer.N`.
+    pub fn load(w: &Weights, cfg: &BertConfig) -> Result<BertLayer> {
+        let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        Ok(BertLayer {
+            query: w.pp("attention.self.query").linear(h, h, true)?,
+            key: w.pp("attention.self.key").linear(h, h, true)?,
+            value: w.pp("attention.self.value").linear(h, h, true)?,
+            attention_output: w.pp("attention.output.dense").linear(h, h, true)?,
+            attention_norm: w.pp("attention.output.LayerNorm").layer_norm(h, eps, true)?,
+            intermediate: w.pp("intermediate.dense").linear(h, i, true)?,
+            output: w.pp("output.dense").linear(i, h, true)?,
+            output_norm: w.pp("output.LayerNorm").layer_norm(h, eps, true)?,
+        })
+    }
+
+    /// `x` is `[batch * seq, hidden]`; `queries` the rows whose outputs are wanted (all of `x`, or the first row
+    /// of each text), `shape.q_len` rows per text. Returns `[batch * q_len, hidden]`.
+    pub fn forward(
+        &self,
+        queries: &Tensor,
+        x: &Tensor,
+        input: &EncoderInput,
+        lora: Option<&LoraWeights>,
+        shape: AttentionShape,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let q = self.query.forward_with(queries, lora)?;
+        let k = self.key.forward_with(x, lora)?;
+        let v = self.value.forward_with(x, lora)?;
+        let context = kernels::attention(&q, &k, &v, input.mask, shape)?;
+        let attended = self.attention_output.forward_with(&context, lora)?;
+        let x = self.attention_norm.forward(&(attended + queries)?)?;
+        let inner = act.apply(&self.intermediate.forward_with(&x, lora)?)?;
+        let out = self.output.forward_with(&inner, lora)?;
+        self.output_norm.forward(&(out + &x)?)
+    }
+}
+
+/// Embeddings and layers of BERT; RoBERTa reuses it with its own position ids.
 pub(crate) struct BertEncoder {
     config: BertConfig,
-    embeddings: Embeddings,
-    layers: Vec<Layer>,
+    word: Tensor,
+    position: Tensor,
+    token_type_zero: Tensor,
+    norm: LayerNorm,
+    layers: Vec<BertLayer>,
+    /// RoBERTa's `padding_idx` (positions from the mask), None for BERT.
+    position_offset: Option<i64>,
 }
 
 impl BertEncoder {
-    /// Takes the encoder tensors found under `prefix` out of `store`.
-    pub fn load(store: &mut TensorStore, prefix: &str, cfg: &BertConfig) -> Result<BertEncoder> {
+    /// `padding_idx`: None for BERT's `0..seq` positions; Some for RoBERTa's, counted over non-pad tokens from
+    /// `padding_idx + 1`.
+    pub fn load(w: &Weights, cfg: &BertConfig, padding_idx: Option<i64>) -> Result<BertEncoder> {
         let h = cfg.hidden_size;
-        let eps = cfg.layer_norm_eps;
-        let e = format!("{prefix}embeddings");
-        let token_type = store.take(
-            &format!("{e}.token_type_embeddings.weight"),
-            &[cfg.type_vocab_size, h],
-        )?;
-        let embeddings = Embeddings {
-            word: store.take(&format!("{e}.word_embeddings.weight"), &[cfg.vocab_size, h])?,
-            position: store.take(
-                &format!("{e}.position_embeddings.weight"),
-                &[cfg.max_position_embeddings, h],
-            )?,
-            // Single-text inputs always use token type 0.
-            token_type_zero: token_type.narrow(0, 0, 1)?.contiguous()?,
-            norm: LayerNorm::load(store, &format!("{e}.LayerNorm"), h, eps)?,
-        };
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
-            let p = format!("{prefix}encoder.layer.{l}");
-            let i = cfg.intermediate_size;
-            let lin = |store: &mut TensorStore, k: usize, in_f: usize, out_f: usize| {
-                Linear::load(store, &format!("{p}.{}", LAYER_LINEARS[k]), in_f, out_f)
-            };
-            layers.push(Layer {
-                query: lin(store, QUERY, h, h)?,
-                key: lin(store, KEY, h, h)?,
-                value: lin(store, VALUE, h, h)?,
-                attention_output: lin(store, ATTENTION_OUTPUT, h, h)?,
-                attention_norm: LayerNorm::load(
-                    store,
-                    &format!("{p}.attention.output.LayerNorm"),
-                    h,
-                    eps,
-                )?,
-                intermediate: lin(store, INTERMEDIATE, h, i)?,
-                output: lin(store, OUTPUT, i, h)?,
-                output_norm: LayerNorm::load(store, &format!("{p}.output.LayerNorm"), h, eps)?,
-            });
-        }
+        let e = w.pp("embeddings");
+        let token_type = e
+            .pp("token_type_embeddings")
+            .tensor("weight", &[cfg.type_vocab_size, h])?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|l| BertLayer::load(&w.pp(&format!("encoder.layer.{l}")), cfg))
+            .collect::<Result<Vec<_>>>()?;
         Ok(BertEncoder {
             config: cfg.clone(),
-            embeddings,
+            word: e.pp("word_embeddings").tensor("weight", &[cfg.vocab_size, h])?,
+            position: e
+                .pp("position_embeddings")
+                .tensor("weight", &[cfg.max_position_embeddings, h])?,
+            // Single-text inputs always use token type 0.
+            token_type_zero: token_type.narrow(0, 0, 1)?.contiguous()?,
+            norm: e.pp("LayerNorm").layer_norm(h, cfg.layer_norm_eps, true)?,
             layers,
+            position_offset: padding_idx,
         })
     }
 
-    pub fn config(&self) -> &BertConfig {
-        &self.config
-    }
-
-    /// A copy of this encoder with `lora` folded into its dense layers (`W + s * B @ A`, f32).
-    pub fn with_lora_folded(&self, lora: &LoraWeights) -> Result<BertEncoder> {
-        let fold = |lin: &Linear, site: usize| lora.fold(site, lin);
-        let n = LAYER_LINEARS.len();
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for (l, layer) in self.layers.iter().enumerate() {
-            layers.push(Layer {
-                query: fold(&layer.query, l * n + QUERY)?,
-                key: fold(&layer.key, l * n + KEY)?,
-                value: fold(&layer.value, l * n + VALUE)?,
-                attention_output: fold(&layer.attention_output, l * n + ATTENTION_OUTPUT)?,
-                attention_norm: layer.attention_norm.clone(),
-                intermediate: fold(&layer.intermediate, l * n + INTERMEDIATE)?,
-                output: fold(&layer.output, l * n + OUTPUT)?,
-                output_norm: layer.output_norm.clone(),
-            });
+    /// RoBERTa: `padding_idx + cumsum(non-pad)` for real tokens, `padding_idx` for padding (integers, as HF).
+    fn position_ids(&self, input: &EncoderInput, padding_idx: i64) -> Result<Tensor> {
+        let mut ids = Vec::with_capacity(input.host_ids.len());
+        for row in input.host_ids.chunks(input.seq.max(1)) {
+            let mut count = 0i64;
+            for &id in row {
+                if id != padding_idx {
+                    count += 1;
+                    ids.push((padding_idx + count) as u32);
+                } else {
+                    ids.push(padding_idx as u32);
+                }
+            }
         }
-        let embeddings = Embeddings {
-            word: self.embeddings.word.clone(),
-            position: self.embeddings.position.clone(),
-            token_type_zero: self.embeddings.token_type_zero.clone(),
-            norm: self.embeddings.norm.clone(),
-        };
-        Ok(BertEncoder {
-            config: self.config.clone(),
-            embeddings,
-            layers,
-        })
+        Ok(Tensor::from_vec(ids, input.batch * input.seq, input.ids.device())?)
     }
 
-    /// `input_ids` is `[batch, seq]` u32. Returns the last hidden states `[batch, seq, hidden]`, or only the first
-    /// position `[batch, 1, hidden]` with `first_token_only` (all a `[CLS]` head reads): the last layer then
-    /// computes queries, attention output and feed-forward for that one row, keys and values for all rows.
-    pub fn forward(
-        &self,
-        input_ids: &Tensor,
-        mask: &AttentionMask,
-        lora: Option<&LoraWeights>,
-        first_token_only: bool,
-    ) -> Result<Tensor> {
-        let (batch, seq) = input_ids.dims2()?;
-        let cfg = &self.config;
-        if seq > cfg.max_position_embeddings {
+    fn embeddings(&self, input: &EncoderInput) -> Result<Tensor> {
+        let (batch, seq, h) = (input.batch, input.seq, self.config.hidden_size);
+        let limit = self.config.max_position_embeddings;
+        let needed = seq + self.position_offset.map_or(0, |p| p as usize + 1);
+        if needed > limit {
             return Err(Error::Input(format!(
-                "sequence length {seq} exceeds max_position_embeddings {}",
-                cfg.max_position_embeddings
+                "sequence length {seq} exceeds max_position_embeddings {limit}"
             )));
         }
-        let h = cfg.hidden_size;
-        let e = &self.embeddings;
-        let words = e
-            .word
-            .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((batch, seq, h))?;
-        let positions = e.position.narrow(0, 0, seq)?;
-        let x = words
-            .broadcast_add(&positions)?
-            .broadcast_add(&e.token_type_zero)?;
+        let words = input.embed(&self.word)?;
+        let positions = match self.position_offset {
+            Some(pad) => self.position.index_select(&self.position_ids(input, pad)?, 0)?,
+            None => self
+                .position
+                .narrow(0, 0, seq)?
+                .unsqueeze(0)?
+                .broadcast_as((batch, seq, h))?
+                .reshape((batch * seq, h))?,
+        };
+        let x = (words + positions)?.broadcast_add(&self.token_type_zero)?;
+        self.norm.forward(&x)
+    }
+}
+
+impl Encoder for BertEncoder {
+    /// With `Rows::First` the last layer computes queries, attention output and feed-forward for the first row
+    /// only (all a `[CLS]` head reads), keys and values for all rows.
+    fn forward(
+        &self,
+        input: &EncoderInput,
+        lora: Option<&LoraWeights>,
+        rows: Rows,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (batch, seq, h) = (input.batch, input.seq, cfg.hidden_size);
         // Hidden states stay 2-D `[rows, hidden]` so every dense layer is one plain matmul.
-        let mut x = e.norm.forward(&x.reshape((batch * seq, h))?)?;
-        let mut rows_per_text = seq;
-        let n = LAYER_LINEARS.len();
+        let mut x = self.embeddings(input)?;
+        let mut q_len = seq;
         let last = self.layers.len().saturating_sub(1);
         for (l, layer) in self.layers.iter().enumerate() {
-            let apply = |lin: &Linear, k: usize, input: &Tensor| -> Result<Tensor> {
-                let y = lin.forward(input)?;
-                match lora {
-                    Some(w) => w.add_delta(l * n + k, input, y),
-                    None => Ok(y),
-                }
-            };
-            let queries = if first_token_only && l == last {
-                rows_per_text = 1;
-                x.reshape((batch, seq, h))?
-                    .narrow(1, 0, 1)?
-                    .reshape((batch, h))?
+            let queries = if rows == Rows::First && l == last {
+                q_len = 1;
+                first_rows(&x, batch, seq, h)?
             } else {
                 x.clone()
             };
-            let context = self.attention(layer, &queries, &x, mask, rows_per_text, &apply)?;
-            let attended = apply(&layer.attention_output, ATTENTION_OUTPUT, &context)?;
-            x = layer.attention_norm.forward(&(attended + &queries)?)?;
-            let inner = activate(
-                &apply(&layer.intermediate, INTERMEDIATE, &x)?,
-                cfg.activation(),
-            )?;
-            let out = apply(&layer.output, OUTPUT, &inner)?;
-            x = layer.output_norm.forward(&(out + &x)?)?;
+            let shape = AttentionShape {
+                q_len,
+                heads: cfg.num_attention_heads,
+                head_dim: h / cfg.num_attention_heads,
+                window: None,
+            };
+            x = layer.forward(&queries, &x, input, lora, shape, cfg.activation())?;
         }
-        Ok(x.reshape((batch, rows_per_text, h))?)
-    }
-
-    /// Self-attention of `queries` (`[batch * q_len, hidden]`) over `x` (`[batch * seq, hidden]`).
-    fn attention(
-        &self,
-        layer: &Layer,
-        queries: &Tensor,
-        x: &Tensor,
-        mask: &AttentionMask,
-        q_len: usize,
-        apply: &dyn Fn(&Linear, usize, &Tensor) -> Result<Tensor>,
-    ) -> Result<Tensor> {
-        let shape = AttentionShape {
-            q_len,
-            heads: self.config.num_attention_heads,
-            head_dim: self.config.head_dim(),
-        };
-        let q = apply(&layer.query, QUERY, queries)?;
-        let k = apply(&layer.key, KEY, x)?;
-        let v = apply(&layer.value, VALUE, x)?;
-        kernels::attention(&q, &k, &v, mask, shape)
-    }
-}
-
-fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
-    Ok(match act {
-        Activation::GeluErf => kernels::gelu_erf(x)?,
-        Activation::GeluTanh => x.gelu()?,
-        Activation::Relu => x.relu()?,
-        Activation::Silu => x.silu()?,
-    })
-}
-
-/// Row 0 (the `[CLS]` position) of every sequence: `[batch, hidden]`.
-pub(crate) fn first_token(hidden: &Tensor) -> Result<Tensor> {
-    Ok(hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?)
-}
-
-/// Token ids as the u32 tensor `index_select` wants.
-pub(crate) fn ids_tensor(
-    ids: &[i64],
-    batch: usize,
-    seq: usize,
-    vocab: usize,
-    device: &Device,
-) -> Result<Tensor> {
-    let mut out = Vec::with_capacity(ids.len());
-    for &id in ids {
-        if id < 0 || id as usize >= vocab {
-            return Err(Error::Input(format!(
-                "token id {id} outside the vocabulary (size {vocab})"
-            )));
-        }
-        out.push(id as u32);
-    }
-    Ok(Tensor::from_vec(out, (batch, seq), device)?.to_dtype(DType::U32)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn out_of_vocabulary_ids_are_refused() {
-        let err = ids_tensor(&[1, 5], 1, 2, 5, &Device::Cpu).err().unwrap();
-        assert_eq!(err.kind(), crate::ErrorKind::Input);
-        assert!(ids_tensor(&[-1], 1, 1, 5, &Device::Cpu).is_err());
+        Ok(x.reshape((batch, q_len, h))?)
     }
 }
