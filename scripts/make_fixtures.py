@@ -8,6 +8,8 @@ OUT_DIR/tiny_bert_lora_a/   LoRA r=4 alpha=8 on query,key,value,dense; 3 labels
 OUT_DIR/tiny_bert_lora_b/   LoRA with use_rslora, rank_pattern and alpha_pattern; 5 labels
 OUT_DIR/tiny_bert_full/     full fine-tune (no adapter); 2 labels
 OUT_DIR/minilm_lora/        (--with-minilm) a few real training steps of LoRA on all-MiniLM-L6-v2; 2 labels
+OUT_DIR/tiny_<arch>_base/, tiny_<arch>_lora/   the same for RoBERTa, ModernBERT (cls and mean pooling),
+                             DeBERTa-v3 and DeBERTa-v2 layouts (scripts/arch_fixtures.py), default LoRA targets
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Sequence
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model  # noqa: E402
@@ -31,7 +34,8 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from lorakit.atomic import atomic_directory  # noqa: E402
 from lorakit.export import export_model  # noqa: E402
-from lorakit.models import minilm_path  # noqa: E402
+from arch_fixtures import ARCH_FIXTURES, build_arch_fixture  # noqa: E402
+from lorakit.models import default_target_modules, head_modules, minilm_path  # noqa: E402
 
 # Self-written examples (not copied from any dataset) used as the "real" part of the golden texts.
 FIXTURE_TEXTS = (
@@ -81,11 +85,7 @@ def tiny_bert_config() -> BertConfig:
     )
 
 
-def build_tiny_base(out: Path) -> Path:
-    torch.manual_seed(1234)
-    model = BertModel(tiny_bert_config(), add_pooling_layer=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-
+def save_base(model: Any, tokenizer: Any, out: Path) -> Path:
     def is_fixture_base(path: Path) -> bool:
         return (path / "config.json").is_file() and not (path / "lorakit.json").exists()
 
@@ -93,6 +93,12 @@ def build_tiny_base(out: Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return out
+
+
+def build_tiny_base(out: Path) -> Path:
+    torch.manual_seed(1234)
+    model = BertModel(tiny_bert_config(), add_pooling_layer=True).eval()
+    return save_base(model, AutoTokenizer.from_pretrained(minilm_path()), out)
 
 
 def classifier(base: Path, labels: Sequence[str], seed: int) -> Any:
@@ -157,6 +163,17 @@ def build_full(base: Path, out: Path) -> Path:
     return export_fixture(model, base, out, labels, FIXTURE_TEXTS, TINY_MAX_SEQ_LEN, "lorakit-fixtures/tiny-bert")
 
 
+def export_default_lora(base: Path, out: Path, labels: Sequence[str], examples: Sequence[str]) -> Path:
+    """LoRA r=4 with the architecture's default targets and head modules, randomised like lora_a."""
+    model = classifier(base, labels, seed=51)
+    model_type = model.config.model_type
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, lora_dropout=0.0,
+                        target_modules=default_target_modules(model_type), modules_to_save=head_modules(model_type))
+    model = get_peft_model(model, config)
+    randomize_lora(model, seed=52)
+    return export_fixture(model, base, out, labels, examples, TINY_MAX_SEQ_LEN, f"lorakit-fixtures/tiny-{model_type}")
+
+
 def build_minilm_lora(out: Path, steps: int = 8) -> Path:
     base = minilm_path()
     labels = ["benign", "malicious"]
@@ -200,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ("tiny_bert_full", build_full)):
         started = time.perf_counter()
         print(summary(build(base, out / name), started))
+    for fixture in ARCH_FIXTURES:
+        started = time.perf_counter()
+        for path in build_arch_fixture(fixture, out, FIXTURE_TEXTS, TINY_MAX_SEQ_LEN, save_base, export_default_lora):
+            print(summary(path, started))
     if args.with_minilm:
         started = time.perf_counter()
         print(summary(build_minilm_lora(out / "minilm_lora"), started))

@@ -1,4 +1,8 @@
-"""Typed errors: anything the user can fix becomes a LorakitError with a one-line message."""
+"""Typed errors: anything the user can fix becomes a LorakitError with a one-line message.
+
+The native core raises the same classes (one per error kind of `lorakit-core`), so one `except LorakitError`
+covers Python-side and native failures alike.
+"""
 
 from __future__ import annotations
 
@@ -22,4 +26,32 @@ class ExportError(LorakitError):
 
 
 class UnsupportedError(LorakitError):
-    """The requested architecture, file layout or option is not supported."""
+    """The requested architecture, file layout or option is not supported (native kind: unsupported)."""
+
+
+class IoError(ModelDirError):
+    """Native: a file could not be read (missing, permissions)."""
+
+
+class FormatError(ModelDirError):
+    """Native: a file exists but is malformed (bad JSON, corrupt safetensors, checksum mismatch)."""
+
+
+class ConfigError(ModelDirError):
+    """Native: a configuration is invalid or inconsistent (config.json, adapter_config.json, manifest)."""
+
+
+class ShapeError(ModelDirError):
+    """Native: tensor shapes do not agree (weights vs config, adapter vs base)."""
+
+
+class InputError(LorakitError):
+    """Native: bad caller input (empty batch, unknown adapter name, batch too large)."""
+
+
+class ComputeError(LorakitError):
+    """Native: a numerical or backend failure inside the compute library."""
+
+
+class InternalError(LorakitError):
+    """Native: an internal bug (for example a caught panic)."""

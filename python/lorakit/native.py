@@ -1,7 +1,8 @@
 """Native inference through the Rust core (PyO3 extension `lorakit._native`).
 
-`Model` loads a lorakit model directory merged or with its adapter applied at runtime; `Base` holds one base model
-with many named adapters. Every error is a subclass of `LorakitError`, one class per error kind.
+`Model` is the one handle: `Model.load` gives a model directory's own task (merged, or its adapter applied at
+runtime); `Model.load_base` gives a base that takes any number of named adapters. Every error is a subclass of
+`lorakit.errors.LorakitError`, one class per error kind of the core.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._native import (
-    Base,
     ClassificationResult,
     ComputeError,
     ConfigError,
@@ -24,10 +24,10 @@ from ._native import (
     ShapeError,
     UnsupportedError,
     __version__,
+    architectures,
 )
 
 __all__ = [
-    "Base",
     "ClassificationResult",
     "ComputeError",
     "ConfigError",
@@ -40,6 +40,7 @@ __all__ = [
     "ShapeError",
     "UnsupportedError",
     "__version__",
+    "architectures",
     "has_adapter",
     "verify_backends",
 ]

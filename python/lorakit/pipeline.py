@@ -17,7 +17,7 @@ from .errors import LorakitError, ModelDirError
 from .evaluate import evaluate_examples
 from .export import export_model
 from .manifest import is_model_dir
-from .models import MINILM_ID, minilm_path
+from .models import MINILM_ID, check_servable, minilm_path
 from .plots import plot_confusion_matrix, plot_loss_curves
 from .train import TrainConfig, train
 
@@ -43,6 +43,7 @@ def resolve_base(base: str | None) -> tuple[Path, str]:
     path = Path(base).expanduser().absolute()
     if not (path / "config.json").is_file():
         raise LorakitError(f"{base}: base model directory with config.json not found (no downloads at run time)")
+    check_servable(path)
     return path, path.name
 
 

@@ -6,7 +6,9 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use lorakit_core::{Classification, DeviceSpec, Encoding, Error, GoldenReport, LoadOptions};
+use lorakit_core::{
+    ArchitectureInfo, Classification, DeviceSpec, Encoding, Error, GoldenReport, LoadOptions, TaskInfo,
+};
 
 use crate::errors::to_py;
 
@@ -150,5 +152,26 @@ pub fn golden_report<'py>(py: Python<'py>, r: &GoldenReport) -> PyResult<Bound<'
     worst.set_item("actual", r.worst.3 as f64)?;
     d.set_item("worst", worst)?;
     d.set_item("ok", r.ok)?;
+    Ok(d)
+}
+
+pub fn task_info(py: Python<'_>, t: TaskInfo) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("name", t.name)?;
+    d.set_item("task", t.task)?;
+    d.set_item("architecture", t.architecture)?;
+    d.set_item("labels", t.labels)?;
+    d.set_item("max_seq_len", t.max_seq_len)?;
+    d.set_item("runtime_adapter", t.runtime_adapter)?;
+    Ok(d)
+}
+
+pub fn architecture_info(py: Python<'_>, a: ArchitectureInfo) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("model_type", a.model_type)?;
+    d.set_item("aliases", a.aliases.to_vec())?;
+    d.set_item("default_target_modules", a.default_target_modules.to_vec())?;
+    d.set_item("head_modules", a.head_modules.to_vec())?;
+    d.set_item("pooling", a.pooling)?;
     Ok(d)
 }

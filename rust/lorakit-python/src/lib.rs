@@ -6,11 +6,21 @@ mod model;
 
 use pyo3::prelude::*;
 
+/// The architectures the native core serves: [{model_type, aliases, default_target_modules, head_modules,
+/// pooling}], the one table training and export consult.
+#[pyfunction]
+fn architectures(py: Python<'_>) -> PyResult<Vec<Bound<'_, pyo3::types::PyDict>>> {
+    lorakit_core::architectures()
+        .into_iter()
+        .map(|a| convert::architecture_info(py, a))
+        .collect()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", lorakit_core::version())?;
     m.add_class::<model::Model>()?;
-    m.add_class::<model::Base>()?;
+    m.add_function(wrap_pyfunction!(architectures, m)?)?;
     m.add_class::<convert::ClassificationResult>()?;
     errors::register(m)?;
     Ok(())

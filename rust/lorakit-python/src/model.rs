@@ -1,4 +1,4 @@
-//! `lorakit._native.Model` and `lorakit._native.Base`: thin wrappers over lorakit-core.
+//! `lorakit._native.Model`: a thin wrapper over `lorakit_core::Model`, the one handle (a base with named tasks).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,13 +7,19 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::convert::{
-    classification, detached, encoding, golden_report, load_options, ClassificationResult,
+    classification, detached, encoding, golden_report, load_options, task_info, ClassificationResult,
 };
+use crate::errors::to_py;
 
-/// A loaded classifier: merged weights, or a private base with the directory's adapter applied at runtime.
+/// An encoder with named tasks: `load` gives a model directory's own task (merged or runtime adapter),
+/// `load_base` a base to which any number of adapters are added.
 #[pyclass(module = "lorakit._native", frozen)]
 pub struct Model {
     inner: Arc<lorakit_core::Model>,
+}
+
+fn texts_ref(texts: &[String]) -> Vec<&str> {
+    texts.iter().map(String::as_str).collect()
 }
 
 #[pymethods]
@@ -36,106 +42,26 @@ impl Model {
         })
     }
 
-    #[pyo3(signature = (texts, top_k=1))]
-    fn classify(
-        &self,
-        py: Python<'_>,
-        texts: Vec<String>,
-        top_k: usize,
-    ) -> PyResult<ClassificationResult> {
-        let model = self.inner.clone();
-        let result = detached(py, move || {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            model.classify(&refs)
-        })?;
-        classification(py, result, top_k)
-    }
-
-    /// Token ids and attention mask (int64 `[n, seq_len]`) exactly as `classify` sees them.
-    fn tokenize<'py>(&self, py: Python<'py>, texts: Vec<String>) -> PyResult<Bound<'py, PyDict>> {
-        let model = self.inner.clone();
-        let enc = detached(py, move || {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            model.tokenize(&refs)
-        })?;
-        encoding(py, enc)
-    }
-
-    /// Recomputes golden.safetensors: {num_texts, ids_equal, argmax_equal, max_abs_diff, tolerance, worst, ok}.
-    fn verify_golden<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let model = self.inner.clone();
-        let report = detached(py, move || model.verify_golden())?;
-        golden_report(py, &report)
-    }
-
-    #[getter]
-    fn labels(&self) -> Vec<String> {
-        self.inner.labels().to_vec()
-    }
-    #[getter]
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    #[getter]
-    fn task(&self) -> &str {
-        self.inner.task()
-    }
-    #[getter]
-    fn max_seq_len(&self) -> usize {
-        self.inner.max_seq_len()
-    }
-    #[getter]
-    fn threads(&self) -> usize {
-        self.inner.threads()
-    }
-    /// True when the adapter is applied at runtime rather than merged.
-    #[getter]
-    fn runtime_adapter(&self) -> bool {
-        self.inner.is_runtime_adapter()
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Model(name={:?}, labels={:?}, mode={})",
-            self.inner.name(),
-            self.inner.labels(),
-            if self.inner.is_runtime_adapter() {
-                "runtime"
-            } else {
-                "merged"
-            }
-        )
-    }
-}
-
-/// One base model held once in memory, with any number of named LoRA adapters, each with its own head.
-#[pyclass(module = "lorakit._native", frozen)]
-pub struct Base {
-    inner: Arc<lorakit_core::Base>,
-}
-
-#[pymethods]
-impl Base {
     #[staticmethod]
     #[pyo3(signature = (dir, device="cpu", threads=None, verify_checksums=true, max_batch=1024))]
-    fn load(
+    fn load_base(
         py: Python<'_>,
         dir: PathBuf,
         device: &str,
         threads: Option<usize>,
         verify_checksums: bool,
         max_batch: usize,
-    ) -> PyResult<Base> {
+    ) -> PyResult<Model> {
         let opts = load_options(device, threads, verify_checksums, max_batch)?;
-        let base = detached(py, || lorakit_core::Base::load(&dir, &opts))?;
-        Ok(Base {
-            inner: Arc::new(base),
+        let model = detached(py, || lorakit_core::Model::load_base(&dir, &opts))?;
+        Ok(Model {
+            inner: Arc::new(model),
         })
     }
 
     fn add_adapter(&self, py: Python<'_>, name: String, dir: PathBuf) -> PyResult<()> {
-        let base = self.inner.clone();
-        detached(py, move || base.add_adapter(&name, &dir))
+        let model = self.inner.clone();
+        detached(py, move || model.add_adapter(&name, &dir))
     }
 
     fn remove_adapter(&self, name: &str) -> bool {
@@ -146,39 +72,90 @@ impl Base {
         self.inner.adapters()
     }
 
-    fn labels(&self, py: Python<'_>, adapter: String) -> PyResult<Vec<String>> {
-        let base = self.inner.clone();
-        detached(py, move || base.labels(&adapter))
+    /// {name, task, architecture, labels, max_seq_len, runtime_adapter} of a task (None: the default one).
+    #[pyo3(signature = (adapter=None))]
+    fn task_info<'py>(&self, py: Python<'py>, adapter: Option<String>) -> PyResult<Bound<'py, PyDict>> {
+        let info = self.inner.task_info(adapter.as_deref()).map_err(to_py)?;
+        task_info(py, info)
     }
 
-    #[pyo3(signature = (texts, adapter, top_k=1))]
+    #[pyo3(signature = (texts, top_k=1, adapter=None))]
     fn classify(
         &self,
         py: Python<'_>,
         texts: Vec<String>,
-        adapter: String,
         top_k: usize,
+        adapter: Option<String>,
     ) -> PyResult<ClassificationResult> {
-        let base = self.inner.clone();
-        let result = detached(py, move || {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            base.classify(&refs, &adapter)
-        })?;
+        let model = self.inner.clone();
+        let result = detached(py, move || model.classify(&texts_ref(&texts), adapter.as_deref()))?;
         classification(py, result, top_k)
     }
 
-    fn verify_golden<'py>(&self, py: Python<'py>, adapter: String) -> PyResult<Bound<'py, PyDict>> {
-        let base = self.inner.clone();
-        let report = detached(py, move || base.verify_golden(&adapter))?;
+    /// Token ids and attention mask (int64 `[n, seq_len]`) exactly as `classify` sees them.
+    #[pyo3(signature = (texts, adapter=None))]
+    fn tokenize<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        adapter: Option<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let model = self.inner.clone();
+        let enc = detached(py, move || model.tokenize(&texts_ref(&texts), adapter.as_deref()))?;
+        encoding(py, enc)
+    }
+
+    /// Recomputes golden.safetensors: {num_texts, ids_equal, argmax_equal, max_abs_diff, tolerance, worst, ok}.
+    #[pyo3(signature = (adapter=None))]
+    fn verify_golden<'py>(&self, py: Python<'py>, adapter: Option<String>) -> PyResult<Bound<'py, PyDict>> {
+        let model = self.inner.clone();
+        let report = detached(py, move || model.verify_golden(adapter.as_deref()))?;
         golden_report(py, &report)
     }
 
     #[getter]
-    fn weights_sha256(&self) -> &str {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    #[getter]
+    fn architecture(&self) -> &str {
+        self.inner.architecture()
+    }
+    #[getter]
+    fn threads(&self) -> usize {
+        self.inner.threads()
+    }
+    /// sha256 of the base weights adapters must name; None for merged weights.
+    #[getter]
+    fn weights_sha256(&self) -> Option<&str> {
         self.inner.weights_sha256()
+    }
+    /// Labels of the default task.
+    #[getter]
+    fn labels(&self) -> PyResult<Vec<String>> {
+        Ok(self.inner.task_info(None).map_err(to_py)?.labels)
+    }
+    /// Task kind of the default task.
+    #[getter]
+    fn task(&self) -> PyResult<String> {
+        Ok(self.inner.task_info(None).map_err(to_py)?.task)
+    }
+    #[getter]
+    fn max_seq_len(&self) -> PyResult<usize> {
+        Ok(self.inner.task_info(None).map_err(to_py)?.max_seq_len)
+    }
+    /// True when the default task's adapter is applied at runtime rather than merged.
+    #[getter]
+    fn runtime_adapter(&self) -> PyResult<bool> {
+        Ok(self.inner.task_info(None).map_err(to_py)?.runtime_adapter)
     }
 
     fn __repr__(&self) -> String {
-        format!("Base(adapters={:?})", self.inner.adapters())
+        format!(
+            "Model(name={:?}, architecture={:?}, adapters={:?})",
+            self.inner.name(),
+            self.inner.architecture(),
+            self.inner.adapters()
+        )
     }
 }

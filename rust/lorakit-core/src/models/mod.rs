@@ -4,6 +4,8 @@
 //! sequence-classification head and default LoRA targets) and one line in `REGISTRY`.
 
 pub(crate) mod bert;
+pub(crate) mod debertav2;
+pub(crate) mod modernbert;
 pub(crate) mod roberta;
 
 use std::collections::BTreeMap;
@@ -21,7 +23,12 @@ use crate::tensors::TensorStore;
 use crate::weights::Weights;
 
 /// Every architecture the native core serves.
-static REGISTRY: [&Architecture; 2] = [&bert::ARCHITECTURE, &roberta::ARCHITECTURE];
+static REGISTRY: [&Architecture; 4] = [
+    &bert::ARCHITECTURE,
+    &roberta::ARCHITECTURE,
+    &modernbert::ARCHITECTURE,
+    &debertav2::ARCHITECTURE,
+];
 
 /// What an architecture is and how to read it. The public part (`ArchitectureInfo`) is the one table that
 /// training, export and every binding consult.

@@ -7,7 +7,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use lorakit_core::{GoldenReport, LoadOptions};
 
 pub const TINY_LORA: [&str; 2] = ["tiny_bert_lora_a", "tiny_bert_lora_b"];
-pub const TINY_ALL: [&str; 3] = ["tiny_bert_lora_a", "tiny_bert_lora_b", "tiny_bert_full"];
+pub const TINY_ALL: [&str; 3] = ["tiny_bert_lora_a", "tiny_bert_full", "tiny_bert_lora_b"];
+/// One LoRA fixture per non-BERT architecture layout (`scripts/arch_fixtures.py`), each with its base
+/// `tiny_<name>_base`.
+pub const ARCH_FIXTURES: [&str; 5] = [
+    "roberta",
+    "modernbert",
+    "modernbert_mean",
+    "debertav3",
+    "debertav2",
+];
 
 /// `$LORAKIT_FIXTURES`, which `make fixtures` fills. Missing fixtures fail the test loudly.
 pub fn fixtures() -> PathBuf {
