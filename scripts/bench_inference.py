@@ -124,7 +124,7 @@ def run_speed(args: argparse.Namespace, model_dir: Path) -> list[dict[str, Any]]
     from lorakit.loading import load_tokenizer
     from lorakit.manifest import read_manifest
 
-    max_seq_len = int(read_manifest(model_dir)["max_seq_len"])
+    max_seq_len = read_manifest(model_dir).max_seq_len
     if max_seq_len < max(s for _, s in SHAPES):
         raise SystemExit(f"{model_dir}: max_seq_len {max_seq_len} is below the benchmark's 128 tokens")
     tokenizer = load_tokenizer(model_dir)
@@ -163,7 +163,7 @@ def rss_mib():
 mode, model_dir, base_dir, copies = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 before = rss_mib()
 if mode == "base":
-    base = native.Base.load(base_dir, threads=1)
+    base = native.Model.load_base(base_dir, threads=1)
     for i in range(copies):
         base.add_adapter(f"adapter{i}", model_dir)
     base.classify(["warm up"], adapter="adapter0")
@@ -175,9 +175,9 @@ print(json.dumps({"mode": mode, "rss_mib": rss_mib() - before}))
 
 
 def run_memory(model_dir: Path) -> list[dict[str, Any]]:
-    from lorakit.manifest import read_manifest, resolve_base_path
+    from lorakit.manifest import read_manifest
 
-    base_dir = resolve_base_path(model_dir, read_manifest(model_dir))
+    base_dir = read_manifest(model_dir).base_dir(model_dir)
     rows = []
     for mode in ("base", "merged"):
         out = subprocess.run([sys.executable, "-c", MEMORY_CHILD, mode, str(model_dir), str(base_dir),

@@ -15,8 +15,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "python") not in sys.path:
-    sys.path.insert(0, str(ROOT / "python"))
+for source in (ROOT / "python", ROOT / "scripts"):
+    if str(source) not in sys.path:
+        sys.path.insert(0, str(source))
 
 
 def load_fixture_builder() -> ModuleType:

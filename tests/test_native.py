@@ -138,18 +138,18 @@ def test_tampered_merged_weights_fail_parity(fixtures_dir: Path, tmp_path: Path)
 
 
 def test_several_adapters_on_one_base_match_their_own_golden(fixtures_dir: Path) -> None:
-    base = native.Base.load(fixtures_dir / "tiny_bert_base", threads=2)
+    base = native.Model.load_base(fixtures_dir / "tiny_bert_base", threads=2)
     for name in LORA:
         base.add_adapter(name, fixtures_dir / name)
     assert base.adapters() == sorted(LORA)
     texts = ["please close my account", "my card was declined"]
     for name in LORA:
-        assert_parity(base.verify_golden(name), f"{name} on shared base")
+        assert_parity(base.verify_golden(adapter=name), f"{name} on shared base")
         alone = native.Model.load(fixtures_dir / name, merged=True).classify(texts)
         shared = base.classify(texts, adapter=name, top_k=3)
         np.testing.assert_allclose(shared.logits, alone.logits, atol=1e-4, rtol=0)
-        assert shared.label_names == base.labels(name)
-    assert len(base.labels(LORA[0])) == 3 and len(base.labels(LORA[1])) == 5
+        assert shared.label_names == base.task_info(name)["labels"]
+    assert len(base.task_info(LORA[0])["labels"]) == 3 and len(base.task_info(LORA[1])["labels"]) == 5
     assert base.remove_adapter(LORA[0]) is True
     assert base.remove_adapter(LORA[0]) is False
     with pytest.raises(native.InputError, match=LORA[0]):
@@ -173,10 +173,13 @@ def test_result_object(fixtures_dir: Path) -> None:
 
 
 def test_error_classes_form_one_hierarchy() -> None:
-    assert issubclass(native.LorakitError, Exception)
+    from lorakit import errors
+
+    assert native.LorakitError is errors.LorakitError
     assert len(set(ERROR_CLASSES)) == 8
     for cls in ERROR_CLASSES:
-        assert issubclass(cls, native.LorakitError) and cls.__module__ == "lorakit._native"
+        assert issubclass(cls, errors.LorakitError) and cls.__module__ == "lorakit.errors"
+    assert native.UnsupportedError is errors.UnsupportedError  # one class for native and Python-side refusals
 
 
 def test_errors_map_to_their_kind(fixtures_dir: Path, tmp_path: Path) -> None:
@@ -215,7 +218,7 @@ def test_errors_map_to_their_kind(fixtures_dir: Path, tmp_path: Path) -> None:
     manifest = json.loads((other_base / "lorakit.json").read_text())
     manifest["base"]["weights_sha256"] = "0" * 64
     (other_base / "lorakit.json").write_text(json.dumps(manifest))
-    base = native.Base.load(fixtures_dir / "tiny_bert_base")
+    base = native.Model.load_base(fixtures_dir / "tiny_bert_base")
     with pytest.raises(native.ConfigError, match="another base"):
         base.add_adapter("other", other_base)
     base.add_adapter("b", fixtures_dir / "tiny_bert_lora_b")
@@ -227,7 +230,7 @@ def test_errors_map_to_their_kind(fixtures_dir: Path, tmp_path: Path) -> None:
 
 def test_threads_share_models_without_deadlock(fixtures_dir: Path) -> None:
     model = native.Model.load(fixtures_dir / "tiny_bert_lora_a", merged=False, threads=2)
-    base = native.Base.load(fixtures_dir / "tiny_bert_base", threads=2)
+    base = native.Model.load_base(fixtures_dir / "tiny_bert_base", threads=2)
     base.add_adapter("b", fixtures_dir / "tiny_bert_lora_b")
     texts = [f"text number {i} about a card payment" for i in range(16)]
     expected_model = model.classify(texts).logits

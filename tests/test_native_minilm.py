@@ -84,12 +84,12 @@ def test_minilm_fresh_texts_match_torch(minilm_lora: Path) -> None:
 
 @pytest.mark.slow
 def test_two_minilm_adapters_share_one_base(minilm_lora: Path, minilm_rslora: Path) -> None:
-    base = native.Base.load(minilm_path(), threads=2)
+    base = native.Model.load_base(minilm_path(), threads=2)
     base.add_adapter("guard", minilm_lora)
     base.add_adapter("intent", minilm_rslora)
     assert base.adapters() == ["guard", "intent"]
-    assert_parity(base.verify_golden("guard"), "guard on shared base")
-    assert_parity(base.verify_golden("intent"), "intent on shared base")
+    assert_parity(base.verify_golden(adapter="guard"), "guard on shared base")
+    assert_parity(base.verify_golden(adapter="intent"), "intent on shared base")
     guard = base.classify(FRESH_TEXTS[:2], adapter="guard")
     intent = base.classify(FRESH_TEXTS[:2], adapter="intent", top_k=4)
     assert guard.logits.shape == (2, 2) and intent.logits.shape == (2, 4)

@@ -8,15 +8,14 @@ use lorakit_core::{GoldenReport, LoadOptions};
 
 pub const TINY_LORA: [&str; 2] = ["tiny_bert_lora_a", "tiny_bert_lora_b"];
 pub const TINY_ALL: [&str; 3] = ["tiny_bert_lora_a", "tiny_bert_full", "tiny_bert_lora_b"];
-/// One LoRA fixture per non-BERT architecture layout (`scripts/arch_fixtures.py`), each with its base
-/// `tiny_<name>_base`.
-pub const ARCH_FIXTURES: [&str; 5] = [
-    "roberta",
-    "modernbert",
-    "modernbert_mean",
-    "debertav3",
-    "debertav2",
-];
+/// Names of the per-architecture fixtures (`scripts/arch_fixtures.py`): `tiny_<name>_base` and
+/// `tiny_<name>_lora` each, listed by `make fixtures` in `arch_fixtures.json`.
+pub fn arch_fixtures() -> Vec<String> {
+    let path = fixtures().join("arch_fixtures.json");
+    let bytes = std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}: run `make fixtures`", path.display()));
+    serde_json::from_slice(&bytes).expect("arch_fixtures.json is a JSON list of names")
+}
 
 /// `$LORAKIT_FIXTURES`, which `make fixtures` fills. Missing fixtures fail the test loudly.
 pub fn fixtures() -> PathBuf {
