@@ -39,13 +39,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dic
 def test_train_writes_a_complete_model_directory(trained: dict[str, Path]) -> None:
     model = trained["model"]
     manifest = read_manifest(model)
-    assert manifest["labels"] == ["negative", "neutral", "positive"]
-    assert manifest["adapter"]["r"] == 8 and manifest["max_seq_len"] == 16
+    assert manifest.labels == ("negative", "neutral", "positive")
+    assert manifest.adapter is not None and manifest.adapter.r == 8 and manifest.max_seq_len == 16
     for name in ("split.json", "metrics.json", "confusion_matrix.png", "loss_curves.png"):
         assert (model / "report" / name).is_file()
-        assert f"report/{name}" in manifest["files"]
+        assert f"report/{name}" in manifest.files
     assert check_files(model, manifest) == []
-    training = manifest["metrics"]["training"]
+    training = manifest.metrics["training"]
     assert 0 < training["trainable_percent"] < 100 and training["train_seconds"] > 0
 
 
@@ -112,8 +112,8 @@ def test_export_from_checkpoint_reproduces_the_model(trained: dict[str, Path], t
     out = tmp_path / "reexported"
     assert main(["export", str(trained["run"]), "--output", str(out), "--onnx"]) == 0
     original, again = read_manifest(trained["model"]), read_manifest(out)
-    assert again["labels"] == original["labels"] and again["adapter"] == original["adapter"]
-    assert again["files"]["adapter_model.safetensors"] == original["files"]["adapter_model.safetensors"]
+    assert again.labels == original.labels and again.adapter == original.adapter
+    assert again.files["adapter_model.safetensors"] == original.files["adapter_model.safetensors"]
     first, second = read_golden(trained["model"]), read_golden(out)  # bytes differ: metadata order is free
     assert first.texts == second.texts and torch.equal(first.input_ids, second.input_ids)
     assert torch.equal(first.logits, second.logits)
@@ -127,7 +127,7 @@ def test_full_fine_tuning(fixtures_dir: Path, tmp_path: Path) -> None:
     args = train_args(data, out, fixtures_dir / "tiny_bert_base", "--full", "--epochs", "1")
     assert main(args) == 0
     manifest = read_manifest(out)
-    assert manifest["adapter"] is None and manifest["metrics"]["training"]["trainable_percent"] == 100.0
+    assert manifest.adapter is None and manifest.metrics["training"]["trainable_percent"] == 100.0
     assert not (out / "adapter_config.json").exists()
     assert main(["verify", str(out)]) == 0
 
@@ -200,7 +200,7 @@ def test_export_from_an_epoch_checkpoint(trained: dict[str, Path], tmp_path: Pat
     out = tmp_path / "epoch"
     assert main(["export", str(epochs[0]), "--output", str(out)]) == 0
     manifest = read_manifest(out)
-    assert manifest["metrics"] == {"checkpoint": epochs[0].name}  # never evaluated: no borrowed metrics
+    assert manifest.metrics == {"checkpoint": epochs[0].name}  # never evaluated: no borrowed metrics
     assert main(["verify", str(out)]) == 0
 
 

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 import lorakit.export as export_module
 from lorakit.errors import ExportError, LorakitError
 from lorakit.golden import EDGE_CASE_TEXTS, read_golden
-from lorakit.manifest import check_files, read_manifest, sha256_file
+from lorakit.manifest import AdapterInfo, check_files, read_manifest, sha256_file
 
 
 def tiny_lora(fixture_builder: ModuleType, base: Path) -> torch.nn.Module:
@@ -48,12 +48,12 @@ def test_lora_directory_has_the_documented_files(fixtures_dir: Path) -> None:
             "model.safetensors", "golden.safetensors"} <= names
     assert "README.md" not in names
     manifest = read_manifest(model_dir)
-    assert manifest["adapter"] == {"type": "lora", "r": 4, "lora_alpha": 8, "use_rslora": False,
-                                   "target_modules": ["dense", "key", "query", "value"],
-                                   "modules_to_save": ["classifier"]}
+    assert manifest.adapter == AdapterInfo(type="lora", r=4, lora_alpha=8, use_rslora=False,
+                                           target_modules=("dense", "key", "query", "value"),
+                                           modules_to_save=("classifier",))
     config = json.loads((model_dir / "config.json").read_text())
-    assert config["id2label"] == {str(i): label for i, label in enumerate(manifest["labels"])}
-    assert config["label2id"] == {label: i for i, label in enumerate(manifest["labels"])}
+    assert config["id2label"] == {str(i): label for i, label in enumerate(manifest.labels)}
+    assert config["label2id"] == {label: i for i, label in enumerate(manifest.labels)}
     with safe_open(str(model_dir / "model.safetensors"), "pt") as handle:
         keys = set(handle.keys())
     assert {"bert.encoder.layer.0.attention.self.query.weight", "bert.pooler.dense.weight",
@@ -63,7 +63,7 @@ def test_lora_directory_has_the_documented_files(fixtures_dir: Path) -> None:
 
 def test_full_model_has_no_adapter(fixtures_dir: Path) -> None:
     model_dir = fixtures_dir / "tiny_bert_full"
-    assert read_manifest(model_dir)["adapter"] is None
+    assert read_manifest(model_dir).adapter is None
     assert not (model_dir / "adapter_config.json").exists()
     assert not (model_dir / "adapter_model.safetensors").exists()
 
@@ -72,12 +72,12 @@ def test_manifest_lists_every_file_with_its_sha256(fixtures_dir: Path) -> None:
     model_dir = fixtures_dir / "tiny_bert_lora_b"
     manifest = read_manifest(model_dir)
     on_disk = {p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()}
-    assert set(manifest["files"]) == on_disk - {"lorakit.json"}
-    for rel, digest in manifest["files"].items():
+    assert set(manifest.files) == on_disk - {"lorakit.json"}
+    for rel, digest in manifest.files.items():
         assert sha256_file(model_dir / rel) == digest
     base = fixtures_dir / "tiny_bert_base"
-    assert manifest["base"]["path"] == "../tiny_bert_base"
-    assert manifest["base"]["weights_sha256"] == sha256_file(base / "model.safetensors")
+    assert manifest.base.path == "../tiny_bert_base"
+    assert manifest.base.weights_sha256 == sha256_file(base / "model.safetensors")
     assert check_files(model_dir, manifest) == []
 
 
@@ -116,12 +116,12 @@ def test_failure_mid_export_leaves_nothing(fixtures_dir: Path, fixture_builder: 
 def test_failure_during_replace_keeps_the_old_model(fixtures_dir: Path, fixture_builder: ModuleType,
                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = export(fixture_builder, fixtures_dir / "tiny_bert_base", tmp_path / "model")
-    before = read_manifest(out)["files"]
+    before = read_manifest(out).files
     monkeypatch.setattr(export_module, "write_golden", lambda *a, **k: (_ for _ in ()).throw(OSError("boom")))
     with pytest.raises(OSError):
         export(fixture_builder, fixtures_dir / "tiny_bert_base", out)
     assert siblings(out) == ["model"]
-    assert read_manifest(out)["files"] == before and check_files(out, read_manifest(out)) == []
+    assert read_manifest(out).files == before and check_files(out, read_manifest(out)) == []
 
 
 def test_replacing_a_lorakit_directory_is_complete(fixtures_dir: Path, fixture_builder: ModuleType,
@@ -130,7 +130,7 @@ def test_replacing_a_lorakit_directory_is_complete(fixtures_dir: Path, fixture_b
     (out / "stale.txt").write_text("from an older export")
     export(fixture_builder, fixtures_dir / "tiny_bert_base", out, onnx=True)
     assert not (out / "stale.txt").exists()
-    assert (out / "model.onnx").is_file() and "model.onnx" in read_manifest(out)["files"]
+    assert (out / "model.onnx").is_file() and "model.onnx" in read_manifest(out).files
     assert siblings(out) == ["model"]
 
 

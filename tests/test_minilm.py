@@ -17,7 +17,7 @@ from lorakit.verify import verify_model
 def test_minilm_lora_fits_exports_and_verifies(fixture_builder: ModuleType, tmp_path: Path) -> None:
     model_dir = fixture_builder.build_minilm_lora(tmp_path / "minilm_lora")
     manifest = read_manifest(model_dir)
-    assert manifest["base"]["id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest.base.id == "sentence-transformers/all-MiniLM-L6-v2"
     report = verify_model(model_dir)
     assert report["ok"] is True, report
     assert report["backends"]["torch-merged"]["max_abs_diff"] <= 1e-5

@@ -161,10 +161,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from .manifest import read_manifest
 
     manifest = read_manifest(args.model_dir)
-    dataset = load_dataset(args.data, args.text_column, args.label_column, labels=manifest["labels"])
-    model = load_merged(args.model_dir)
+    dataset = load_dataset(args.data, args.text_column, args.label_column, labels=list(manifest.labels))
+    model = load_merged(args.model_dir, manifest)
     metrics = evaluate_examples(model, load_tokenizer(args.model_dir), dataset, dataset.examples,
-                                int(manifest["max_seq_len"]))
+                                manifest.max_seq_len)
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -206,9 +206,9 @@ def predict_probabilities(model_dir: Path, texts: list[str], backend: str) -> tu
     from .manifest import read_manifest
 
     manifest = read_manifest(model_dir)
-    logits = predict_logits(load_merged(model_dir), load_tokenizer(model_dir), texts,
-                            int(manifest["max_seq_len"]), progress=False)
-    return manifest["labels"], torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    logits = predict_logits(load_merged(model_dir, manifest), load_tokenizer(model_dir), texts,
+                            manifest.max_seq_len, progress=False)
+    return list(manifest.labels), torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -17,7 +17,16 @@ from . import __version__
 from .atomic import atomic_directory
 from .errors import ExportError, UnsupportedError
 from .golden import GOLDEN_FILE, compute_logits, golden_texts, tokenize, write_golden
-from .manifest import FORMAT_VERSION, MANIFEST_FILE, file_table, is_model_dir, sha256_file
+from .manifest import (
+    FORMAT_VERSION,
+    AdapterInfo,
+    BaseRef,
+    Manifest,
+    file_table,
+    is_model_dir,
+    sha256_file,
+    write_manifest,
+)
 
 # Merged weights must reproduce the unmerged PEFT model this closely (fp32, CPU), relative to the logit scale:
 # (W + sBA) x and W x + sB(Ax) round differently, and fp32 rounding grows with the magnitude of the logits.
@@ -84,30 +93,30 @@ def export_model(
 
             export_onnx(merged, batch, tmp / "model.onnx")
         write_report(tmp / "report", report_dir, metrics)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "name": name or out_dir.name,
-            "task": "sequence_classification",
-            "architecture": architecture,
-            "base": {
-                "path": manifest_base_path(base_path, out_dir),
-                "id": base_id or getattr(config, "_name_or_path", None) or base_path.name,
-                "weights_sha256": base_sha,
-            },
-            "adapter": adapter,
-            "labels": labels,
-            "max_seq_len": int(max_seq_len),
-            "pooling": POOLING.get(architecture, "unknown"),
-            "metrics": metrics or {},
-            "files": file_table(tmp),
-            "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "lorakit_version": __version__,
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            name=name or out_dir.name,
+            task="sequence_classification",
+            architecture=architecture,
+            base=BaseRef(
+                path=manifest_base_path(base_path, out_dir),
+                id=base_id or getattr(config, "_name_or_path", None) or base_path.name,
+                weights_sha256=base_sha,
+            ),
+            adapter=adapter,
+            labels=tuple(labels),
+            max_seq_len=int(max_seq_len),
+            pooling=POOLING.get(architecture, "unknown"),
+            metrics=metrics or {},
+            files=file_table(tmp),
+            created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            lorakit_version=__version__,
+        )
+        write_manifest(tmp, manifest)
     return out_dir
 
 
-def save_adapter(model: PeftModel, tmp: Path) -> dict[str, Any]:
+def save_adapter(model: PeftModel, tmp: Path) -> AdapterInfo:
     """Write exactly the two PEFT adapter files (save_pretrained also writes a README we do not ship)."""
     peft_config: Any = model.peft_config[model.active_adapter]
     if str(getattr(peft_config, "peft_type", "")).split(".")[-1] != "LORA":
@@ -124,14 +133,14 @@ def save_adapter(model: PeftModel, tmp: Path) -> dict[str, Any]:
     target = peft_config.target_modules
     target_list = sorted(target) if isinstance(target, (set, list, tuple)) else [str(target)]
     alpha = peft_config.lora_alpha
-    return {
-        "type": "lora",
-        "r": int(peft_config.r),
-        "lora_alpha": int(alpha) if float(alpha).is_integer() else float(alpha),
-        "use_rslora": bool(peft_config.use_rslora),
-        "target_modules": target_list,
-        "modules_to_save": saved_modules(model, peft_config.modules_to_save or []),
-    }
+    return AdapterInfo(
+        type="lora",
+        r=int(peft_config.r),
+        lora_alpha=int(alpha) if float(alpha).is_integer() else float(alpha),
+        use_rslora=bool(peft_config.use_rslora),
+        target_modules=tuple(target_list),
+        modules_to_save=tuple(saved_modules(model, peft_config.modules_to_save or [])),
+    )
 
 
 def saved_modules(model: PeftModel, requested: Sequence[str]) -> list[str]:

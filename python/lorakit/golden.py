@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .errors import ModelDirError
@@ -119,8 +119,9 @@ def read_golden(model_dir: Path) -> Golden:
             tolerance=float(meta["tolerance"]),
             task=meta["task"],
         )
-    except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
-        raise ModelDirError(f"{path}: not a valid golden file ({exc})") from exc
+    except (KeyError, ValueError, TypeError, OSError, SafetensorError) as exc:
+        message = " ".join(str(exc).split())
+        raise ModelDirError(f"{path}: not a valid golden file ({message}); re-export the model") from None
     if golden.logits.shape[0] != len(golden.texts) or golden.input_ids.shape[0] != len(golden.texts):
         raise ModelDirError(f"{path}: row count does not match the number of texts")
     return golden

@@ -1,16 +1,262 @@
-"""lorakit.json: the manifest tying a model directory together (docs/FORMAT.md)."""
+"""lorakit.json: the manifest tying a model directory together (docs/FORMAT.md), as a typed, validated value.
+
+Reading and writing both go through `Manifest`, so the writer cannot produce what the reader refuses. Unknown
+fields are ignored on reading, like the Rust and Go readers do, so a newer writer may add some.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import Any
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping
 
 from .errors import ModelDirError
 
 MANIFEST_FILE = "lorakit.json"
 FORMAT_VERSION = 1
+# Task kinds of format_version 1 (the Go reader knows the same list); the torch loaders run only the first.
+KNOWN_TASKS = ("sequence_classification", "token_classification", "embedding", "generative_classification")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ManifestError(ModelDirError):
+    """One field of a manifest is wrong; the message names the file and the field."""
+
+    def __init__(self, source: str, field_name: str, problem: str) -> None:
+        super().__init__(f"{source}: {field_name}: {problem}")
+        self.field_name, self.problem = field_name, problem
+
+
+@dataclass(frozen=True)
+class BaseRef:
+    """The base model an adapter was trained on. `path` is absolute or relative to the model directory."""
+
+    path: str | None
+    id: str | None
+    weights_sha256: str | None
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A summary of adapter_config.json (the PEFT file stays the source of truth for loaders)."""
+
+    type: str
+    r: int
+    lora_alpha: int | float
+    use_rslora: bool
+    target_modules: tuple[str, ...]
+    modules_to_save: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    name: str
+    task: str
+    architecture: str
+    base: BaseRef
+    adapter: AdapterInfo | None
+    labels: tuple[str, ...]
+    max_seq_len: int
+    files: Mapping[str, str]
+    pooling: str = "unknown"
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+    lorakit_version: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_invariants(self, MANIFEST_FILE)
+
+    @classmethod
+    def from_json(cls, raw: object, source: str = MANIFEST_FILE) -> Manifest:
+        """Validate decoded JSON; any problem is a ManifestError naming `source` and the field."""
+        return _parse(raw, source)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to lorakit.json (key order as in docs/FORMAT.md)."""
+        adapter = None
+        if self.adapter is not None:
+            a = self.adapter
+            adapter = {"type": a.type, "r": a.r, "lora_alpha": a.lora_alpha, "use_rslora": a.use_rslora,
+                       "target_modules": list(a.target_modules), "modules_to_save": list(a.modules_to_save)}
+        return {
+            "format_version": self.format_version,
+            "name": self.name,
+            "task": self.task,
+            "architecture": self.architecture,
+            "base": {"path": self.base.path, "id": self.base.id, "weights_sha256": self.base.weights_sha256},
+            "adapter": adapter,
+            "labels": list(self.labels),
+            "max_seq_len": self.max_seq_len,
+            "pooling": self.pooling,
+            "metrics": dict(self.metrics),
+            "files": dict(self.files),
+            "created_at": self.created_at,
+            "lorakit_version": self.lorakit_version,
+        }
+
+    def base_dir(self, model_dir: Path) -> Path | None:
+        """The base model directory: absolute, or relative to the model directory; None when not recorded."""
+        if not self.base.path:
+            return None
+        path = Path(self.base.path)
+        return path if path.is_absolute() else (Path(model_dir) / path).resolve()
+
+
+def _check_invariants(m: Manifest, source: str) -> None:
+    """What must hold however the manifest was made (read from disk or built by the exporter)."""
+    _check_version(m.format_version, source)
+    if m.task not in KNOWN_TASKS:
+        raise ManifestError(source, "task", f"unknown task {m.task!r} (known: {', '.join(KNOWN_TASKS)})")
+    if not m.name:
+        raise ManifestError(source, "name", "must not be empty")
+    if not m.architecture:
+        raise ManifestError(source, "architecture", "must not be empty")
+    if not m.labels:
+        raise ManifestError(source, "labels", "must not be empty (one name per output of the head)")
+    duplicates = sorted({label for label in m.labels if m.labels.count(label) > 1})
+    if duplicates:
+        raise ManifestError(source, "labels", f"duplicate label(s) {', '.join(map(repr, duplicates))}")
+    if m.max_seq_len <= 0:
+        raise ManifestError(source, "max_seq_len", f"must be positive, got {m.max_seq_len}")
+    if m.base.weights_sha256 is not None and not _SHA256.match(m.base.weights_sha256):
+        raise ManifestError(source, "base.weights_sha256", "is not a lower-case hex sha256")
+    for rel, digest in m.files.items():
+        parts = PurePosixPath(rel).parts
+        if not rel or rel.startswith("/") or "\\" in rel or ".." in parts:
+            raise ManifestError(source, "files", f"{rel!r} is not a relative path inside the model directory")
+        if not _SHA256.match(digest):
+            raise ManifestError(source, f"files[{rel!r}]", "is not a lower-case hex sha256")
+    if m.adapter is not None:
+        if m.adapter.type != "lora":
+            raise ManifestError(source, "adapter.type", f"{m.adapter.type!r} is not supported (only 'lora')")
+        if m.adapter.r <= 0:
+            raise ManifestError(source, "adapter.r", f"must be positive, got {m.adapter.r}")
+
+
+def _check_version(version: int, source: str) -> None:
+    if version != FORMAT_VERSION:
+        raise ManifestError(source, "format_version", f"{version} is not supported (this lorakit reads "
+                            f"{FORMAT_VERSION}); upgrade lorakit")
+
+
+class _Fields:
+    """Typed access to one JSON object; each failure names the dotted field path."""
+
+    def __init__(self, raw: object, source: str, prefix: str) -> None:
+        if not isinstance(raw, dict):
+            where = prefix or "top level"
+            raise ManifestError(source, where, f"expected a JSON object, got {_json_type(raw)}")
+        self.raw, self.source, self.prefix = raw, source, prefix
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def get(self, key: str, kind: type | tuple[type, ...], *, optional: bool = False, default: Any = None) -> Any:
+        if key not in self.raw:
+            if optional:
+                return default
+            raise ManifestError(self.source, self._name(key), "missing")
+        value = self.raw[key]
+        if value is None and optional:
+            return default
+        # JSON true/false are Python bools, and bool is a subclass of int: never accept one for the other.
+        wrong_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+        if wrong_bool or not isinstance(value, kind):
+            raise ManifestError(self.source, self._name(key), f"expected {_kind_name(kind)}, got {_json_type(value)}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        values = self.get(key, list)
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                raise ManifestError(self.source, f"{self._name(key)}[{i}]", f"expected a string, got {_json_type(value)}")
+        return tuple(values)
+
+    def child(self, key: str) -> _Fields:
+        if key not in self.raw:
+            raise ManifestError(self.source, self._name(key), "missing")
+        return _Fields(self.raw[key], self.source, self._name(key))
+
+
+def _parse(raw: object, source: str) -> Manifest:
+    top = _Fields(raw, source, "")
+    version = top.get("format_version", int)
+    _check_version(version, source)  # before anything else: another version may have other fields
+    base = top.child("base")
+    adapter = None
+    if top.get("adapter", dict, optional=True) is not None:
+        a = top.child("adapter")
+        adapter = AdapterInfo(type=a.get("type", str), r=a.get("r", int), lora_alpha=a.get("lora_alpha", (int, float)),
+                              use_rslora=a.get("use_rslora", bool), target_modules=a.strings("target_modules"),
+                              modules_to_save=a.strings("modules_to_save"))
+    elif "adapter" not in top.raw:
+        raise ManifestError(source, "adapter", "missing (null for a full fine-tune)")
+    files = top.get("files", dict)
+    for rel, digest in files.items():
+        if not isinstance(digest, str):
+            raise ManifestError(source, f"files[{rel!r}]", f"expected a string, got {_json_type(digest)}")
+    try:
+        return Manifest(
+            format_version=version,
+            name=top.get("name", str),
+            task=top.get("task", str),
+            architecture=top.get("architecture", str),
+            base=BaseRef(path=base.get("path", str, optional=True), id=base.get("id", str, optional=True),
+                         weights_sha256=base.get("weights_sha256", str, optional=True)),
+            adapter=adapter,
+            labels=top.strings("labels"),
+            max_seq_len=top.get("max_seq_len", int),
+            files=dict(files),
+            pooling=top.get("pooling", str, optional=True, default="unknown"),
+            metrics=dict(top.get("metrics", dict, optional=True, default={})),
+            created_at=top.get("created_at", str, optional=True),
+            lorakit_version=top.get("lorakit_version", str, optional=True),
+        )
+    except ManifestError as exc:  # invariants are checked against the generic name; report the real file
+        raise ManifestError(source, exc.field_name, exc.problem) from None
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
+             dict: "an object"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "an object"}
+    text = names.get(type(value), type(value).__name__)
+    return f"{text} {value!r}" if isinstance(value, (str, int, float)) and len(repr(value)) <= 40 else text
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    """The validated manifest of `model_dir`; every problem is a one-line ModelDirError."""
+    model_dir = Path(model_dir)
+    path = model_dir / MANIFEST_FILE
+    if not model_dir.is_dir():
+        raise ModelDirError(f"{model_dir}: not a directory")
+    if not path.is_file():
+        raise ModelDirError(f"{model_dir}: not a lorakit model directory (no {MANIFEST_FILE})")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelDirError(f"{path}: invalid JSON ({exc}); re-export the model") from None
+    except OSError as exc:
+        raise ModelDirError(f"{path}: cannot read it ({exc.strerror})") from None
+    return Manifest.from_json(raw, str(path))
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> Path:
+    path = Path(model_dir) / MANIFEST_FILE
+    path.write_text(json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return path
 
 
 def sha256_file(path: Path) -> str:
@@ -35,39 +281,12 @@ def is_model_dir(path: Path) -> bool:
     return (Path(path) / MANIFEST_FILE).is_file()
 
 
-def read_manifest(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / MANIFEST_FILE
-    if not Path(model_dir).is_dir():
-        raise ModelDirError(f"{model_dir}: not a directory")
-    if not path.is_file():
-        raise ModelDirError(f"{model_dir}: not a lorakit model directory (no {MANIFEST_FILE})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelDirError(f"{path}: invalid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        raise ModelDirError(f"{path}: unsupported format_version {manifest.get('format_version')!r}")
-    for key in ("labels", "max_seq_len", "files", "architecture", "task"):
-        if key not in manifest:
-            raise ModelDirError(f"{path}: missing key {key!r}")
-    return manifest
-
-
-def check_files(model_dir: Path, manifest: dict[str, Any]) -> list[str]:
+def check_files(model_dir: Path, manifest: Manifest) -> list[str]:
     """Names of files whose sha256 differs from the manifest (or that are missing)."""
     bad = []
-    for rel, expected in manifest["files"].items():
+    for rel, expected in manifest.files.items():
         path = Path(model_dir) / rel
         if not path.is_file() or sha256_file(path) != expected:
             bad.append(rel)
     return bad
 
-
-def resolve_base_path(model_dir: Path, manifest: dict[str, Any]) -> Path | None:
-    """The base model directory: absolute, or relative to the model directory."""
-    base = manifest.get("base") or {}
-    raw = base.get("path")
-    if not raw:
-        return None
-    path = Path(raw)
-    return path if path.is_absolute() else (Path(model_dir) / path).resolve()

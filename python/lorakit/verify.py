@@ -9,10 +9,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .errors import LorakitError
+from .errors import LorakitError, ModelDirError
 from .golden import Golden, compute_logits, read_golden, tokenize
-from .loading import load_merged, load_tokenizer, load_unmerged
-from .manifest import check_files, read_manifest
+from .loading import load_merged, load_tokenizer, load_unmerged, one_line
+from .manifest import Manifest, check_files, read_manifest
 
 
 def compare(golden: Golden, input_ids: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
@@ -47,21 +47,31 @@ def torch_backend(load: Callable[[], torch.nn.Module]) -> Callable[[Path, Golden
     return run
 
 
-def onnx_backend(model_dir: Path, golden: Golden) -> dict[str, Any]:
+def onnx_backend(manifest: Manifest) -> Callable[[Path, Golden], dict[str, Any]]:
+    def run(model_dir: Path, golden: Golden) -> dict[str, Any]:
+        batch = tokenize(load_tokenizer(model_dir), golden.texts, golden.max_seq_len)
+        with tempfile.TemporaryDirectory() as scratch:
+            path = model_dir / "model.onnx"
+            if not path.is_file():
+                from .onnx_export import export_onnx
+
+                path = export_onnx(load_merged(model_dir, manifest), batch, Path(scratch) / "model.onnx")
+            logits = run_onnx(path, batch)
+        return compare(golden, batch["input_ids"].numpy(), logits)
+
+    return run
+
+
+def run_onnx(path: Path, batch: dict[str, torch.Tensor]) -> np.ndarray:
     import onnxruntime
 
-    batch = tokenize(load_tokenizer(model_dir), golden.texts, golden.max_seq_len)
-    with tempfile.TemporaryDirectory() as scratch:
-        path = model_dir / "model.onnx"
-        if not path.is_file():
-            from .onnx_export import export_onnx
-
-            path = export_onnx(load_merged(model_dir), batch, Path(scratch) / "model.onnx")
+    try:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        wanted = {node.name for node in session.get_inputs()}
-        feeds = {name: tensor.numpy() for name, tensor in batch.items() if name in wanted}
-        logits = session.run(["logits"], feeds)[0]
-    return compare(golden, batch["input_ids"].numpy(), np.asarray(logits, dtype=np.float32))
+    except Exception as exc:  # onnxruntime's errors share no public base class
+        raise ModelDirError(f"{path}: ONNX Runtime cannot load it ({one_line(exc)})") from None
+    wanted = {node.name for node in session.get_inputs()}
+    feeds = {name: tensor.numpy() for name, tensor in batch.items() if name in wanted}
+    return np.asarray(session.run(["logits"], feeds)[0], dtype=np.float32)
 
 
 def native_results(model_dir: Path) -> dict[str, dict[str, Any]]:
@@ -81,13 +91,13 @@ def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None)
     golden = read_golden(model_dir)
     mismatched = check_files(model_dir, manifest)
     backends: dict[str, Callable[[Path, Golden], dict[str, Any]]] = {}
-    if manifest.get("adapter") is not None:
+    if manifest.adapter is not None:
         backends["torch-unmerged"] = torch_backend(lambda: load_unmerged(model_dir, manifest))
-    backends["torch-merged"] = torch_backend(lambda: load_merged(model_dir))
+    backends["torch-merged"] = torch_backend(lambda: load_merged(model_dir, manifest))
     try:
         import onnxruntime  # noqa: F401
 
-        backends["onnxruntime"] = onnx_backend
+        backends["onnxruntime"] = onnx_backend(manifest)
     except ImportError:
         pass
     results: dict[str, dict[str, Any]] = {}
@@ -97,13 +107,13 @@ def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None)
         try:
             results[name] = backend(model_dir, golden)
         except LorakitError as exc:
-            results[name] = failed(str(exc))
+            results[name] = failed(one_line(exc))
     if progress:
         progress("native")
     try:
         results.update(native_results(model_dir))
     except Exception as exc:  # a broken native build must show up as a failed backend, not a crash
-        results["native"] = failed(f"{type(exc).__name__}: {exc}")
+        results["native"] = failed(f"{type(exc).__name__}: {one_line(exc)}")
     ok = not mismatched and all(result.get("ok") is True for result in results.values())
     return {"ok": ok, "model_dir": str(model_dir), "tolerance": golden.tolerance, "texts": len(golden.texts),
             "checksums": {"ok": not mismatched, "mismatched": mismatched}, "backends": results}
@@ -132,6 +142,6 @@ def describe_worst(worst: Any) -> str:
     if not isinstance(worst, dict):
         return str(worst)
     if "error" in worst:
-        return str(worst["error"])
+        return " ".join(str(worst["error"]).split())  # one line per failing backend, whatever the message
     return (f"row {worst.get('row')} col {worst.get('col')} expected {worst.get('expected')!r} "
             f"got {worst.get('actual')!r} text {worst.get('text')!r}")
