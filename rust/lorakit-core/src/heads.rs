@@ -38,10 +38,6 @@ pub(crate) struct ClassificationHead {
 }
 
 impl ClassificationHead {
-    pub fn num_labels(&self) -> usize {
-        self.out.out_features()
-    }
-
     pub fn rows(&self) -> Rows {
         match self.pooling {
             Pooling::Cls => Rows::First,
@@ -78,12 +74,4 @@ impl ClassificationHead {
 #[derive(Clone)]
 pub(crate) enum Head {
     SequenceClassification(ClassificationHead),
-}
-
-impl Head {
-    pub fn rows(&self) -> Rows {
-        match self {
-            Head::SequenceClassification(h) => h.rows(),
-        }
-    }
 }

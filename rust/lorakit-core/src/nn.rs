@@ -27,14 +27,6 @@ impl Linear {
         })
     }
 
-    pub fn weight_t(&self) -> &Tensor {
-        &self.weight_t
-    }
-
-    pub fn out_features(&self) -> usize {
-        self.bias.dims1().unwrap_or(0)
-    }
-
     /// `x` is `[rows, in]`; returns `[rows, out]` (no adapter).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         kernels::dense(x, &self.weight_t, &self.bias)

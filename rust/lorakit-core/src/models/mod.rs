@@ -42,8 +42,11 @@ pub(crate) struct Architecture {
     pub base_head_modules: &'static [&'static str],
     /// Key prefixes of base checkpoints that serving never reads (pretraining heads, other task heads).
     pub unused: &'static [&'static str],
-    pub parse: fn(&[u8], &str) -> Result<Arc<dyn ArchConfig>>,
+    pub parse: ParseConfig,
 }
+
+/// Parses `config.json` bytes (`origin` names the file in errors).
+pub(crate) type ParseConfig = fn(&[u8], &str) -> Result<Arc<dyn ArchConfig>>;
 
 /// A supported architecture as training, export and the bindings see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
