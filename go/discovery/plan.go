@@ -38,8 +38,15 @@ func (c *Catalog) Plan() (groups []BaseGroup, merged []*Model) {
 // Priority orders architectures best first; architectures it does not list rank after all listed ones.
 type Priority []string
 
-// DefaultPriority is bert > roberta > modernbert.
-func DefaultPriority() Priority { return Priority{"bert", "roberta", "modernbert"} }
+// DefaultPriority ranks architectures in the loader's order (the native core's registry), each alias right
+// after its model_type.
+func DefaultPriority(archs []Architecture) Priority {
+	p := Priority{}
+	for _, a := range archs {
+		p = append(p, a.Names()...)
+	}
+	return p
+}
 
 // ParsePriority reads a comma-separated architecture list such as "bert,roberta,modernbert".
 func ParsePriority(s string) (Priority, error) {

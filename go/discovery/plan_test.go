@@ -79,9 +79,17 @@ func TestAssignUsesArchitecturePriority(t *testing.T) {
 	discoverytest.WriteModel(t, root, "d_qwen3", discoverytest.Spec{Name: "intent", Architecture: "qwen3"})
 	discoverytest.WriteModel(t, root, "z_bert", discoverytest.Spec{Name: "intent", Architecture: "bert"})
 	discoverytest.WriteModel(t, root, "pii", discoverytest.Spec{Architecture: "roberta"})
+	discoverytest.WriteModel(t, root, "e_xlm", discoverytest.Spec{Name: "intent", Architecture: "xlm-roberta"})
 	cat := scan(t, root, discovery.Options{})
+	// As the native core lists them; an alias ranks right after its model_type.
+	served := []discovery.Architecture{{ModelType: "bert"}, {ModelType: "roberta", Aliases: []string{"xlm-roberta"}},
+		{ModelType: "modernbert"}}
+	def := discovery.DefaultPriority(served)
+	if strings.Join(def, ",") != "bert,roberta,xlm-roberta,modernbert" {
+		t.Fatalf("default priority %v", def)
+	}
 
-	winners := discovery.Assign(cat.Models, discovery.DefaultPriority())
+	winners := discovery.Assign(cat.Models, def)
 	if got := discovery.SortedTasks(winners); strings.Join(got, ",") != "intent,pii" {
 		t.Fatalf("tasks %v", got)
 	}
@@ -102,8 +110,20 @@ func TestAssignUsesArchitecturePriority(t *testing.T) {
 			rest = append(rest, m)
 		}
 	}
-	if w := discovery.Assign(rest, discovery.DefaultPriority())["intent"]; w.ID != "b_roberta" {
+	if w := discovery.Assign(rest, def)["intent"]; w.ID != "b_roberta" {
 		t.Errorf("listed roberta should beat unlisted qwen3, got %s", w.ID)
+	}
+	var noRoberta []*discovery.Model
+	for _, m := range cat.Models {
+		if m.Manifest.Architecture != "roberta" && m.Manifest.Architecture != "bert" {
+			noRoberta = append(noRoberta, m)
+		}
+	}
+	if w := discovery.Assign(noRoberta, def)["intent"]; w.ID != "e_xlm" {
+		t.Errorf("xlm-roberta ranks right after roberta, above modernbert; got %s", w.ID)
+	}
+	if p := discovery.DefaultPriority(nil); len(p) != 0 {
+		t.Errorf("no architectures, no ranking: %v", p)
 	}
 }
 

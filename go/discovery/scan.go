@@ -71,9 +71,23 @@ type Options struct {
 	Tasks []string
 	// Aliases map a model ID or a manifest name to the serving task name it should answer to.
 	Aliases map[string]string
+	// Architectures are the encoder families the loader serves (the router passes the native core's list,
+	// lorakit.Architectures); a manifest naming another is skipped with ErrUnsupported. Empty accepts every
+	// architecture, leaving refusals to the loader.
+	Architectures []Architecture
 	// Logger receives one record per discovered or skipped directory; nil discards.
 	Logger *slog.Logger
 }
+
+// Architecture is one encoder family a loader serves: its config.json model_type and the other model_type
+// values it accepts for it.
+type Architecture struct {
+	ModelType string
+	Aliases   []string
+}
+
+// Names are the model_type values the architecture accepts, its own first.
+func (a Architecture) Names() []string { return append([]string{a.ModelType}, a.Aliases...) }
 
 func (o *Options) validate() error {
 	for key, task := range o.Aliases {
@@ -89,7 +103,25 @@ func (o *Options) validate() error {
 			return fmt.Errorf("unknown task kind %q (known: %s)", t, strings.Join(KnownTasks, ", "))
 		}
 	}
+	seen := map[string]bool{}
+	for _, a := range o.Architectures {
+		for _, name := range a.Names() {
+			if !archPattern.MatchString(name) || seen[name] {
+				return fmt.Errorf("architecture %q: not a lower-case identifier, or listed twice", name)
+			}
+			seen[name] = true
+		}
+	}
 	return nil
+}
+
+// served lists the accepted model_type values in order; nil when every architecture is accepted.
+func (o *Options) served() []string {
+	var names []string
+	for _, a := range o.Architectures {
+		names = append(names, a.Names()...)
+	}
+	return names
 }
 
 // Catalog is the outcome of one scan.
@@ -131,7 +163,7 @@ func Scan(root string, opts Options) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("models root %q: %w", root, err)
 	}
-	s := scanner{opts: opts, tasks: tasks, logger: logger, baseSums: map[string]baseCheck{}}
+	s := scanner{opts: opts, tasks: tasks, archs: opts.served(), logger: logger, baseSums: map[string]baseCheck{}}
 	cat := &Catalog{Root: abs}
 	for _, e := range entries {
 		dir := filepath.Join(abs, e.Name())
@@ -170,6 +202,7 @@ type baseCheck struct {
 type scanner struct {
 	opts     Options
 	tasks    []string
+	archs    []string // accepted model_type values; nil accepts any
 	logger   *slog.Logger
 	baseSums map[string]baseCheck // base directory -> sha256 of its weights, hashed once per scan
 }
@@ -198,6 +231,10 @@ func (s *scanner) inspect(id, dir string) (*Model, error) {
 	}
 	if !contains(s.tasks, man.Task) {
 		return nil, fmt.Errorf("%w: task %q is not served (serving %s)", ErrUnsupported, man.Task, strings.Join(s.tasks, ", "))
+	}
+	if s.archs != nil && !contains(s.archs, man.Architecture) {
+		return nil, fmt.Errorf("%w: architecture %q is not served (serving %s)", ErrUnsupported, man.Architecture,
+			strings.Join(s.archs, ", "))
 	}
 	if err := VerifyFiles(dir, man); err != nil {
 		return nil, err

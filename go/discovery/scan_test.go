@@ -166,6 +166,33 @@ func TestScanIgnoresNonModelEntries(t *testing.T) {
 	}
 }
 
+// Only the architectures the loader serves are discovered; the others are skipped naming what is served.
+func TestScanKeepsTheServedArchitectures(t *testing.T) {
+	root := t.TempDir()
+	discoverytest.WriteModel(t, root, "a_bert", discoverytest.Spec{Name: "a"})
+	discoverytest.WriteModel(t, root, "b_xlm", discoverytest.Spec{Name: "b", Architecture: "xlm-roberta"})
+	discoverytest.WriteModel(t, root, "c_qwen3", discoverytest.Spec{Name: "c", Architecture: "qwen3"})
+	served := []discovery.Architecture{{ModelType: "bert"}, {ModelType: "roberta", Aliases: []string{"xlm-roberta"}}}
+	cat := scan(t, root, discovery.Options{Architectures: served})
+	if got := ids(cat.Models); strings.Join(got, ",") != "a_bert,b_xlm" {
+		t.Fatalf("models %v", got)
+	}
+	err := skipped(t, cat, "c_qwen3")
+	if !errors.Is(err, discovery.ErrUnsupported) || !strings.Contains(err.Error(), "bert, roberta, xlm-roberta") {
+		t.Errorf("c_qwen3: %v", err)
+	}
+	// Without a list every architecture is discovered (the loader refuses what it cannot serve).
+	if got := ids(scan(t, root, discovery.Options{}).Models); len(got) != 3 {
+		t.Errorf("models without a list: %v", got)
+	}
+	for _, bad := range [][]discovery.Architecture{{{ModelType: ""}}, {{ModelType: "bert"}, {ModelType: "bert"}},
+		{{ModelType: "roberta", Aliases: []string{"Roberta"}}}} {
+		if _, err := discovery.Scan(root, discovery.Options{Architectures: bad}); err == nil {
+			t.Errorf("architectures %+v: no error", bad)
+		}
+	}
+}
+
 func TestScanRootErrors(t *testing.T) {
 	if _, err := discovery.Scan(filepath.Join(t.TempDir(), "absent"), discovery.Options{}); err == nil {
 		t.Error("missing root: no error")

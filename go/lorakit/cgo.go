@@ -1,10 +1,14 @@
 // Package lorakit runs lorakit model directories through the native Rust core via its C ABI.
 //
-// Models and bases are safe for concurrent use by many goroutines. Close waits for calls in flight; calls
-// made after Close return ErrClosed. Errors wrap one of the sentinel errors below, so errors.Is works:
+// One type, Model, holds an encoder with named tasks: Load opens a model directory (its own task is the
+// default one), LoadBase a base that adapters are added to. Models are safe for concurrent use by many
+// goroutines. Close waits for calls in flight; calls made after Close return ErrClosed. Errors wrap one of
+// the sentinel errors below, so errors.Is works:
 //
 //	m, err := lorakit.Load(dir, true, lorakit.Options{})
 //	if errors.Is(err, lorakit.ErrFormat) { ... }
+//	res, err := m.Classify(texts)                 // the default task
+//	res, err = base.ClassifyWith("intent", texts) // a named adapter
 package lorakit
 
 /*

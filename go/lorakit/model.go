@@ -11,23 +11,43 @@ import (
 	"unsafe"
 )
 
-// Model is a loaded lorakit model directory. It implements io.Closer and is safe for concurrent use.
+// Model is a loaded encoder with named tasks: a lorakit model directory (Load: one task, its default) or a
+// base that adapters are added to (LoadBase). It implements io.Closer and is safe for concurrent use;
+// adapters may be added and removed while other goroutines classify.
+//
+// Calls that run a task take an adapter name; "" means the default task (the directory's own for Load, or
+// the only adapter loaded).
 type Model struct {
 	life    lifecycle
 	handle  *C.LorakitModel
 	cleanup runtime.Cleanup
 
-	// Metadata copied at load: it never changes and stays readable after Close.
-	name      string
-	task      string
-	labels    []string
-	maxSeqLen int
+	// Fixed at load: readable after Close.
+	name          string
+	architecture  string
+	weightsSHA256 string
 }
 
 // Load opens a lorakit model directory. merged = true uses model.safetensors; false loads the manifest's base
-// and applies the directory's adapter at runtime.
+// and applies the directory's adapter at runtime, and then more adapters of that base may be added.
 func Load(dir string, merged bool, opts Options) (*Model, error) {
-	cDir, err := cString(dir, "model directory")
+	return load(dir, "model directory", opts, func(cDir *C.char, cOpts *C.LorakitOptions, out **C.LorakitModel, message **C.char) C.LorakitStatus {
+		return C.lorakit_model_load(cDir, C.bool(merged), cOpts, out, message)
+	})
+}
+
+// LoadBase opens an HF base model directory (config.json, model.safetensors, tokenizer.json) with no task;
+// add tasks with AddAdapter.
+func LoadBase(dir string, opts Options) (*Model, error) {
+	return load(dir, "base directory", opts, func(cDir *C.char, cOpts *C.LorakitOptions, out **C.LorakitModel, message **C.char) C.LorakitStatus {
+		return C.lorakit_model_load_base(cDir, cOpts, out, message)
+	})
+}
+
+type loadFunc func(dir *C.char, opts *C.LorakitOptions, out **C.LorakitModel, message **C.char) C.LorakitStatus
+
+func load(dir, what string, opts Options, call loadFunc) (*Model, error) {
+	cDir, err := cString(dir, what)
 	if err != nil {
 		return nil, err
 	}
@@ -40,80 +60,111 @@ func Load(dir string, merged bool, opts Options) (*Model, error) {
 
 	var handle *C.LorakitModel
 	var message *C.char
-	status := C.lorakit_model_load(cDir, C.bool(merged), &cOpts, &handle, &message)
-	if err := statusError(status, message); err != nil {
+	if err := statusError(call(cDir, &cOpts, &handle, &message), message); err != nil {
 		return nil, err
 	}
 	m := &Model{
-		handle:    handle,
-		name:      goStringOrEmpty(C.lorakit_model_name(handle)),
-		task:      goStringOrEmpty(C.lorakit_model_task(handle)),
-		labels:    make([]string, int(C.lorakit_model_num_labels(handle))),
-		maxSeqLen: int(C.lorakit_model_max_seq_len(handle)),
-	}
-	for i := range m.labels {
-		m.labels[i] = goStringOrEmpty(C.lorakit_model_label(handle, C.size_t(i)))
+		handle:        handle,
+		name:          goStringOrEmpty(C.lorakit_model_name(handle)),
+		architecture:  goStringOrEmpty(C.lorakit_model_architecture(handle)),
+		weightsSHA256: goStringOrEmpty(C.lorakit_model_weights_sha256(handle)),
 	}
 	// Safety net for a Model dropped without Close; Close stops it.
 	m.cleanup = runtime.AddCleanup(m, releaseDroppedModel, handle)
 	return m, nil
 }
 
-// Classify runs the model on a batch of texts (at most Options.MaxBatch; an empty batch is an input error).
-func (m *Model) Classify(texts []string) (*Result, error) {
-	if err := m.life.enter(); err != nil {
-		return nil, err
-	}
-	defer m.life.leave()
-	batch := newCTexts(texts)
-	defer batch.free()
-
-	var res *C.LorakitResult
-	var message *C.char
-	status := C.lorakit_model_classify(m.handle, batch.pointer(), batch.count(), &res, &message)
-	runtime.KeepAlive(batch)
-	runtime.KeepAlive(m)
-	if err := statusError(status, message); err != nil {
-		return nil, err
-	}
-	defer C.lorakit_result_free(res)
-	return copyResult(res), nil
+func releaseDroppedModel(handle *C.LorakitModel) {
+	safetyNetReleases.Add(1)
+	C.lorakit_model_free(handle)
 }
 
-// Tokenize returns the token ids exactly as Classify computes them.
-func (m *Model) Tokenize(texts []string) (*Encoding, error) {
-	if err := m.life.enter(); err != nil {
-		return nil, err
-	}
-	defer m.life.leave()
-	batch := newCTexts(texts)
-	defer batch.free()
-
-	var enc *C.LorakitEncoding
-	var message *C.char
-	status := C.lorakit_model_tokenize(m.handle, batch.pointer(), batch.count(), &enc, &message)
-	runtime.KeepAlive(batch)
-	runtime.KeepAlive(m)
-	if err := statusError(status, message); err != nil {
-		return nil, err
-	}
-	defer C.lorakit_encoding_free(enc)
-	return copyEncoding(enc), nil
-}
-
-// Labels returns the label names in index order (a copy).
-func (m *Model) Labels() []string { return append([]string(nil), m.labels...) }
-
-// Name is the model name from lorakit.json.
+// Name is the manifest name (Load) or the base directory's name (LoadBase).
 func (m *Model) Name() string { return m.name }
 
-// Task is the task from lorakit.json, e.g. "sequence_classification".
-func (m *Model) Task() string { return m.task }
+// Architecture is the encoder's config.json model_type, e.g. "bert".
+func (m *Model) Architecture() string { return m.architecture }
 
-// MaxSeqLen is the maximum number of tokens per text; longer texts are truncated (see Result.TokensIn).
-func (m *Model) MaxSeqLen() int { return m.maxSeqLen }
+// WeightsSHA256 is the sha256 of the base weights that added adapters must have been trained on; "" for
+// merged weights, which take no adapters.
+func (m *Model) WeightsSHA256() string { return m.weightsSHA256 }
 
-// Close releases the native model after the calls in flight finish. It is idempotent and always returns nil.
+// Classify runs the default task on a batch of texts (at most Options.MaxBatch; an empty batch is an input
+// error).
+func (m *Model) Classify(texts []string) (*Result, error) { return m.ClassifyWith("", texts) }
+
+// ClassifyWith runs the named adapter ("" = the default task) on a batch of texts.
+func (m *Model) ClassifyWith(adapter string, texts []string) (*Result, error) {
+	var out *Result
+	err := m.taskCall(adapter, texts, func(cAdapter *C.char, batch *cTexts) error {
+		var res *C.LorakitResult
+		var message *C.char
+		status := C.lorakit_model_classify(m.handle, cAdapter, batch.pointer(), batch.count(), &res, &message)
+		if err := statusError(status, message); err != nil {
+			return err
+		}
+		defer C.lorakit_result_free(res)
+		out = copyResult(res)
+		return nil
+	})
+	return out, err
+}
+
+// Tokenize returns the token ids of the default task exactly as Classify computes them.
+func (m *Model) Tokenize(texts []string) (*Encoding, error) { return m.TokenizeWith("", texts) }
+
+// TokenizeWith returns the token ids of the named adapter ("" = the default task) exactly as ClassifyWith
+// computes them.
+func (m *Model) TokenizeWith(adapter string, texts []string) (*Encoding, error) {
+	var out *Encoding
+	err := m.taskCall(adapter, texts, func(cAdapter *C.char, batch *cTexts) error {
+		var enc *C.LorakitEncoding
+		var message *C.char
+		status := C.lorakit_model_tokenize(m.handle, cAdapter, batch.pointer(), batch.count(), &enc, &message)
+		if err := statusError(status, message); err != nil {
+			return err
+		}
+		defer C.lorakit_encoding_free(enc)
+		out = copyEncoding(enc)
+		return nil
+	})
+	return out, err
+}
+
+// timeClassify runs Classify's native work iterations times inside Rust and returns the total nanoseconds;
+// used to measure the binding's overhead.
+func (m *Model) timeClassify(texts []string, iterations int) (uint64, error) {
+	var elapsed C.uint64_t
+	err := m.taskCall("", texts, func(cAdapter *C.char, batch *cTexts) error {
+		var message *C.char
+		status := C.lorakit_model_time_classify(m.handle, cAdapter, batch.pointer(), batch.count(),
+			C.size_t(iterations), &elapsed, &message)
+		return statusError(status, message)
+	})
+	return uint64(elapsed), err
+}
+
+// taskCall runs call inside the lifecycle guard with the adapter name (NULL for "") and the batch in C memory.
+func (m *Model) taskCall(adapter string, texts []string, call func(cAdapter *C.char, batch *cTexts) error) error {
+	if err := m.life.enter(); err != nil {
+		return err
+	}
+	defer m.life.leave()
+	cAdapter, err := cAdapterName(adapter)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(cAdapter))
+	batch := newCTexts(texts)
+	defer batch.free()
+	err = call(cAdapter, batch)
+	runtime.KeepAlive(batch)
+	runtime.KeepAlive(m)
+	return err
+}
+
+// Close releases the native model and all its tasks after the calls in flight finish. It is idempotent and
+// always returns nil.
 func (m *Model) Close() error {
 	m.life.close(func() {
 		m.cleanup.Stop()
@@ -122,30 +173,4 @@ func (m *Model) Close() error {
 	})
 	runtime.KeepAlive(m)
 	return nil
-}
-
-func releaseDroppedModel(handle *C.LorakitModel) {
-	safetyNetReleases.Add(1)
-	C.lorakit_model_free(handle)
-}
-
-// timeClassify runs Classify's native work iterations times inside Rust and returns the total nanoseconds;
-// used to measure the binding's overhead.
-func (m *Model) timeClassify(texts []string, iterations int) (uint64, error) {
-	if err := m.life.enter(); err != nil {
-		return 0, err
-	}
-	defer m.life.leave()
-	batch := newCTexts(texts)
-	defer batch.free()
-
-	var elapsed C.uint64_t
-	var message *C.char
-	status := C.lorakit_model_time_classify(m.handle, batch.pointer(), batch.count(), C.size_t(iterations), &elapsed, &message)
-	runtime.KeepAlive(batch)
-	runtime.KeepAlive(m)
-	if err := statusError(status, message); err != nil {
-		return 0, err
-	}
-	return uint64(elapsed), nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -62,8 +63,8 @@ func TestClassifyEqualsGoldenLogits(t *testing.T) {
 				t.Fatalf("%s merged=%v: %v", name, merged, err)
 			}
 			assertRowsMatchGolden(t, g, res, seq(g.NumTexts))
-			if !slices.Equal(res.Labels, m.Labels()) {
-				t.Errorf("%s: result labels %v != model labels %v", name, res.Labels, m.Labels())
+			if labels := taskInfo(t, m, "").Labels; !slices.Equal(res.Labels, labels) {
+				t.Errorf("%s: result labels %v != task labels %v", name, res.Labels, labels)
 			}
 			report, err := g.CheckModel(m)
 			if err != nil || !report.OK {
@@ -91,16 +92,21 @@ func TestTokenizeEqualsGoldenIDs(t *testing.T) {
 
 func TestMetadataComesFromTheManifest(t *testing.T) {
 	m := loadModel(t, lorakittest.FixtureDir(t, "tiny_bert_lora_a"), true, Options{})
-	if m.Name() != "tiny_bert_lora_a" || m.Task() != "sequence_classification" || m.MaxSeqLen() != 32 {
-		t.Errorf("name %q task %q max_seq_len %d", m.Name(), m.Task(), m.MaxSeqLen())
+	info := taskInfo(t, m, "")
+	want := TaskInfo{Name: "tiny_bert_lora_a", Task: "sequence_classification", Architecture: "bert",
+		Labels: []string{"negative", "neutral", "positive"}, MaxSeqLen: 32}
+	if !reflect.DeepEqual(*info, want) {
+		t.Errorf("task info %+v, want %+v", *info, want)
 	}
-	if want := []string{"negative", "neutral", "positive"}; !slices.Equal(m.Labels(), want) {
-		t.Errorf("labels %v, want %v", m.Labels(), want)
+	if m.Name() != want.Name || m.Architecture() != "bert" {
+		t.Errorf("name %q architecture %q", m.Name(), m.Architecture())
 	}
-	labels := m.Labels()
-	labels[0] = "changed"
-	if m.Labels()[0] != "negative" {
-		t.Error("Labels must return a copy")
+	if named := taskInfo(t, m, "tiny_bert_lora_a"); !reflect.DeepEqual(named, info) {
+		t.Errorf("the default task by name: %+v", named)
+	}
+	info.Labels[0] = "changed"
+	if taskInfo(t, m, "").Labels[0] != "negative" {
+		t.Error("TaskInfo must return a copy")
 	}
 	if !strings.HasPrefix(Version(), "0.") {
 		t.Errorf("version %q", Version())
@@ -187,13 +193,14 @@ func TestBatchLimits(t *testing.T) {
 func TestTruncationIsReported(t *testing.T) {
 	dir := lorakittest.FixtureDir(t, "tiny_bert_lora_a")
 	m := loadModel(t, dir, true, Options{})
+	maxSeqLen := taskInfo(t, m, "").MaxSeqLen
 	long := strings.Repeat("payment declined abroad ", 200)
 	res, err := m.Classify([]string{"hi", long})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.TokensUsed[1] != m.MaxSeqLen() || res.TokensIn[1] <= m.MaxSeqLen() {
-		t.Errorf("long text: %d tokens in, %d used (max %d)", res.TokensIn[1], res.TokensUsed[1], m.MaxSeqLen())
+	if res.TokensUsed[1] != maxSeqLen || res.TokensIn[1] <= maxSeqLen {
+		t.Errorf("long text: %d tokens in, %d used (max %d)", res.TokensIn[1], res.TokensUsed[1], maxSeqLen)
 	}
 	if res.TokensIn[0] != res.TokensUsed[0] || res.TokensUsed[0] < 3 {
 		t.Errorf("short text: %d in, %d used", res.TokensIn[0], res.TokensUsed[0])

@@ -35,28 +35,21 @@ func newReport(checks ...[]Check) *ParityReport {
 	return r
 }
 
-// CheckModel tokenizes and classifies the golden texts with m and compares token ids exactly and logits
-// within the tolerance. An error means the model could not compute them at all.
-func (g *Golden) CheckModel(m *Model) (*ParityReport, error) {
-	enc, err := m.Tokenize(g.Texts)
+// CheckModel tokenizes and classifies the golden texts with the default task of m and compares token ids
+// exactly and logits within the tolerance. An error means the model could not compute them at all.
+func (g *Golden) CheckModel(m *Model) (*ParityReport, error) { return g.CheckAdapter(m, "") }
+
+// CheckAdapter is CheckModel for the named adapter of m ("" = the default task).
+func (g *Golden) CheckAdapter(m *Model, adapter string) (*ParityReport, error) {
+	enc, err := m.TokenizeWith(adapter, g.Texts)
 	if err != nil {
 		return nil, err
 	}
-	res, err := m.Classify(g.Texts)
+	res, err := m.ClassifyWith(adapter, g.Texts)
 	if err != nil {
 		return nil, err
 	}
 	return newReport(g.CompareEncoding(enc), g.CompareResult(res)), nil
-}
-
-// CheckBase classifies the golden texts with one adapter of b. Bases expose no tokenizer, so token ids are
-// checked through the logits and the per-text token counts.
-func (g *Golden) CheckBase(b *Base, adapter string) (*ParityReport, error) {
-	res, err := b.Classify(g.Texts, adapter)
-	if err != nil {
-		return nil, err
-	}
-	return newReport(g.CompareResult(res)), nil
 }
 
 // CompareEncoding compares token ids and attention masks exactly.

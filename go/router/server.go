@@ -35,10 +35,11 @@ func (l Limits) validate() error {
 type Config struct {
 	ModelsRoot string
 	Discovery  discovery.Options // its Logger defaults to Logger
-	Priority   discovery.Priority
-	Loader     Loader
-	Limits     Limits
-	Logger     *slog.Logger
+	// Priority defaults to discovery.DefaultPriority(Discovery.Architectures).
+	Priority discovery.Priority
+	Loader   Loader
+	Limits   Limits
+	Logger   *slog.Logger
 }
 
 // Server owns the current generation of models and the HTTP API over it.
@@ -61,7 +62,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("router: a loader is required")
 	}
 	if cfg.Priority == nil {
-		cfg.Priority = discovery.DefaultPriority()
+		cfg.Priority = discovery.DefaultPriority(cfg.Discovery.Architectures)
 	}
 	def := DefaultLimits()
 	if cfg.Limits.MaxBatch == 0 {

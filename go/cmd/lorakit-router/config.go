@@ -65,8 +65,9 @@ task, --priority decides which serves it and the others stay addressable by dire
 Flags:
 `
 
-// parseFlags reads the command line; errors are usage errors (exit status 2).
-func parseFlags(args []string, stderr io.Writer) (*config, error) {
+// parseFlags reads the command line; errors are usage errors (exit status 2). defaultPriority is the
+// --priority default (the native core's architectures).
+func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Priority) (*config, error) {
 	fs := flag.NewFlagSet("lorakit-router", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -86,7 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.limits.MaxBatch, "max-batch", def.MaxBatch, "most texts per batch request")
 	fs.IntVar(&cfg.limits.MaxTextBytes, "max-text-bytes", def.MaxTextBytes, "most bytes per text")
 	fs.Int64Var(&maxBody, "max-body-bytes", def.MaxBodyBytes, "most bytes per request body")
-	fs.StringVar(&priority, "priority", strings.Join(discovery.DefaultPriority(), ","), "architectures in serving preference order, best first")
+	fs.StringVar(&priority, "priority", strings.Join(defaultPriority, ","), "architectures in serving preference order, best first (default: the native core's order)")
 	fs.Var(aliasFlag(cfg.aliases), "alias", "NAME=TASK: serve the model with directory or manifest name NAME as TASK (repeatable)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -33,13 +33,21 @@ func main() {
 // run serves until ctx ends and returns the exit status: 0 after a clean shutdown, 1 when the router could
 // not start or stop cleanly, 2 for usage errors. ready, when set, receives the bound address.
 func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) int {
-	cfg, err := parseFlags(args, stderr)
+	// Discovery serves what the native core serves: the list comes from the core, never from this command.
+	archs, err := native.Architectures()
+	if err != nil {
+		fmt.Fprintf(stderr, "lorakit-router: reading the native core's architectures: %v\n", err)
+		return 1
+	}
+	served := discovery.DefaultPriority(archs) // every model_type the core accepts, in its order
+	cfg, err := parseFlags(args, stderr, served)
 	if err != nil {
 		return 2
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	logger.Info("starting", "version", lorakit.Version(), "models", cfg.models, "device", cfg.device,
-		"threads", cfg.threads, "verify_golden", cfg.verifyGolden, "priority", cfg.priority)
+		"threads", cfg.threads, "verify_golden", cfg.verifyGolden, "priority", cfg.priority,
+		"architectures", served)
 
 	loader := &native.Loader{
 		Options:      lorakit.Options{Device: cfg.device, Threads: cfg.threads, MaxBatch: cfg.limits.MaxBatch},
@@ -48,7 +56,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	}
 	srv, err := router.New(router.Config{
 		ModelsRoot: cfg.models, Loader: loader, Limits: cfg.limits, Priority: cfg.priority, Logger: logger,
-		Discovery: discovery.Options{Aliases: cfg.aliases},
+		Discovery: discovery.Options{Aliases: cfg.aliases, Architectures: archs},
 	})
 	if err != nil {
 		logger.Error("invalid configuration", "error", err.Error())

@@ -274,3 +274,55 @@ func TestStartFailsWhenEveryModelIsRefused(t *testing.T) {
 		t.Fatalf("exit %d, log %s", code, stderr.String())
 	}
 }
+
+// Every architecture fixture is discovered, served on its own shared base and answers at golden parity; a
+// manifest naming an architecture the core does not serve is skipped by discovery, which got the list from
+// the core.
+func TestServesEveryArchitecture(t *testing.T) {
+	fixtures := lorakittest.ArchFixtures(t)
+	names := []string{routertest.Base, routertest.LoraA}
+	for _, f := range fixtures {
+		names = append(names, f.Base, f.Lora)
+	}
+	root := routertest.ModelsRoot(t, names...)
+	unserved := filepath.Join(root, "unserved")
+	lorakittest.CopyDir(t, lorakittest.FixtureDir(t, routertest.Full), unserved)
+	lorakittest.EditManifest(t, unserved, func(m map[string]any) { m["architecture"] = "qwen3" })
+	url, logs := startRouter(t, "--models", root, "--verify-golden")
+
+	checkAgainstGolden(t, url, root, routertest.LoraA, routertest.LoraA)
+	for _, f := range fixtures {
+		checkAgainstGolden(t, url, root, f.Lora, manifestName(t, root, f.Lora))
+	}
+	_, body := call(t, "GET", url+"/api/v1/models", nil)
+	served := map[string]bool{}
+	for _, m := range body["models"].([]any) {
+		mm := m.(map[string]any)
+		served[mm["id"].(string)] = mm["mode"] == "adapter" && mm["golden_verified"] == true
+	}
+	for _, f := range fixtures {
+		if !served[f.Lora] {
+			t.Errorf("%s not served as a verified adapter: %v", f.Lora, body["models"])
+		}
+	}
+	reasons := map[string]string{}
+	for _, s := range body["skipped"].([]any) {
+		sm := s.(map[string]any)
+		reasons[sm["id"].(string)] = sm["reason"].(string)
+	}
+	if !strings.Contains(reasons["unserved"], `architecture "qwen3" is not served (serving bert, `) {
+		t.Errorf("unserved: %q", reasons["unserved"])
+	}
+	if got := strings.Count(logs.String(), `"msg":"base loaded"`); got != 1+len(fixtures) {
+		t.Errorf("%d bases loaded, want %d", got, 1+len(fixtures))
+	}
+}
+
+func manifestName(t *testing.T, root, id string) string {
+	t.Helper()
+	m, err := discovery.ReadManifest(filepath.Join(root, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Name
+}

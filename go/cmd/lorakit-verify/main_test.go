@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"lorakit/discovery"
+	"lorakit/lorakit"
 	"lorakit/lorakit/lorakittest"
 )
 
@@ -30,6 +32,34 @@ func TestPassesOnEveryFixture(t *testing.T) {
 		}
 		if name != "tiny_bert_full" && result(t, out, "runtime", "logits") != "ok" {
 			t.Errorf("%s: the adapter directory must also be checked in runtime mode:\n%s", name, out)
+		}
+	}
+}
+
+// Every architecture fixture passes in both modes, and together the fixtures cover every architecture the
+// native core serves: the verifier knows no list of its own.
+func TestPassesOnEveryArchitecture(t *testing.T) {
+	covered := map[string]bool{"bert": true} // TestPassesOnEveryFixture
+	for _, f := range lorakittest.ArchFixtures(t) {
+		dir := lorakittest.FixtureDir(t, f.Lora)
+		code, out, errOut := runVerify(t, dir)
+		if code != exitPass || result(t, out, "merged", "logits") != "ok" || result(t, out, "runtime", "logits") != "ok" ||
+			result(t, out, "runtime", "input_ids") != "ok" {
+			t.Errorf("%s: exit %d\n%s%s", f.Name, code, out, errOut)
+		}
+		m, err := discovery.ReadManifest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		covered[m.Architecture] = true
+	}
+	archs, err := lorakit.Architectures()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range archs {
+		if !covered[a.ModelType] {
+			t.Errorf("the core serves %q but no fixture was verified for it", a.ModelType)
 		}
 	}
 }

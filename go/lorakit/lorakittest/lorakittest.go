@@ -35,6 +35,36 @@ func FixtureDir(t testing.TB, name string) string {
 	return dir
 }
 
+// ArchFixture names the fixture pair of one non-BERT architecture (scripts/arch_fixtures.py): an HF base
+// directory and a LoRA model directory trained on it. BERT's are the tiny_bert_* fixtures.
+type ArchFixture struct {
+	Name string // e.g. "roberta", "modernbert_mean"
+	Base string // fixture name "tiny_<name>_base"
+	Lora string // fixture name "tiny_<name>_lora"
+}
+
+// ArchFixtures lists the per-architecture fixtures from arch_fixtures.json, which `make fixtures` writes;
+// tests fail when it is missing or empty.
+func ArchFixtures(t testing.TB) []ArchFixture {
+	t.Helper()
+	path := filepath.Join(filepath.Dir(FixtureDir(t, "tiny_bert_base")), "arch_fixtures.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `make fixtures`)", err)
+	}
+	var names []string
+	if err := json.Unmarshal(raw, &names); err != nil || len(names) == 0 {
+		t.Fatalf("%s: want a non-empty JSON list of names (run `make fixtures`): %v", path, err)
+	}
+	out := make([]ArchFixture, len(names))
+	for i, name := range names {
+		out[i] = ArchFixture{Name: name, Base: "tiny_" + name + "_base", Lora: "tiny_" + name + "_lora"}
+		FixtureDir(t, out[i].Base)
+		FixtureDir(t, out[i].Lora)
+	}
+	return out
+}
+
 // CopyModelDir copies a model directory into a fresh temp dir and points its manifest's base.path at the
 // original base (absolute), so runtime mode still finds it. lorakit.json is not in its own checksum table.
 func CopyModelDir(t testing.TB, src string) string {
@@ -56,17 +86,22 @@ func CopyModelDir(t testing.TB, src string) string {
 // EditManifest rewrites dir/lorakit.json through edit.
 func EditManifest(t testing.TB, dir string, edit func(manifest map[string]any)) {
 	t.Helper()
-	path := filepath.Join(dir, "lorakit.json")
+	EditJSON(t, filepath.Join(dir, "lorakit.json"), edit)
+}
+
+// EditJSON rewrites the JSON object in path through edit.
+func EditJSON(t testing.TB, path string, edit func(object map[string]any)) {
+	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var manifest map[string]any
-	if err := json.Unmarshal(raw, &manifest); err != nil {
+	var object map[string]any
+	if err := json.Unmarshal(raw, &object); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	edit(manifest)
-	out, err := json.MarshalIndent(manifest, "", "  ")
+	edit(object)
+	out, err := json.MarshalIndent(object, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package native loads a discovery catalog through the lorakit CGO binding: each base once with all its
 // adapters (lorakit.LoadBase + AddAdapter), adapter-less models merged (lorakit.Load(dir, true, ...)), and,
-// when asked, refuses any model that does not reproduce its golden vectors.
+// when asked, refuses any model that does not reproduce its golden vectors. Architectures tells discovery
+// which encoder families the core serves.
 package native
 
 import (
@@ -16,6 +17,19 @@ import (
 	"lorakit/lorakit"
 	"lorakit/router"
 )
+
+// Architectures are the encoder families the native core serves, for discovery.Options.Architectures.
+func Architectures() ([]discovery.Architecture, error) {
+	archs, err := lorakit.Architectures()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]discovery.Architecture, len(archs))
+	for i, a := range archs {
+		out[i] = discovery.Architecture{ModelType: a.ModelType, Aliases: a.Aliases}
+	}
+	return out, nil
+}
 
 // Loader implements router.Loader with the native core.
 type Loader struct {
@@ -99,9 +113,9 @@ func (r *loadRun) loadGroup(g discovery.BaseGroup) {
 			r.fail(m, fmt.Errorf("adding adapter: %w", err))
 			continue
 		}
-		c := &adapterClassifier{base: base, name: m.ID}
+		c := &classifier{model: base, adapter: m.ID}
 		verified, err := r.verify(m, func(gold *lorakit.Golden) (*lorakit.ParityReport, error) {
-			return gold.CheckBase(base, m.ID)
+			return gold.CheckAdapter(base, m.ID)
 		})
 		if err != nil {
 			base.RemoveAdapter(m.ID)
@@ -134,7 +148,7 @@ func (r *loadRun) loadMerged(m *discovery.Model) {
 		return
 	}
 	r.set.Closers = append(r.set.Closers, model)
-	r.served(m, &modelClassifier{model: model}, verified)
+	r.served(m, &classifier{model: model}, verified)
 }
 
 // verify runs the parity check when enabled; it returns whether the model was verified, or why it is refused.
@@ -183,19 +197,14 @@ func Describe(report *lorakit.ParityReport) string {
 	return strings.Join(parts, "; ")
 }
 
-type modelClassifier struct{ model *lorakit.Model }
-
-func (c *modelClassifier) Classify(texts []string) (*router.Output, error) {
-	return output(c.model.Classify(texts))
+// classifier serves one task of a model: a named adapter of a shared base, or ("") a merged model's own task.
+type classifier struct {
+	model   *lorakit.Model
+	adapter string
 }
 
-type adapterClassifier struct {
-	base *lorakit.Base
-	name string
-}
-
-func (c *adapterClassifier) Classify(texts []string) (*router.Output, error) {
-	return output(c.base.Classify(texts, c.name))
+func (c *classifier) Classify(texts []string) (*router.Output, error) {
+	return output(c.model.ClassifyWith(c.adapter, texts))
 }
 
 // output converts a binding result; input errors become router.ErrInvalidInput so they are answered 400.

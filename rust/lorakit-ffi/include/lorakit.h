@@ -11,18 +11,13 @@
 #include <stdint.h>
 
 /*
- A loaded base model with its adapters (opaque). Thread-safe: adapters may be added and removed while other
- threads classify.
- */
-typedef struct LorakitBase LorakitBase;
-
-/*
  Token ids of a batch (opaque): row-major `[num_texts, seq_len]`.
  */
 typedef struct LorakitEncoding LorakitEncoding;
 
 /*
- A loaded model (opaque). Thread-safe: many threads may classify at once.
+ A loaded model (opaque). Thread-safe: many threads may classify at once, and adapters may be added and
+ removed while others classify.
  */
 typedef struct LorakitModel LorakitModel;
 
@@ -37,13 +32,19 @@ typedef struct LorakitResult LorakitResult;
 typedef struct LorakitStrings LorakitStrings;
 
 /*
+ One task of a model (opaque): name, kind, architecture, labels, limits. Released with
+ `lorakit_task_info_free`; pointers from its accessors stay valid until then.
+ */
+typedef struct LorakitTaskInfo LorakitTaskInfo;
+
+/*
  Outcome of a call: `LORAKIT_OK` or one of the error categories below (equal to the core `ErrorKind` values;
  a unit test keeps them in step).
  */
 typedef int32_t LorakitStatus;
 
 /*
- Options for `lorakit_model_load` and `lorakit_base_load`. A NULL options pointer means all defaults;
+ Options for `lorakit_model_load` and `lorakit_model_load_base`. A NULL options pointer means all defaults;
  zero values also mean "default".
  */
 typedef struct LorakitOptions {
@@ -125,84 +126,6 @@ extern "C" {
 const char *lorakit_version(void);
 
 /*
- Loads an HF base model directory (config.json, model.safetensors, tokenizer.json). `opts` may be NULL.
- On success `*out` receives a handle to release with `lorakit_base_free`.
-
- # Safety
- Pointer arguments must be NULL or valid; `out` must be writable.
- */
-LorakitStatus lorakit_base_load(const char *dir,
-                                const struct LorakitOptions *opts,
-                                struct LorakitBase **out,
-                                char **err_out);
-
-/*
- Adds the adapter of the lorakit model directory `model_dir` under `name`.
-
- # Safety
- `base` must be NULL or live; strings NULL or NUL-terminated.
- */
-LorakitStatus lorakit_base_add_adapter(const struct LorakitBase *base,
-                                       const char *name,
-                                       const char *model_dir,
-                                       char **err_out);
-
-/*
- Removes the adapter `name`; `*removed` is set to false when no adapter had that name.
-
- # Safety
- `base` must be NULL or live; `name` NULL or NUL-terminated; `removed` writable.
- */
-LorakitStatus lorakit_base_remove_adapter(const struct LorakitBase *base,
-                                          const char *name,
-                                          bool *removed,
-                                          char **err_out);
-
-/*
- Names of the loaded adapters. On success `*out` receives a list to release with `lorakit_strings_free`.
-
- # Safety
- `base` must be NULL or live; `out` writable.
- */
-LorakitStatus lorakit_base_adapters(const struct LorakitBase *base,
-                                    struct LorakitStrings **out,
-                                    char **err_out);
-
-/*
- Labels of adapter `adapter` in index order. On success `*out` receives a list to release with
- `lorakit_strings_free`.
-
- # Safety
- `base` must be NULL or live; `adapter` NULL or NUL-terminated; `out` writable.
- */
-LorakitStatus lorakit_base_labels(const struct LorakitBase *base,
-                                  const char *adapter,
-                                  struct LorakitStrings **out,
-                                  char **err_out);
-
-/*
- Classifies `count` texts with adapter `adapter`. On success `*out` receives a result to release with
- `lorakit_result_free`.
-
- # Safety
- `base` must be NULL or live; `texts` must hold `count` valid entries; `out` writable.
- */
-LorakitStatus lorakit_base_classify(const struct LorakitBase *base,
-                                    const struct LorakitText *texts,
-                                    size_t count,
-                                    const char *adapter,
-                                    struct LorakitResult **out,
-                                    char **err_out);
-
-/*
- Releases a base and all its adapters. Accepts NULL. No other thread may be using the handle.
-
- # Safety
- `base` must be NULL or a base not yet freed.
- */
-void lorakit_base_free(struct LorakitBase *base);
-
-/*
  Static name of a status code ("ok", "io", "format", ...; "unknown" for other values). Never freed.
  */
 const char *lorakit_status_string(LorakitStatus status);
@@ -217,8 +140,9 @@ void lorakit_string_free(char *s);
 
 /*
  Loads a lorakit model directory. `merged` = true reads `model.safetensors`; false loads the manifest's base
- and applies the directory's PEFT adapter at runtime. `opts` may be NULL (defaults). On success `*out`
- receives a handle to release with `lorakit_model_free`.
+ and applies the directory's PEFT adapter at runtime (more adapters of that base may then be added). The
+ directory's task, named after the manifest, is the default task. `opts` may be NULL (defaults). On success
+ `*out` receives a handle to release with `lorakit_model_free`.
 
  # Safety
  Pointer arguments must be NULL or valid as documented; `out` must be writable.
@@ -230,25 +154,76 @@ LorakitStatus lorakit_model_load(const char *dir,
                                  char **err_out);
 
 /*
- Classifies `count` texts. On success `*out` receives a result to release with `lorakit_result_free`.
+ Loads an HF base model directory (config.json, model.safetensors, tokenizer.json) with no task yet; add
+ tasks with `lorakit_model_add_adapter`. `opts` may be NULL. On success `*out` receives a handle to release
+ with `lorakit_model_free`.
 
  # Safety
- `model` must be NULL or live; `texts` must hold `count` valid entries; `out` must be writable.
+ Pointer arguments must be NULL or valid; `out` must be writable.
+ */
+LorakitStatus lorakit_model_load_base(const char *dir,
+                                      const struct LorakitOptions *opts,
+                                      struct LorakitModel **out,
+                                      char **err_out);
+
+/*
+ Adds the adapter of the lorakit model directory `model_dir` as task `name`. Refuses merged models, a
+ directory trained on another base (`LORAKIT_CONFIG`) and a name already in use (`LORAKIT_INPUT`).
+
+ # Safety
+ `model` must be NULL or live; strings NULL or NUL-terminated.
+ */
+LorakitStatus lorakit_model_add_adapter(const struct LorakitModel *model,
+                                        const char *name,
+                                        const char *model_dir,
+                                        char **err_out);
+
+/*
+ Removes task `name`; `*removed` is set to false when no task had that name.
+
+ # Safety
+ `model` must be NULL or live; `name` NULL or NUL-terminated; `removed` writable.
+ */
+LorakitStatus lorakit_model_remove_adapter(const struct LorakitModel *model,
+                                           const char *name,
+                                           bool *removed,
+                                           char **err_out);
+
+/*
+ Task names, sorted (a loaded model directory's own task included). On success `*out` receives a list to
+ release with `lorakit_strings_free`.
+
+ # Safety
+ `model` must be NULL or live; `out` writable.
+ */
+LorakitStatus lorakit_model_adapters(const struct LorakitModel *model,
+                                     struct LorakitStrings **out,
+                                     char **err_out);
+
+/*
+ Classifies `count` texts with task `adapter` (NULL = the default task). On success `*out` receives a result
+ to release with `lorakit_result_free`.
+
+ # Safety
+ `model` must be NULL or live; `adapter` NULL or NUL-terminated; `texts` must hold `count` valid entries;
+ `out` must be writable.
  */
 LorakitStatus lorakit_model_classify(const struct LorakitModel *model,
+                                     const char *adapter,
                                      const struct LorakitText *texts,
                                      size_t count,
                                      struct LorakitResult **out,
                                      char **err_out);
 
 /*
- Tokenizes `count` texts exactly as classify does. On success `*out` receives an encoding to release with
- `lorakit_encoding_free`.
+ Tokenizes `count` texts exactly as classify does with the same task. On success `*out` receives an encoding
+ to release with `lorakit_encoding_free`.
 
  # Safety
  As `lorakit_model_classify`.
  */
 LorakitStatus lorakit_model_tokenize(const struct LorakitModel *model,
+                                     const char *adapter,
                                      const struct LorakitText *texts,
                                      size_t count,
                                      struct LorakitEncoding **out,
@@ -262,6 +237,7 @@ LorakitStatus lorakit_model_tokenize(const struct LorakitModel *model,
  As `lorakit_model_classify`; `elapsed_ns` must be writable.
  */
 LorakitStatus lorakit_model_time_classify(const struct LorakitModel *model,
+                                          const char *adapter,
                                           const struct LorakitText *texts,
                                           size_t count,
                                           size_t iterations,
@@ -269,23 +245,8 @@ LorakitStatus lorakit_model_time_classify(const struct LorakitModel *model,
                                           char **err_out);
 
 /*
- Number of labels (0 for a NULL handle).
-
- # Safety
- `model` must be NULL or live.
- */
-size_t lorakit_model_num_labels(const struct LorakitModel *model);
-
-/*
- Label `index` in index order; borrowed, valid while the model lives (NULL when out of range).
-
- # Safety
- `model` must be NULL or live.
- */
-const char *lorakit_model_label(const struct LorakitModel *model, size_t index);
-
-/*
- Model name from the manifest; borrowed, valid while the model lives (NULL for a NULL handle).
+ The manifest name (`lorakit_model_load`) or the base directory name (`lorakit_model_load_base`); borrowed,
+ valid while the model lives (NULL for a NULL handle).
 
  # Safety
  `model` must be NULL or live.
@@ -293,23 +254,24 @@ const char *lorakit_model_label(const struct LorakitModel *model, size_t index);
 const char *lorakit_model_name(const struct LorakitModel *model);
 
 /*
- Task from the manifest (e.g. "sequence_classification"); borrowed like `lorakit_model_name`.
+ The encoder's `config.json` `model_type` (e.g. "bert"); borrowed like `lorakit_model_name`.
 
  # Safety
  `model` must be NULL or live.
  */
-const char *lorakit_model_task(const struct LorakitModel *model);
+const char *lorakit_model_architecture(const struct LorakitModel *model);
 
 /*
- Maximum tokens per text (0 for a NULL handle).
+ sha256 of the base `model.safetensors` that added adapters must name; NULL for merged weights (which take
+ no adapters) and for a NULL handle. Borrowed like `lorakit_model_name`.
 
  # Safety
  `model` must be NULL or live.
  */
-size_t lorakit_model_max_seq_len(const struct LorakitModel *model);
+const char *lorakit_model_weights_sha256(const struct LorakitModel *model);
 
 /*
- Releases a model. Accepts NULL. No other thread may be using the handle.
+ Releases a model and all its tasks. Accepts NULL. No other thread may be using the handle.
 
  # Safety
  `model` must be NULL or a model not yet freed.
@@ -443,6 +405,104 @@ const char *lorakit_strings_get(const struct LorakitStrings *s, size_t index);
  `s` must be NULL or a string list not yet freed.
  */
 void lorakit_strings_free(struct LorakitStrings *s);
+
+/*
+ Describes task `adapter` (NULL = the default task). On success `*out` receives an info object to release
+ with `lorakit_task_info_free`.
+
+ # Safety
+ `model` must be NULL or live; `adapter` NULL or NUL-terminated; `out` writable.
+ */
+LorakitStatus lorakit_model_task_info(const struct LorakitModel *model,
+                                      const char *adapter,
+                                      struct LorakitTaskInfo **out,
+                                      char **err_out);
+
+/*
+ Task name: the adapter name, or the manifest name for a loaded model directory (NULL for a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+const char *lorakit_task_info_name(const struct LorakitTaskInfo *info);
+
+/*
+ Task kind from the manifest, e.g. "sequence_classification" (NULL for a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+const char *lorakit_task_info_task(const struct LorakitTaskInfo *info);
+
+/*
+ The encoder's `model_type` (NULL for a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+const char *lorakit_task_info_architecture(const struct LorakitTaskInfo *info);
+
+/*
+ Number of labels (0 for a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+size_t lorakit_task_info_num_labels(const struct LorakitTaskInfo *info);
+
+/*
+ Label `index` in index order (NULL when out of range).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+const char *lorakit_task_info_label(const struct LorakitTaskInfo *info, size_t index);
+
+/*
+ Maximum tokens per text; longer texts are truncated (0 for a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+size_t lorakit_task_info_max_seq_len(const struct LorakitTaskInfo *info);
+
+/*
+ True when the adapter is applied at runtime, false for merged weights (and a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+bool lorakit_task_info_runtime_adapter(const struct LorakitTaskInfo *info);
+
+/*
+ Releases a task info. Accepts NULL.
+
+ # Safety
+ `info` must be NULL or an info not yet freed.
+ */
+void lorakit_task_info_free(struct LorakitTaskInfo *info);
+
+/*
+ The `model_type` values this library serves, in the core's order. On success `*out` receives a list to
+ release with `lorakit_strings_free`.
+
+ # Safety
+ `out` must be writable.
+ */
+LorakitStatus lorakit_architectures(struct LorakitStrings **out,
+                                    char **err_out);
+
+/*
+ Other `model_type` values served by the same code as `model_type` (e.g. "xlm-roberta" for "roberta");
+ `LORAKIT_UNSUPPORTED` when `model_type` is not one of `lorakit_architectures`. On success `*out` receives a
+ list to release with `lorakit_strings_free`.
+
+ # Safety
+ `model_type` must be NULL or NUL-terminated; `out` writable.
+ */
+LorakitStatus lorakit_architecture_aliases(const char *model_type,
+                                           struct LorakitStrings **out,
+                                           char **err_out);
 
 #ifdef __cplusplus
 }  // extern "C"

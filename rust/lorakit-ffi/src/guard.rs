@@ -136,6 +136,20 @@ pub(crate) unsafe fn arg_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a s
         .map_err(|e| Error::Input(format!("{what} is not valid UTF-8: {e}")))
 }
 
+/// Borrows an optional string argument: NULL is `None` (e.g. "the default task"), invalid UTF-8 an Input error.
+///
+/// # Safety
+/// As [`arg_str`].
+pub(crate) unsafe fn opt_arg_str<'a>(
+    ptr: *const c_char,
+    what: &str,
+) -> Result<Option<&'a str>, Error> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    unsafe { arg_str(ptr, what) }.map(Some)
+}
+
 /// Dereferences a handle argument; NULL is an Input error.
 ///
 /// # Safety
@@ -230,6 +244,16 @@ mod tests {
             unsafe { arg_str(c"héllo".as_ptr(), "dir") }.unwrap(),
             "héllo"
         );
+        assert_eq!(
+            unsafe { opt_arg_str(ptr::null(), "adapter") }.unwrap(),
+            None
+        );
+        assert_eq!(
+            unsafe { opt_arg_str(c"a".as_ptr(), "adapter") }.unwrap(),
+            Some("a")
+        );
+        let got = unsafe { opt_arg_str(bad.as_ptr().cast(), "adapter") };
+        assert!(matches!(got, Err(Error::Input(m)) if m.starts_with("adapter is not valid UTF-8")));
     }
 
     #[test]

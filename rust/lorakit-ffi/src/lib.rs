@@ -4,24 +4,25 @@
 //! - Every function returns a [`LorakitStatus`] (0 = ok, otherwise the core `ErrorKind` value) and, on failure,
 //!   stores an owned message in `*err_out` (when `err_out` is not NULL) that the caller releases with
 //!   [`lorakit_string_free`]. On success `*err_out` is set to NULL.
-//! - Objects are opaque handles; each has a `lorakit_*_free` that accepts NULL.
+//! - Objects are opaque handles; each has a `lorakit_*_free` that accepts NULL. One handle type,
+//!   `LorakitModel`, serves every task: calls that run a task take an `adapter` name, NULL for the default one.
 //! - Sizes are `size_t`. Strings are UTF-8; NULL pointers and invalid UTF-8 give `LORAKIT_INPUT`.
 //! - Every body runs inside `catch_unwind`: a Rust panic becomes `LORAKIT_INTERNAL`, never an abort.
-//! - Model and base handles may be used from many threads at once; a handle must not be freed while another
+//! - Model handles may be used from many threads at once; a handle must not be freed while another
 //!   thread is still using it (bindings enforce this, e.g. the Go package's Close).
 
-mod base;
 mod guard;
 mod model;
 mod options;
 mod results;
+mod tasks;
 mod texts;
 
-pub use base::*;
 pub use guard::*;
 pub use model::*;
 pub use options::*;
 pub use results::*;
+pub use tasks::*;
 pub use texts::*;
 
 use std::ffi::{c_char, CString};

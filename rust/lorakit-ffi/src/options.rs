@@ -4,7 +4,7 @@ use crate::guard::arg_str;
 use lorakit_core::{DeviceSpec, Error, LoadOptions};
 use std::ffi::c_char;
 
-/// Options for `lorakit_model_load` and `lorakit_base_load`. A NULL options pointer means all defaults;
+/// Options for `lorakit_model_load` and `lorakit_model_load_base`. A NULL options pointer means all defaults;
 /// zero values also mean "default".
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
