@@ -3,6 +3,7 @@ package lorakit
 import (
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,7 +132,12 @@ func TestAdaptersChangeWhileOthersClassify(t *testing.T) {
 					failures <- err
 					return
 				}
-				if res.NumLabels != g.NumLabels {
+				info, err := b.TaskInfo("a")
+				if err != nil {
+					failures <- err
+					return
+				}
+				if res.NumLabels != g.NumLabels || len(info.Labels) != g.NumLabels {
 					failures <- errors.New("adapter a returned another head's labels")
 					return
 				}
@@ -144,6 +150,9 @@ func TestAdaptersChangeWhileOthersClassify(t *testing.T) {
 		}
 		if _, err := b.ClassifyWith("b", g.Texts[:2]); err != nil {
 			t.Fatal(err)
+		}
+		if got := b.Adapters(); !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("adapters while b is loaded: %v", got)
 		}
 		if !b.RemoveAdapter("b") {
 			t.Fatal("adapter b vanished")
