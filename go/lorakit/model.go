@@ -31,7 +31,8 @@ type Model struct {
 // Load opens a lorakit model directory. merged = true uses model.safetensors; false loads the manifest's base
 // and applies the directory's adapter at runtime, and then more adapters of that base may be added.
 func Load(dir string, merged bool, opts Options) (*Model, error) {
-	return load(dir, "model directory", opts, func(cDir *C.char, cOpts *C.LorakitOptions, out **C.LorakitModel, message **C.char) C.LorakitStatus {
+	return load(dir, "model directory", opts, func(cDir *C.char, cOpts *C.LorakitOptions, out **C.LorakitModel,
+		message **C.char) C.LorakitStatus {
 		return C.lorakit_model_load(cDir, C.bool(merged), cOpts, out, message)
 	})
 }
@@ -39,14 +40,16 @@ func Load(dir string, merged bool, opts Options) (*Model, error) {
 // LoadBase opens an HF base model directory (config.json, model.safetensors, tokenizer.json) with no task;
 // add tasks with AddAdapter.
 func LoadBase(dir string, opts Options) (*Model, error) {
-	return load(dir, "base directory", opts, func(cDir *C.char, cOpts *C.LorakitOptions, out **C.LorakitModel, message **C.char) C.LorakitStatus {
+	return load(dir, "base directory", opts, func(cDir *C.char, cOpts *C.LorakitOptions, out **C.LorakitModel,
+		message **C.char) C.LorakitStatus {
 		return C.lorakit_model_load_base(cDir, cOpts, out, message)
 	})
 }
 
-type loadFunc func(dir *C.char, opts *C.LorakitOptions, out **C.LorakitModel, message **C.char) C.LorakitStatus
-
-func load(dir, what string, opts Options, call loadFunc) (*Model, error) {
+// load converts the arguments, runs one of the C loaders and wraps the handle.
+func load(dir, what string, opts Options,
+	call func(dir *C.char, opts *C.LorakitOptions, out **C.LorakitModel, message **C.char) C.LorakitStatus,
+) (*Model, error) {
 	cDir, err := cString(dir, what)
 	if err != nil {
 		return nil, err
