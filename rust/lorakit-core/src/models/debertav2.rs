@@ -1,32 +1,849 @@
-//! deberta-v2: placeholder registry entry, replaced by the full implementation.
+//! DeBERTa-v2 and -v3 (`model_type` "deberta-v2" for both): disentangled attention, where every score adds a
+//! content->position (c2p) and a position->content (p2c) term read from shared relative-position embeddings
+//! (log-bucketed in v3), post-norm layers like BERT, the convolution after the first layer of v2-xlarge, and a
+//! context-pooler head (`[CLS]` -> dense -> act -> classifier).
+
+#[path = "debertav2_attention.rs"]
+mod attention;
 
 use std::sync::Arc;
 
-use super::{ArchConfig, Architecture, ArchitectureInfo, Encoder};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{
+    check_eps, check_sizes, first_rows, parse_json, ArchConfig, Architecture, ArchitectureInfo,
+    Encoder, EncoderInput, Rows,
+};
 use crate::error::{Error, Result};
-use crate::heads::ClassificationHead;
+use crate::heads::{ClassificationHead, Pooling};
+use crate::lora::LoraWeights;
+use crate::nn::{Activation, LayerNorm, Linear};
 use crate::weights::Weights;
+use attention::{Attention, RelativeInputs, RelativePositions};
 
 pub(crate) static ARCHITECTURE: Architecture = Architecture {
     info: ArchitectureInfo {
         model_type: "deberta-v2",
         aliases: &[],
-        default_target_modules: &["query_proj", "key_proj", "value_proj", "output.dense", "intermediate.dense"],
+        // `output.dense` matches both `attention.output.dense` and the feed-forward `output.dense`.
+        default_target_modules: &[
+            "query_proj",
+            "key_proj",
+            "value_proj",
+            "output.dense",
+            "intermediate.dense",
+        ],
+        // The context pooler is not pretrained: adapters train and save it with the classifier.
         head_modules: &["pooler", "classifier"],
         pooling: "cls",
     },
     encoder_prefix: "deberta",
     anchor: "embeddings.word_embeddings.weight",
     base_head_modules: &[],
-    unused: &["lm_predictions.", "mask_predictions.", "pooler.", "classifier."],
+    unused: &[
+        // Pretraining heads: v3 RTD (`lm_predictions`, `mask_predictions`) and the legacy MLM head (`cls`).
+        "lm_predictions.",
+        "mask_predictions.",
+        "cls.",
+        "pooler.",
+        "classifier.",
+    ],
     parse,
 };
 
-fn parse(_bytes: &[u8], origin: &str) -> Result<Arc<dyn ArchConfig>> {
-    Err(Error::Unsupported(format!("{origin}: deberta-v2 is not implemented yet")))
+fn parse(bytes: &[u8], origin: &str) -> Result<Arc<dyn ArchConfig>> {
+    let cfg: DebertaV2Config = parse_json(bytes, origin)?;
+    cfg.validate(origin)?;
+    Ok(Arc::new(cfg))
 }
 
-#[allow(dead_code)]
-fn unused(_: &Weights, _: ClassificationHead) -> Option<Box<dyn Encoder>> {
-    None
+/// `pos_att_type` as HF reads it: a list, or (older configs) a `"p2c|c2p"` string, lower-cased and split.
+fn pos_att_types<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Joined(String),
+        List(Vec<String>),
+    }
+    Ok(match Option::<Form>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Form::Joined(s)) => s
+            .to_lowercase()
+            .split('|')
+            .map(|t| t.trim().to_string())
+            .collect(),
+        Some(Form::List(list)) => list,
+    })
+}
+
+/// DeBERTa-v2 `config.json`; missing fields take the HF defaults (class attributes or the `getattr` defaults
+/// of the modeling code). Fields of the head are not part of the encoder fingerprint.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
+pub(crate) struct DebertaV2Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Per-head width; HF's layers only run with `heads * attention_head_size == hidden_size`.
+    pub attention_head_size: Option<usize>,
+    pub intermediate_size: usize,
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    /// Width of the token embeddings; `embed_proj` maps it to `hidden_size` when they differ.
+    pub embedding_size: Option<usize>,
+    pub position_biased_input: bool,
+    pub relative_attention: bool,
+    /// Below 1 means `max_position_embeddings`.
+    pub max_relative_positions: i64,
+    /// Log buckets of the relative distance (v3: 256); 0 or below means plain clamped distances.
+    pub position_buckets: i64,
+    #[serde(deserialize_with = "pos_att_types")]
+    pub pos_att_type: Vec<String>,
+    /// The position terms reuse `query_proj` / `key_proj` (v3) instead of `pos_query_proj` / `pos_key_proj`.
+    pub share_att_key: bool,
+    /// `"layer_norm"` normalises the relative embeddings with `encoder.LayerNorm`.
+    pub norm_rel_ebd: String,
+    /// Width of the convolution after the first layer (DeBERTa-v2-xlarge / -xxlarge); 0 or below: none.
+    pub conv_kernel_size: i64,
+    pub conv_groups: usize,
+    pub conv_act: String,
+    #[serde(skip_serializing)]
+    pub pooler_hidden_size: Option<usize>,
+    #[serde(skip_serializing)]
+    pub pooler_hidden_act: String,
+}
+
+impl Default for DebertaV2Config {
+    fn default() -> Self {
+        DebertaV2Config {
+            vocab_size: 128100,
+            hidden_size: 1536,
+            num_hidden_layers: 24,
+            num_attention_heads: 24,
+            attention_head_size: None,
+            intermediate_size: 6144,
+            hidden_act: "gelu".into(),
+            max_position_embeddings: 512,
+            type_vocab_size: 0,
+            layer_norm_eps: 1e-7,
+            embedding_size: None,
+            position_biased_input: true,
+            relative_attention: false,
+            max_relative_positions: -1,
+            position_buckets: -1,
+            pos_att_type: Vec::new(),
+            share_att_key: false,
+            norm_rel_ebd: "none".into(),
+            conv_kernel_size: 0,
+            conv_groups: 1,
+            conv_act: "tanh".into(),
+            pooler_hidden_size: None,
+            pooler_hidden_act: "gelu".into(),
+        }
+    }
+}
+
+impl DebertaV2Config {
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        check_sizes(
+            origin,
+            &[
+                ("vocab_size", self.vocab_size),
+                ("num_hidden_layers", self.num_hidden_layers),
+                ("intermediate_size", self.intermediate_size),
+                ("max_position_embeddings", self.max_position_embeddings),
+                ("embedding_size", self.embedding_size()),
+                ("attention_head_size", self.attention_head_size.unwrap_or(1)),
+            ],
+            self.hidden_size,
+            self.num_attention_heads,
+        )?;
+        check_eps(origin, "layer_norm_eps", self.layer_norm_eps)?;
+        Activation::from_hf_name(&self.hidden_act)?;
+        Activation::from_hf_name(&self.pooler_hidden_act)?;
+        if self.num_attention_heads * self.head_dim() != self.hidden_size {
+            // `attention.output.dense` maps `hidden_size` features: HF cannot run other head widths either.
+            return Err(Error::Config(format!(
+                "{origin}: {} heads of attention_head_size {} do not make hidden_size {}",
+                self.num_attention_heads,
+                self.head_dim(),
+                self.hidden_size
+            )));
+        }
+        if let Some(k) = self.conv_kernel() {
+            // An even kernel with HF's padding `(k - 1) / 2` shortens the sequence: HF fails on it too.
+            if k % 2 == 0
+                || self.conv_groups == 0
+                || !self.hidden_size.is_multiple_of(self.conv_groups)
+            {
+                return Err(Error::Config(format!(
+                    "{origin}: conv_kernel_size {k} / conv_groups {} (odd kernel, groups dividing hidden_size)",
+                    self.conv_groups
+                )));
+            }
+            Activation::from_hf_name(&self.conv_act)?;
+        }
+        if self
+            .pooler_hidden_size
+            .is_some_and(|p| p != self.hidden_size)
+        {
+            // HF's classifier reads `hidden_size` features from a pooler of this width: it cannot run either.
+            return Err(Error::Config(format!(
+                "{origin}: pooler_hidden_size {:?} differs from hidden_size {}",
+                self.pooler_hidden_size, self.hidden_size
+            )));
+        }
+        if let Some(b) = self.buckets() {
+            let mid = b / 2;
+            // HF divides by log((max_relative_positions - 1) / mid): non-finite buckets unless that exceeds 1.
+            if mid == 0 || self.max_relative() - 1 <= mid {
+                return Err(Error::Config(format!(
+                    "{origin}: position_buckets {b} leaves no log buckets below max_relative_positions {}",
+                    self.max_relative()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn embedding_size(&self) -> usize {
+        self.embedding_size.unwrap_or(self.hidden_size)
+    }
+
+    fn head_dim(&self) -> usize {
+        self.attention_head_size
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    fn max_relative(&self) -> i64 {
+        if self.max_relative_positions < 1 {
+            self.max_position_embeddings as i64
+        } else {
+            self.max_relative_positions
+        }
+    }
+
+    fn conv_kernel(&self) -> Option<usize> {
+        (self.conv_kernel_size > 0).then_some(self.conv_kernel_size as usize)
+    }
+
+    fn buckets(&self) -> Option<i64> {
+        (self.position_buckets > 0).then_some(self.position_buckets)
+    }
+
+    /// Half the rows of the relative embedding table (`att_span` in HF).
+    fn span(&self) -> i64 {
+        self.buckets().unwrap_or_else(|| self.max_relative())
+    }
+
+    fn has_pos_att(&self, kind: &str) -> bool {
+        self.pos_att_type.iter().any(|t| t == kind)
+    }
+
+    fn norm_rel_embeddings(&self) -> bool {
+        self.norm_rel_ebd
+            .to_lowercase()
+            .split('|')
+            .any(|t| t.trim() == "layer_norm")
+    }
+
+    fn activation(name: &str) -> Activation {
+        // validate() already rejected unknown names.
+        Activation::from_hf_name(name).unwrap_or(Activation::GeluErf)
+    }
+}
+
+impl ArchConfig for DebertaV2Config {
+    fn architecture(&self) -> &'static Architecture {
+        &ARCHITECTURE
+    }
+    fn encoder_fingerprint(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+    fn vocab_size(&self) -> usize {
+        self.vocab_size
+    }
+    /// The absolute table's length when there is one; relative-only models were trained to the same length.
+    fn max_positions(&self) -> usize {
+        self.max_position_embeddings
+    }
+    fn load_encoder(&self, w: &Weights) -> Result<Box<dyn Encoder>> {
+        Ok(Box::new(DebertaEncoder::load(w, self)?))
+    }
+    /// `ContextPooler` (a top-level module, not part of the encoder): `[CLS]` -> dense -> `pooler_hidden_act`.
+    fn load_classification_head(
+        &self,
+        root: &Weights,
+        _encoder: &Weights,
+        num_labels: usize,
+    ) -> Result<ClassificationHead> {
+        let h = self.hidden_size;
+        Ok(ClassificationHead {
+            pooling: Pooling::Cls,
+            dense: Some((
+                root.pp("pooler.dense").linear(h, h, true)?,
+                DebertaV2Config::activation(&self.pooler_hidden_act),
+                None,
+            )),
+            out: root.pp("classifier").linear(h, num_labels, true)?,
+        })
+    }
+}
+
+/// A post-norm layer: disentangled attention, `attention.output`, `intermediate`, `output`.
+struct Layer {
+    attention: Attention,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+impl Layer {
+    /// `w` points at `encoder.layer.N`.
+    fn load(w: &Weights, cfg: &DebertaV2Config) -> Result<Layer> {
+        let (h, i, eps) = (cfg.hidden_size, cfg.intermediate_size, cfg.layer_norm_eps);
+        Ok(Layer {
+            attention: Attention::load(&w.pp("attention.self"), cfg)?,
+            attention_output: w.pp("attention.output.dense").linear(h, h, true)?,
+            attention_norm: w
+                .pp("attention.output.LayerNorm")
+                .layer_norm(h, eps, true)?,
+            intermediate: w.pp("intermediate.dense").linear(h, i, true)?,
+            output: w.pp("output.dense").linear(i, h, true)?,
+            output_norm: w.pp("output.LayerNorm").layer_norm(h, eps, true)?,
+        })
+    }
+
+    fn forward(
+        &self,
+        queries: &Tensor,
+        x: &Tensor,
+        input: &EncoderInput,
+        lora: Option<&LoraWeights>,
+        relative: Option<&RelativeInputs>,
+        act: Activation,
+    ) -> Result<Tensor> {
+        let context = self.attention.forward(queries, x, input, lora, relative)?;
+        let attended = self.attention_output.forward_with(&context, lora)?;
+        let x = self.attention_norm.forward(&(attended + queries)?)?;
+        let inner = act.apply(&self.intermediate.forward_with(&x, lora)?)?;
+        let out = self.output.forward_with(&inner, lora)?;
+        self.output_norm.forward(&(out + &x)?)
+    }
+}
+
+/// `DebertaV2Embeddings`: words (+ absolute positions) (+ token type 0), `embed_proj`, norm, times the mask.
+struct Embeddings {
+    word: Tensor,
+    position: Option<Tensor>,
+    token_type_zero: Option<Tensor>,
+    proj: Option<Linear>,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(w: &Weights, cfg: &DebertaV2Config) -> Result<Embeddings> {
+        let e = cfg.embedding_size();
+        let position_table = |w: &Weights| {
+            w.pp("position_embeddings")
+                .tensor("weight", &[cfg.max_position_embeddings, e])
+        };
+        let position = if cfg.position_biased_input {
+            Some(position_table(w)?)
+        } else {
+            // Some checkpoints carry a table they never add; HF drops it (`_keys_to_ignore_on_load_unexpected`).
+            if w.contains("position_embeddings.weight") {
+                position_table(w)?;
+            }
+            None
+        };
+        let token_type_zero = if cfg.type_vocab_size > 0 {
+            // Single-text inputs always use token type 0.
+            let table = w
+                .pp("token_type_embeddings")
+                .tensor("weight", &[cfg.type_vocab_size, e])?;
+            Some(table.narrow(0, 0, 1)?.contiguous()?)
+        } else {
+            None
+        };
+        let proj = if e != cfg.hidden_size {
+            Some(w.pp("embed_proj").linear(e, cfg.hidden_size, false)?)
+        } else {
+            None
+        };
+        Ok(Embeddings {
+            word: w
+                .pp("word_embeddings")
+                .tensor("weight", &[cfg.vocab_size, e])?,
+            position,
+            token_type_zero,
+            proj,
+            norm: w
+                .pp("LayerNorm")
+                .layer_norm(cfg.hidden_size, cfg.layer_norm_eps, true)?,
+        })
+    }
+
+    /// `[batch * seq, hidden]`.
+    fn forward(&self, input: &EncoderInput, lora: Option<&LoraWeights>) -> Result<Tensor> {
+        let (batch, seq) = (input.batch, input.seq);
+        let mut x = input.embed(&self.word)?;
+        if let Some(position) = &self.position {
+            let limit = position.dim(0)?;
+            if seq > limit {
+                return Err(Error::Input(format!(
+                    "sequence length {seq} exceeds max_position_embeddings {limit}"
+                )));
+            }
+            let width = position.dim(1)?;
+            let positions = position
+                .narrow(0, 0, seq)?
+                .unsqueeze(0)?
+                .broadcast_as((batch, seq, width))?
+                .reshape((batch * seq, width))?;
+            x = (x + positions)?;
+        }
+        if let Some(token_type) = &self.token_type_zero {
+            x = x.broadcast_add(token_type)?;
+        }
+        if let Some(proj) = &self.proj {
+            x = proj.forward_with(&x, lora)?;
+        }
+        let x = self.norm.forward(&x)?;
+        let keep = input.mask.keep()?.reshape((batch * seq, 1))?;
+        Ok(x.broadcast_mul(&keep)?)
+    }
+}
+
+/// `ConvLayer` of DeBERTa-v2-xlarge / -xxlarge: after the first layer, a convolution over the sequence of the
+/// embeddings, masked and activated, is added to that layer's output and normalised.
+struct ConvLayer {
+    /// `[hidden, hidden / groups, kernel]`.
+    weight: Tensor,
+    /// `[1, hidden, 1]`, to add to the `[batch, hidden, seq]` output.
+    bias: Tensor,
+    groups: usize,
+    act: Activation,
+    norm: LayerNorm,
+}
+
+impl ConvLayer {
+    /// `w` points at `encoder.conv`.
+    fn load(w: &Weights, cfg: &DebertaV2Config, kernel: usize) -> Result<ConvLayer> {
+        let h = cfg.hidden_size;
+        let c = w.pp("conv");
+        Ok(ConvLayer {
+            weight: c.tensor("weight", &[h, h / cfg.conv_groups, kernel])?,
+            bias: c.tensor("bias", &[h])?.reshape((1, h, 1))?,
+            groups: cfg.conv_groups,
+            act: DebertaV2Config::activation(&cfg.conv_act),
+            norm: w.pp("LayerNorm").layer_norm(h, cfg.layer_norm_eps, true)?,
+        })
+    }
+
+    /// `embeddings` (the first layer's input) and `layer_out`: `[batch * seq, hidden]`; `keep` `[batch * seq, 1]`.
+    fn forward(
+        &self,
+        embeddings: &Tensor,
+        layer_out: &Tensor,
+        keep: &Tensor,
+        batch: usize,
+    ) -> Result<Tensor> {
+        let (rows, h) = embeddings.dims2()?;
+        let seq = rows / batch;
+        let kernel = self.weight.dim(2)?;
+        let x = embeddings
+            .reshape((batch, seq, h))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let out = x
+            .conv1d(&self.weight, (kernel - 1) / 2, 1, 1, self.groups)?
+            .broadcast_add(&self.bias)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((rows, h))?;
+        // HF zeroes padded rows, then activates.
+        let out = self.act.apply(&out.broadcast_mul(keep)?)?;
+        Ok(self
+            .norm
+            .forward(&(layer_out + out)?)?
+            .broadcast_mul(keep)?)
+    }
+}
+
+struct DebertaEncoder {
+    embeddings: Embeddings,
+    /// The (normalised) relative embeddings and their distance map; None without relative attention.
+    relative: Option<(Tensor, RelativePositions)>,
+    layers: Vec<Layer>,
+    conv: Option<ConvLayer>,
+    hidden: usize,
+    act: Activation,
+}
+
+impl DebertaEncoder {
+    fn load(w: &Weights, cfg: &DebertaV2Config) -> Result<DebertaEncoder> {
+        let h = cfg.hidden_size;
+        let enc = w.pp("encoder");
+        // HF builds `encoder.LayerNorm` from `norm_rel_ebd` alone, so it is read even when unused.
+        let rel_norm = if cfg.norm_rel_embeddings() {
+            Some(
+                enc.pp("LayerNorm")
+                    .layer_norm(h, cfg.layer_norm_eps, true)?,
+            )
+        } else {
+            None
+        };
+        let relative = if cfg.relative_attention {
+            let span = cfg.span();
+            let table = enc
+                .pp("rel_embeddings")
+                .tensor("weight", &[2 * span as usize, h])?;
+            let table = match &rel_norm {
+                Some(norm) => norm.forward(&table)?,
+                None => table,
+            };
+            let positions = RelativePositions {
+                span,
+                buckets: cfg.buckets().map(|b| (b, cfg.max_relative())),
+            };
+            Some((table, positions))
+        } else {
+            None
+        };
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|l| Layer::load(&enc.pp(&format!("layer.{l}")), cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let conv = match cfg.conv_kernel() {
+            Some(k) => Some(ConvLayer::load(&enc.pp("conv"), cfg, k)?),
+            None => None,
+        };
+        Ok(DebertaEncoder {
+            embeddings: Embeddings::load(&w.pp("embeddings"), cfg)?,
+            relative,
+            layers,
+            conv,
+            hidden: h,
+            act: DebertaV2Config::activation(&cfg.hidden_act),
+        })
+    }
+
+    fn relative_inputs(
+        &self,
+        q_len: usize,
+        seq: usize,
+        device: &Device,
+    ) -> Result<Option<RelativeInputs<'_>>> {
+        match &self.relative {
+            Some((table, positions)) => {
+                let (c2p, p2c) = positions.indices(q_len, seq, device)?;
+                Ok(Some(RelativeInputs { table, c2p, p2c }))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl Encoder for DebertaEncoder {
+    /// With `Rows::First` the last layer computes queries, attention output and feed-forward for the first row
+    /// only (all the context pooler reads), keys and values for all rows.
+    fn forward(
+        &self,
+        input: &EncoderInput,
+        lora: Option<&LoraWeights>,
+        rows: Rows,
+    ) -> Result<Tensor> {
+        let (batch, seq, h) = (input.batch, input.seq, self.hidden);
+        let device = input.ids.device();
+        let embeddings = self.embeddings.forward(input, lora)?;
+        let mut x = embeddings.clone();
+        let all_rows = self.relative_inputs(seq, seq, device)?;
+        let last = self.layers.len().saturating_sub(1);
+        let mut q_len = seq;
+        for (l, layer) in self.layers.iter().enumerate() {
+            // The convolution after layer 0 reads all of its rows.
+            let conv = self.conv.as_ref().filter(|_| l == 0);
+            let first_only = rows == Rows::First && l == last && conv.is_none();
+            let (queries, relative) = if first_only {
+                q_len = 1;
+                (
+                    first_rows(&x, batch, seq, h)?,
+                    self.relative_inputs(1, seq, device)?,
+                )
+            } else {
+                (x.clone(), None)
+            };
+            let relative = relative.as_ref().or(all_rows.as_ref());
+            x = layer.forward(&queries, &x, input, lora, relative, self.act)?;
+            if let Some(conv) = conv {
+                let keep = input.mask.keep()?.reshape((batch * seq, 1))?;
+                x = conv.forward(&embeddings, &x, &keep, batch)?;
+            }
+        }
+        Ok(x.reshape((batch, q_len, h))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::kernels::AttentionMask;
+    use crate::tensors::TensorStore;
+    use crate::weights::LoadContext;
+    /// splitmix64's finaliser: the synthetic weights below are reproducible in any language.
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+        z ^ (z >> 31)
+    }
+
+    /// `n` values in [-0.5, 0.5), exact in f32, seeded by the FNV-1a hash of the tensor name.
+    fn synthetic_values(key: &str, n: usize) -> Vec<f32> {
+        let fnv = key.bytes().fold(0xCBF29CE484222325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001B3)
+        });
+        let seed = mix(fnv);
+        (0..n as u64)
+            .map(|i| {
+                let z = mix(seed.wrapping_add(i.wrapping_mul(0x9E3779B97F4A7C15)));
+                ((z >> 40) as f64 / f64::from(1u32 << 24) - 0.5) as f32
+            })
+            .collect()
+    }
+
+    /// Every tensor of an HF `DebertaV2Model` state dict for `cfg`, with its shape.
+    fn synthetic_tensors(cfg: &DebertaV2Config) -> HashMap<String, Tensor> {
+        let (h, e, i) = (cfg.hidden_size, cfg.embedding_size(), cfg.intermediate_size);
+        let mut shapes: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut add = |name: &str, shape: &[usize]| shapes.push((name.to_string(), shape.to_vec()));
+        add("embeddings.word_embeddings.weight", &[cfg.vocab_size, e]);
+        if cfg.position_biased_input {
+            add(
+                "embeddings.position_embeddings.weight",
+                &[cfg.max_position_embeddings, e],
+            );
+        }
+        if cfg.type_vocab_size > 0 {
+            add(
+                "embeddings.token_type_embeddings.weight",
+                &[cfg.type_vocab_size, e],
+            );
+        }
+        if e != h {
+            add("embeddings.embed_proj.weight", &[h, e]);
+        }
+        let mut norms = vec!["embeddings.LayerNorm".to_string()];
+        let mut dense: Vec<(String, usize, usize)> = Vec::new();
+        if cfg.relative_attention {
+            add(
+                "encoder.rel_embeddings.weight",
+                &[2 * cfg.span() as usize, h],
+            );
+        }
+        if cfg.norm_rel_embeddings() {
+            norms.push("encoder.LayerNorm".into());
+        }
+        if let Some(k) = cfg.conv_kernel() {
+            add("encoder.conv.conv.weight", &[h, h / cfg.conv_groups, k]);
+            add("encoder.conv.conv.bias", &[h]);
+            norms.push("encoder.conv.LayerNorm".into());
+        }
+        for l in 0..cfg.num_hidden_layers {
+            let layer = format!("encoder.layer.{l}");
+            let mut projections = vec!["query_proj", "key_proj", "value_proj"];
+            if cfg.relative_attention && !cfg.share_att_key {
+                if cfg.has_pos_att("c2p") {
+                    projections.push("pos_key_proj");
+                }
+                if cfg.has_pos_att("p2c") {
+                    projections.push("pos_query_proj");
+                }
+            }
+            for p in projections {
+                dense.push((format!("{layer}.attention.self.{p}"), h, h));
+            }
+            dense.push((format!("{layer}.attention.output.dense"), h, h));
+            dense.push((format!("{layer}.intermediate.dense"), h, i));
+            dense.push((format!("{layer}.output.dense"), i, h));
+            norms.push(format!("{layer}.attention.output.LayerNorm"));
+            norms.push(format!("{layer}.output.LayerNorm"));
+        }
+        for (module, inputs, outputs) in dense {
+            add(&format!("{module}.weight"), &[outputs, inputs]);
+            add(&format!("{module}.bias"), &[outputs]);
+        }
+        for module in norms {
+            add(&format!("{module}.weight"), &[h]);
+            add(&format!("{module}.bias"), &[h]);
+        }
+        shapes
+            .into_iter()
+            .map(|(name, shape)| {
+                let values = synthetic_values(&name, shape.iter().product());
+                let t = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
+                (name, t)
+            })
+            .collect()
+    }
+
+    const SYNTHETIC: &str = r#""model_type": "deberta-v2", "vocab_size": 20, "hidden_size": 8,
+        "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 16"#;
+
+    /// Layouts the fixtures do not cover, with the `[CLS]` rows and a checksum of all real rows of torch's
+    /// `last_hidden_state` (transformers 5.23, weights from `synthetic_values`; inputs `IDS` / `MASK`).
+    const SYNTHETIC_CASES: [(&str, [f32; 16], f32); 3] = [
+        (
+            // v2-xlarge style: factorised embeddings, token types, p2c only (string form), buckets,
+            // separate position projection, convolution after the only layer.
+            r#""num_hidden_layers": 1, "embedding_size": 6, "type_vocab_size": 2, "relative_attention": true,
+            "pos_att_type": "p2c", "position_buckets": 8, "max_relative_positions": 12,
+            "norm_rel_ebd": "layer_norm|none", "conv_kernel_size": 3, "conv_groups": 2, "conv_act": "gelu",
+            "hidden_act": "gelu_new""#,
+            [
+                0.03300129, 0.4335477, 0.4401089, -1.078794, -0.2864182, -0.4775418, 0.452121,
+                0.3438015, 0.04089742, 0.4127312, 0.4434012, -1.100358, -0.281198, -0.4770315,
+                0.4000135, 0.4539967,
+            ],
+            0.42113034,
+        ),
+        (
+            // c2p only through the shared key projection, distances clamped at 3, no absolute positions.
+            r#""num_hidden_layers": 2, "relative_attention": true, "pos_att_type": ["c2p"],
+            "share_att_key": true, "max_relative_positions": 3, "position_biased_input": false,
+            "hidden_act": "relu""#,
+            [
+                0.2512984, -0.2882974, 0.08070949, 0.8075494, -0.4524008, -0.3180693, 0.09107623,
+                -0.2472649, 0.2487801, -0.2814208, 0.09743156, 0.8019684, -0.4684193, -0.3211015,
+                0.1041602, -0.2478703,
+            ],
+            -0.9877549,
+        ),
+        (
+            // No relative attention: the position terms still count in the scale; the unused
+            // `encoder.LayerNorm` is still read.
+            r#""num_hidden_layers": 2, "relative_attention": false, "pos_att_type": ["c2p", "p2c"],
+            "norm_rel_ebd": "layer_norm""#,
+            [
+                0.1397643, -0.3610418, 0.1461789, 0.9112968, -0.4450436, -0.3686562, 0.0926102,
+                -0.221914, 0.1289585, -0.3612381, 0.1573278, 0.9049636, -0.4670552, -0.3701828,
+                0.09403613, -0.2160981,
+            ],
+            -1.3847239,
+        ),
+    ];
+    const IDS: [i64; 12] = [3, 5, 9, 7, 2, 11, 1, 4, 12, 0, 0, 0];
+    const MASK: [i64; 12] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0];
+
+    #[test]
+    fn synthetic_layouts_match_torch() {
+        let (batch, seq, h) = (2, 6, 8);
+        for (extra, cls, checksum) in SYNTHETIC_CASES {
+            let cfg = config(&format!("{{{SYNTHETIC}, {extra}}}")).unwrap();
+            let ctx = LoadContext::new(
+                TensorStore::from_map("synthetic", synthetic_tensors(&cfg)),
+                None,
+            );
+            let encoder = cfg.load_encoder(&ctx.root()).unwrap();
+            // Every tensor of the state dict was read.
+            ctx.into_parts().0.finish().unwrap();
+            let mask = AttentionMask::new(&MASK, batch, seq, &Device::Cpu).unwrap();
+            let input =
+                EncoderInput::new(&IDS, &mask, batch, seq, cfg.vocab_size, &Device::Cpu).unwrap();
+            let all = encoder.forward(&input, None, Rows::All).unwrap();
+            let hidden = all.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let mut sum = 0f64;
+            for (k, value) in hidden.iter().enumerate() {
+                if MASK[k / h] != 0 {
+                    sum += f64::from(*value) * (k as f64).cos();
+                }
+            }
+            assert!(
+                (sum as f32 - checksum).abs() < 1e-4,
+                "{extra}: checksum {sum} vs {checksum}"
+            );
+            let first = encoder.forward(&input, None, Rows::First).unwrap();
+            for out in [&all, &first] {
+                let rows = out.dim(1).unwrap();
+                let got = first_rows(out, batch, rows, h)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap();
+                for (g, want) in got.to_vec1::<f32>().unwrap().iter().zip(cls) {
+                    assert!((g - want).abs() < 2e-5, "{extra}: [CLS] {g} vs {want}");
+                }
+            }
+        }
+    }
+
+    fn config(json: &str) -> Result<DebertaV2Config> {
+        let cfg: DebertaV2Config = parse_json(json.as_bytes(), "test")?;
+        cfg.validate("test")?;
+        Ok(cfg)
+    }
+
+    const TINY: &str = r#""model_type": "deberta-v2", "vocab_size": 10, "hidden_size": 8,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16, "relative_attention": true"#;
+
+    #[test]
+    fn pos_att_type_reads_the_string_and_list_forms() {
+        let joined = config(&format!(r#"{{{TINY}, "pos_att_type": "P2C | c2p"}}"#)).unwrap();
+        assert_eq!(joined.pos_att_type, ["p2c", "c2p"]);
+        assert!(joined.has_pos_att("c2p") && joined.has_pos_att("p2c"));
+        let single = config(&format!(r#"{{{TINY}, "pos_att_type": "c2p"}}"#)).unwrap();
+        assert!(single.has_pos_att("c2p") && !single.has_pos_att("p2c"));
+        let list = config(&format!(r#"{{{TINY}, "pos_att_type": ["p2c"]}}"#)).unwrap();
+        assert!(list.has_pos_att("p2c") && !list.has_pos_att("c2p"));
+        let none = config(&format!(r#"{{{TINY}, "pos_att_type": null}}"#)).unwrap();
+        assert!(none.pos_att_type.is_empty());
+        // Same terms, same encoder: the fingerprint sees the parsed list, not the spelling.
+        let list = config(&format!(r#"{{{TINY}, "pos_att_type": ["p2c", "c2p"]}}"#)).unwrap();
+        assert_eq!(joined.encoder_fingerprint(), list.encoder_fingerprint());
+    }
+
+    #[test]
+    fn relative_defaults_follow_hf() {
+        let cfg = config(&format!("{{{TINY}}}")).unwrap();
+        // max_relative_positions -1 means max_position_embeddings; no buckets; no rel norm.
+        assert_eq!((cfg.span(), cfg.buckets()), (512, None));
+        assert!(!cfg.norm_rel_embeddings());
+        let v3 = config(&format!(
+            r#"{{{TINY}, "position_buckets": 256, "norm_rel_ebd": "layer_norm"}}"#
+        ))
+        .unwrap();
+        assert_eq!((v3.span(), v3.max_relative()), (256, 512));
+        assert!(v3.norm_rel_embeddings());
+    }
+
+    #[test]
+    fn refuses_configs_it_cannot_reproduce() {
+        let conv = config(&format!(r#"{{{TINY}, "conv_kernel_size": 4}}"#)).unwrap_err();
+        assert!(
+            matches!(conv, Error::Config(ref m) if m.contains("conv_kernel_size")),
+            "{conv}"
+        );
+        let groups = config(&format!(
+            r#"{{{TINY}, "conv_kernel_size": 3, "conv_groups": 3}}"#
+        ))
+        .unwrap_err();
+        assert!(matches!(groups, Error::Config(_)), "{groups}");
+        let heads = config(&format!(r#"{{{TINY}, "attention_head_size": 3}}"#)).unwrap_err();
+        assert!(matches!(heads, Error::Config(_)), "{heads}");
+        let pooler = config(&format!(r#"{{{TINY}, "pooler_hidden_size": 4}}"#)).unwrap_err();
+        assert!(matches!(pooler, Error::Config(_)), "{pooler}");
+        let buckets = config(&format!(
+            r#"{{{TINY}, "position_buckets": 16, "max_relative_positions": 8}}"#
+        ))
+        .unwrap_err();
+        assert!(matches!(buckets, Error::Config(_)), "{buckets}");
+        let act = config(&format!(r#"{{{TINY}, "pooler_hidden_act": "mish"}}"#)).unwrap_err();
+        assert!(matches!(act, Error::Unsupported(_)), "{act}");
+    }
 }
