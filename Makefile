@@ -39,7 +39,7 @@ fixtures: setup ## Generate tiny random models + golden vectors used by cargo an
 demo: setup ffi ## Main job: train on the embedded default, export, run natively from Python and Go, print parity + metrics
 	$(PY) scripts/demo.py
 
-test: fixtures ffi test-python test-rust test-go header-check ## Install everything and run every test suite
+test: lint fixtures ffi test-python test-rust test-go header-check ## Install everything, lint, run every test suite
 
 test-python: setup
 	$(PY) -m pytest -q
@@ -52,6 +52,19 @@ test-go: ffi fixtures
 
 header-check: ffi ## Fail when the checked-in C header is stale
 	git diff --exit-code -- rust/lorakit-ffi/include/lorakit.h
+
+# Every check runs even when an earlier one fails, so one run lists all findings; the target fails if any did.
+lint: setup ## Static checks: clippy, rustfmt, ruff, mypy, stubtest of _native.pyi, go vet, gofmt
+	@failed=""; \
+	run() { echo "+ $$*"; "$$@" || failed="$$failed\n  $$*"; }; \
+	run cargo clippy --workspace --all-targets -- -D warnings; \
+	run cargo fmt --all --check; \
+	run $(VENV)/bin/ruff check python tests scripts; \
+	run $(PY) -m mypy python/lorakit; \
+	run $(PY) -m mypy.stubtest lorakit._native; \
+	run go -C go vet ./...; \
+	run sh -c 'files=$$(gofmt -l go); test -z "$$files" || { echo "gofmt -l (run gofmt -w on these):"; echo "$$files"; false; }'; \
+	if [ -n "$$failed" ]; then printf "lint failed:$$failed\n"; exit 1; fi
 
 bench: setup ffi ## Inference benchmark: native vs torch vs ONNX Runtime (writes bench.json)
 	$(PY) scripts/bench_inference.py --json bench.json

@@ -11,6 +11,7 @@ Base with 8 adapters against 8 merged Models (each in a fresh subprocess).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -19,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -133,7 +135,7 @@ def run_speed(args: argparse.Namespace, model_dir: Path) -> list[dict[str, Any]]
     for batch, seq_len in SHAPES:
         texts = make_texts(tokenizer, batch, seq_len)
         for name, call in calls.items():
-            ms = median_ms(lambda: call(texts), args.warmup, args.repeats, args.budget)
+            ms = median_ms(functools.partial(call, texts), args.warmup, args.repeats, args.budget)
             rows.append({"backend": name, "batch": batch, "seq_len": seq_len, "median_ms": round(ms, 3),
                          "seq_per_s": round(batch / ms * 1e3, 2), "threads": args.threads})
             print(f"  {name:<15} {batch:>3} x {seq_len:<4} {ms:9.2f} ms", file=sys.stderr)
@@ -204,7 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.memory:
             rows = run_memory(model_dir)
             for r in rows:
-                label = f"1 Base + {ADAPTER_COPIES} adapters" if r["mode"] == "base" else f"{ADAPTER_COPIES} merged Models"
+                merged = f"{ADAPTER_COPIES} merged Models"
+                label = f"1 Base + {ADAPTER_COPIES} adapters" if r["mode"] == "base" else merged
                 print(f"{label:<26} {r['rss_mib']:8.1f} MiB RSS")
         else:
             print(f"model {model_dir}, {args.threads} thread(s)", file=sys.stderr)

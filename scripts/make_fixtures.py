@@ -227,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.with_minilm:
         started = time.perf_counter()
         print(summary(build_minilm_lora(out / "minilm_lora"), started))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, however this one was loaded
+    from make_malformed import build_malformed
+
+    print(f"malformed          {len(build_malformed(out / 'malformed', out))} cases  {out / 'malformed'}")
     return 0
 
 

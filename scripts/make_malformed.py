@@ -19,9 +19,10 @@ import json
 import shutil
 import struct
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from safetensors import safe_open

@@ -9,13 +9,13 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from arch_fixtures import ARCH_FIXTURES, build_arch_fixture
 
 from lorakit import native
 from lorakit.cli import main
 from lorakit.models import architecture, architectures, default_target_modules, head_modules
 from lorakit.verify import verify_model
 
+from arch_fixtures import ARCH_FIXTURES, build_arch_fixture
 from conftest import write_labelled_csv
 
 NATIVE_BACKENDS = {"native-merged", "native-runtime"}

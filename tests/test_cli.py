@@ -89,9 +89,9 @@ def test_predict_native_and_torch_agree(trained: dict[str, Path], capsys: pytest
         args = ["predict", str(trained["model"]), "--json", "--top-k", "3", "--backend", backend]
         assert main(args + [arg for text in texts for arg in ("--text", text)]) == 0
         runs[backend] = json.loads(capsys.readouterr().out)
-    for native, reference in zip(runs["native"], runs["torch"]):
+    for native, reference in zip(runs["native"], runs["torch"], strict=True):
         assert native["label"] == reference["label"]
-        for a, b in zip(native["top"], reference["top"]):
+        for a, b in zip(native["top"], reference["top"], strict=True):
             assert a["label"] == b["label"] and abs(a["probability"] - b["probability"]) < 1e-5
 
 

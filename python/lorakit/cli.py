@@ -7,8 +7,9 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import LorakitError
 
@@ -179,7 +180,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     labels, probabilities = predict_probabilities(args.model_dir, args.text, args.backend)
     results: list[dict[str, Any]] = []
-    for text, row in zip(args.text, probabilities):
+    for text, row in zip(args.text, probabilities, strict=True):
         order = row.argsort()[::-1][: max(1, args.top_k)]
         results.append({"text": text, "label": labels[order[0]],
                         "top": [{"label": labels[i], "probability": float(row[i])} for i in order]})

@@ -7,9 +7,10 @@ import hashlib
 import io
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import DataError
 
@@ -57,7 +58,7 @@ class Split:
                 **{name: getattr(self, name) for name in PARTS}}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Split":
+    def from_json(cls, data: dict[str, Any]) -> Split:
         return cls(train=list(data["train"]), validation=list(data["validation"]), test=list(data["test"]),
                    strategy=data["strategy"], seed=int(data["seed"]), fractions=dict(data.get("fractions", {})))
 
@@ -93,13 +94,14 @@ def read_records(path: Path) -> list[dict[str, Any]]:
                     raise DataError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
     else:
         try:
-            records = json.loads(raw)
+            loaded: Any = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-        if isinstance(records, dict) and isinstance(records.get("data"), list):
-            records = records["data"]
-        if not isinstance(records, list):
+        if isinstance(loaded, dict) and isinstance(loaded.get("data"), list):
+            loaded = loaded["data"]
+        if not isinstance(loaded, list):
             raise DataError(f"{path}: JSON must be a list of objects (or {{\"data\": [...]}})")
+        records = loaded
     if not records:
         raise DataError(f"{path}: no records")
     for number, record in enumerate(records):
@@ -116,7 +118,8 @@ def load_dataset(path: Path, text_column: str, label_column: str, group_column: 
     available = set().union(*(record.keys() for record in records))
     for column, role in columns.items():
         if column not in available:
-            raise DataError(f"{path}: {role} column {column!r} not found (columns: {', '.join(sorted(map(str, available)))})")
+            names = ", ".join(sorted(map(str, available)))
+            raise DataError(f"{path}: {role} column {column!r} not found (columns: {names})")
     examples = []
     for row_id, record in enumerate(records):
         text, label = record.get(text_column), record.get(label_column)

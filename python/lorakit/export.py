@@ -6,9 +6,10 @@ import copy
 import json
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from peft import PeftModel
@@ -109,7 +110,7 @@ def export_model(
             pooling=POOLING.get(architecture, "unknown"),
             metrics=metrics or {},
             files=file_table(tmp),
-            created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             lorakit_version=__version__,
         )
         write_manifest(tmp, manifest)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -68,8 +69,8 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_seq_len: int) -> dict[str
 def compute_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """fp32 CPU logits in eval mode (dropout off)."""
     model.eval()
-    out = model(**batch)
-    return out.logits.detach().to(torch.float32).cpu().contiguous()
+    logits: torch.Tensor = model(**batch).logits
+    return logits.detach().to(torch.float32).cpu().contiguous()
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def load_merged(model_dir: Path, manifest: Manifest | None = None) -> torch.nn.M
         state = load_file(str(weights))
     except _FILE_ERRORS as exc:
         raise ModelDirError(f"{weights}: not a valid safetensors file ({one_line(exc)})") from None
-    model = AutoModelForSequenceClassification.from_config(config)
+    model: torch.nn.Module = AutoModelForSequenceClassification.from_config(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # torch lists each mismatch on its own line after a generic first line

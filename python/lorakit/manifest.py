@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import ModelDirError
 
@@ -173,7 +174,8 @@ class _Fields:
         values = self.get(key, list)
         for i, value in enumerate(values):
             if not isinstance(value, str):
-                raise ManifestError(self.source, f"{self._name(key)}[{i}]", f"expected a string, got {_json_type(value)}")
+                problem = f"expected a string, got {_json_type(value)}"
+                raise ManifestError(self.source, f"{self._name(key)}[{i}]", problem)
         return tuple(values)
 
     def child(self, key: str) -> _Fields:
@@ -223,7 +225,7 @@ def _parse(raw: object, source: str) -> Manifest:
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list",
-             dict: "an object"}
+             dict: "a JSON object"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -231,7 +233,7 @@ def _json_type(value: object) -> str:
     if value is None:
         return "null"
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list",
-             dict: "an object"}
+             dict: "a JSON object"}
     text = names.get(type(value), type(value).__name__)
     return f"{text} {value!r}" if isinstance(value, (str, int, float)) and len(repr(value)) <= 40 else text
 

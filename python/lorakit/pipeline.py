@@ -6,9 +6,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -149,7 +150,8 @@ def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: 
     check_output(output)
     run_dir, weights = find_run(checkpoint)
     run = json.loads((run_dir / RUN_FILE).read_text("utf-8"))
-    config = TrainConfig(**{key: value for key, value in run["config"].items() if key in TrainConfig.__dataclass_fields__})
+    fields = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{key: value for key, value in run["config"].items() if key in fields})
     labels = config.labels
     head = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
             "label2id": {label: i for i, label in enumerate(labels)}}

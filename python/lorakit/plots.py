@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -41,9 +42,9 @@ def plot_loss_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     evals = [(entry["epoch"], entry["eval_loss"]) for entry in history if "eval_loss" in entry]
     fig, ax = plt.subplots(figsize=(6, 4))
     if train:
-        ax.plot(*zip(*train), label="train loss")
+        ax.plot(*zip(*train, strict=True), label="train loss")
     if evals:
-        ax.plot(*zip(*evals), marker="o", label="validation loss")
+        ax.plot(*zip(*evals, strict=True), marker="o", label="validation loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy")
     ax.legend()
