@@ -154,7 +154,7 @@ def test_every_defect_is_a_one_line_error_naming_file_and_field(raw: Any, field_
     assert isinstance(caught.value, ManifestError) and caught.value.field_name == field_name
 
 
-def test_format_version_is_checked_before_anything_else(tmp_path: Path) -> None:
+def test_format_version_is_checked_before_anything_else() -> None:
     raw = {"format_version": 2, "labels": "a newer writer may change every other field"}
     with pytest.raises(ModelDirError, match="format_version: 2 is not supported"):
         Manifest.from_json(raw, "x.json")
