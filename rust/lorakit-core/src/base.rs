@@ -35,7 +35,11 @@ pub(crate) struct LoadedBase {
 
 /// The encoder's builder in `ctx`: keys under `key_prefix`, module paths always under the architecture's
 /// `encoder_prefix` (PEFT names modules after the task model).
-pub(crate) fn encoder_weights<'a>(ctx: &'a LoadContext<'a>, key_prefix: &str, path_prefix: &str) -> Weights<'a> {
+pub(crate) fn encoder_weights<'a>(
+    ctx: &'a LoadContext<'a>,
+    key_prefix: &str,
+    path_prefix: &str,
+) -> Weights<'a> {
     if key_prefix.is_empty() {
         ctx.root().with_path_prefix(path_prefix)
     } else {
@@ -59,7 +63,11 @@ pub(crate) fn load_base(
     let weights_path = dir.join(WEIGHTS_FILE);
     let bytes = read_file(&weights_path)?;
     if let Some(expected) = expected_sha256 {
-        check_sha256(&bytes, expected, &format!("base weights {}", weights_path.display()))?;
+        check_sha256(
+            &bytes,
+            expected,
+            &format!("base weights {}", weights_path.display()),
+        )?;
     }
     let weights_sha256 = match expected_sha256 {
         Some(e) => e.to_ascii_lowercase(),
@@ -80,9 +88,17 @@ pub(crate) fn load_base(
         } else {
             format!("{key_prefix}.{module}.")
         };
-        let keys: Vec<String> = store.keys().filter(|k| k.starts_with(&key_start)).cloned().collect();
+        let keys: Vec<String> = store
+            .keys()
+            .filter(|k| k.starts_with(&key_start))
+            .cloned()
+            .collect();
         for key in keys {
-            let path = format!("{}.{module}.{}", arch.encoder_prefix, &key[key_start.len()..]);
+            let path = format!(
+                "{}.{module}.{}",
+                arch.encoder_prefix,
+                &key[key_start.len()..]
+            );
             head_tensors.insert(path, store.take_any_shape(&key)?);
         }
     }

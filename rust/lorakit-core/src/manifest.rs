@@ -68,6 +68,13 @@ impl ModelDir {
                 path.display()
             )));
         }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(dup) = manifest.labels.iter().find(|l| !seen.insert(l.as_str())) {
+            return Err(Error::Config(format!(
+                "{}: label {dup:?} appears more than once",
+                path.display()
+            )));
+        }
         if manifest.max_seq_len == 0 {
             return Err(Error::Config(format!(
                 "{}: max_seq_len must be positive",

@@ -55,7 +55,12 @@ impl Model {
             let (backbone, task) = load_merged(md, &runtime)?;
             (backbone, task, None)
         } else {
-            let base = load_base(&md.base_dir()?, &runtime.device, checked_base_sha(&md)?, None)?;
+            let base = load_base(
+                &md.base_dir()?,
+                &runtime.device,
+                checked_base_sha(&md)?,
+                None,
+            )?;
             let task = load_lora_task(md, &base, &runtime, &|_| None)?;
             (base.backbone.clone(), task, Some(base))
         };
@@ -74,9 +79,10 @@ impl Model {
         let runtime = Runtime::new(opts)?;
         let base = load_base(dir, &runtime.device, None, None)?;
         Ok(Model {
-            name: dir
-                .file_name()
-                .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            name: dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
             backbone: base.backbone.clone(),
             runtime,
             base: Some(base),
@@ -118,7 +124,9 @@ impl Model {
             return Err(Error::Input("adapter name must not be empty".into()));
         }
         if self.read_tasks().contains_key(name) {
-            return Err(Error::Input(format!("an adapter named {name:?} is already loaded")));
+            return Err(Error::Input(format!(
+                "an adapter named {name:?} is already loaded"
+            )));
         }
         let md = ModelDir::open(model_dir, self.runtime.verify_checksums)?;
         let expected = md.base_weights_sha256()?;
@@ -139,7 +147,9 @@ impl Model {
         })?;
         let mut tasks = self.tasks.write().unwrap_or_else(|p| p.into_inner());
         if tasks.contains_key(name) {
-            return Err(Error::Input(format!("an adapter named {name:?} is already loaded")));
+            return Err(Error::Input(format!(
+                "an adapter named {name:?} is already loaded"
+            )));
         }
         tasks.insert(name.to_string(), Arc::new(task));
         Ok(())

@@ -42,15 +42,25 @@ pub(crate) fn load_merged(md: ModelDir, runtime: &Runtime) -> Result<(Arc<Backbo
         if md.manifest.adapter.is_none() || !md.has_file(ADAPTER_WEIGHTS_FILE) {
             return Err(Error::io(
                 md.dir.join(WEIGHTS_FILE),
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no merged weights and no adapter"),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no merged weights and no adapter",
+                ),
             ));
         }
         let config = read_config(&md)?;
         let source = RefCell::new(read_adapter(&md, runtime)?);
-        let base = load_base(&md.base_dir()?, &runtime.device, checked_base_sha(&md)?, Some(&source))?;
+        let base = load_base(
+            &md.base_dir()?,
+            &runtime.device,
+            checked_base_sha(&md)?,
+            Some(&source),
+        )?;
         check_same_encoder(&md, &*config.arch, &base)?;
         let (head, head_modules) = adapter_head(&md, &config, &base, &source)?;
-        source.into_inner().finish(&[&base.modules, &head_modules])?;
+        source
+            .into_inner()
+            .finish(&[&base.modules, &head_modules])?;
         let task = finish_task(md, &config, head, None, &|_| None)?;
         return Ok((base.backbone, task));
     }
@@ -101,7 +111,9 @@ pub(crate) fn load_lora_task(
     let source = RefCell::new(read_adapter(&md, runtime)?);
     let lora = source.borrow_mut().take_weights(&base.modules)?;
     let (head, head_modules) = adapter_head(&md, &config, base, &source)?;
-    source.into_inner().finish(&[&base.modules, &head_modules])?;
+    source
+        .into_inner()
+        .finish(&[&base.modules, &head_modules])?;
     finish_task(md, &config, head, Some(lora), tokenizers)
 }
 
@@ -169,7 +181,10 @@ fn adapter_head(
     let saved_keys: Vec<String> = saved.keys().cloned().collect();
     let mut tensors: HashMap<String, Tensor> = base.head_tensors.clone();
     tensors.extend(saved);
-    let store = TensorStore::from_map(&md.dir.join(ADAPTER_WEIGHTS_FILE).display().to_string(), tensors);
+    let store = TensorStore::from_map(
+        &md.dir.join(ADAPTER_WEIGHTS_FILE).display().to_string(),
+        tensors,
+    );
     let ctx = LoadContext::new(store, Some(source));
     let head = load_head(config, &ctx, labels_of(md, config)?.len())?;
     let (store, modules) = ctx.into_parts();

@@ -130,7 +130,10 @@ impl<'a> Weights<'a> {
         if !module.is_empty() {
             self.ctx.modules.borrow_mut().record_other(module);
         }
-        self.ctx.store.borrow_mut().take(&join(&self.key, name), shape)
+        self.ctx
+            .store
+            .borrow_mut()
+            .take(&join(&self.key, name), shape)
     }
 
     /// This module as a dense layer `[out, in]` (HF layout), with or without a bias. Folds the adapter's delta
@@ -151,9 +154,10 @@ impl<'a> Weights<'a> {
         };
         let mut weight_t = weight.t()?;
         if let Some(source) = self.ctx.fold {
-            if let Some(delta) = source
-                .borrow_mut()
-                .take_delta(&self.path, in_features, out_features)?
+            if let Some(delta) =
+                source
+                    .borrow_mut()
+                    .take_delta(&self.path, in_features, out_features)?
             {
                 weight_t = (weight_t + delta.dense_delta_t()?)?;
             }

@@ -47,7 +47,10 @@ fn adapter_folded_at_load_matches_golden() {
         let dir = copy_fixture(&lora(&name));
         std::fs::remove_file(dir.file("model.safetensors")).unwrap();
         let model = Model::load(dir.path(), true, &opts()).unwrap();
-        assert_parity(&model.verify_golden(None).unwrap(), &format!("{name} folded"));
+        assert_parity(
+            &model.verify_golden(None).unwrap(),
+            &format!("{name} folded"),
+        );
     }
 }
 
@@ -81,6 +84,9 @@ fn tampered_adapter_fails_golden() {
         refresh_checksum(dir.path(), "adapter_model.safetensors");
         let model = Model::load(dir.path(), false, &opts()).unwrap();
         let report = model.verify_golden(None).unwrap();
-        assert!(!report.ok, "{name}: tampering {key} must break parity: {report:?}");
+        assert!(
+            !report.ok,
+            "{name}: tampering {key} must break parity: {report:?}"
+        );
     }
 }

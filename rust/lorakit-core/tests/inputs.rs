@@ -83,7 +83,9 @@ fn padding_does_not_change_a_row() {
 
 #[test]
 fn tokenize_pads_right_with_the_pad_id() {
-    let e = model().tokenize(&["hello", "hello world again"], None).unwrap();
+    let e = model()
+        .tokenize(&["hello", "hello world again"], None)
+        .unwrap();
     assert_eq!(e.num_texts, 2);
     assert_eq!(e.input_ids.len(), 2 * e.seq_len);
     let first_len = e.attention_mask[..e.seq_len]
@@ -199,7 +201,10 @@ fn probabilities_and_top_k() {
 #[test]
 fn metadata_accessors() {
     let m = model();
-    assert_eq!(m.task_info(None).unwrap().labels, ["negative", "neutral", "positive"]);
+    assert_eq!(
+        m.task_info(None).unwrap().labels,
+        ["negative", "neutral", "positive"]
+    );
     assert_eq!(m.task_info(None).unwrap().task, "sequence_classification");
     assert_eq!(m.name(), "tiny_bert_lora_a");
     assert_eq!(m.task_info(None).unwrap().max_seq_len, 32);

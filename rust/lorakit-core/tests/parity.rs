@@ -9,7 +9,10 @@ use lorakit_core::Model;
 fn merged_models_match_golden() {
     for name in TINY_ALL {
         let model = Model::load(&fixture(name), true, &opts()).unwrap();
-        assert_parity(&model.verify_golden(None).unwrap(), &format!("{name} merged"));
+        assert_parity(
+            &model.verify_golden(None).unwrap(),
+            &format!("{name} merged"),
+        );
     }
 }
 
@@ -18,7 +21,10 @@ fn runtime_adapters_match_golden() {
     for name in TINY_LORA {
         let model = Model::load(&fixture(name), false, &opts()).unwrap();
         assert!(model.task_info(None).unwrap().runtime_adapter);
-        assert_parity(&model.verify_golden(None).unwrap(), &format!("{name} runtime"));
+        assert_parity(
+            &model.verify_golden(None).unwrap(),
+            &format!("{name} runtime"),
+        );
     }
 }
 
@@ -30,7 +36,10 @@ fn adapter_folded_at_load_matches_golden() {
         std::fs::remove_file(dir.file("model.safetensors")).unwrap();
         let model = Model::load(dir.path(), true, &opts()).unwrap();
         assert!(!model.task_info(None).unwrap().runtime_adapter);
-        assert_parity(&model.verify_golden(None).unwrap(), &format!("{name} folded"));
+        assert_parity(
+            &model.verify_golden(None).unwrap(),
+            &format!("{name} folded"),
+        );
     }
 }
 

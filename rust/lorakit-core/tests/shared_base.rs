@@ -12,7 +12,6 @@ fn assert_send_sync<T: Send + Sync>() {}
 #[test]
 fn model_and_base_are_thread_safe_types() {
     assert_send_sync::<Model>();
-    
 }
 
 #[test]
@@ -30,10 +29,15 @@ fn adapter_names_are_managed() {
             .kind(),
         ErrorKind::Input
     );
-    let unknown = base.classify(&["x"], Some("nope")).expect_err("unknown adapter");
+    let unknown = base
+        .classify(&["x"], Some("nope"))
+        .expect_err("unknown adapter");
     assert_eq!(unknown.kind(), ErrorKind::Input);
     assert!(unknown.to_string().contains("nope"));
-    assert_eq!(base.task_info(Some("nope")).err().unwrap().kind(), ErrorKind::Input);
+    assert_eq!(
+        base.task_info(Some("nope")).err().unwrap().kind(),
+        ErrorKind::Input
+    );
     assert!(base.remove_adapter("a"));
     assert!(!base.remove_adapter("a"));
     assert!(base.adapters().is_empty());

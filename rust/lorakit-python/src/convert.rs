@@ -7,7 +7,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use lorakit_core::{
-    ArchitectureInfo, Classification, DeviceSpec, Encoding, Error, GoldenReport, LoadOptions, TaskInfo,
+    ArchitectureInfo, Classification, DeviceSpec, Encoding, Error, GoldenReport, LoadOptions,
+    TaskInfo,
 };
 
 use crate::errors::to_py;

@@ -7,7 +7,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::convert::{
-    classification, detached, encoding, golden_report, load_options, task_info, ClassificationResult,
+    classification, detached, encoding, golden_report, load_options, task_info,
+    ClassificationResult,
 };
 use crate::errors::to_py;
 
@@ -74,7 +75,11 @@ impl Model {
 
     /// {name, task, architecture, labels, max_seq_len, runtime_adapter} of a task (None: the default one).
     #[pyo3(signature = (adapter=None))]
-    fn task_info<'py>(&self, py: Python<'py>, adapter: Option<String>) -> PyResult<Bound<'py, PyDict>> {
+    fn task_info<'py>(
+        &self,
+        py: Python<'py>,
+        adapter: Option<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let info = self.inner.task_info(adapter.as_deref()).map_err(to_py)?;
         task_info(py, info)
     }
@@ -88,7 +93,9 @@ impl Model {
         adapter: Option<String>,
     ) -> PyResult<ClassificationResult> {
         let model = self.inner.clone();
-        let result = detached(py, move || model.classify(&texts_ref(&texts), adapter.as_deref()))?;
+        let result = detached(py, move || {
+            model.classify(&texts_ref(&texts), adapter.as_deref())
+        })?;
         classification(py, result, top_k)
     }
 
@@ -101,13 +108,19 @@ impl Model {
         adapter: Option<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let model = self.inner.clone();
-        let enc = detached(py, move || model.tokenize(&texts_ref(&texts), adapter.as_deref()))?;
+        let enc = detached(py, move || {
+            model.tokenize(&texts_ref(&texts), adapter.as_deref())
+        })?;
         encoding(py, enc)
     }
 
     /// Recomputes golden.safetensors: {num_texts, ids_equal, argmax_equal, max_abs_diff, tolerance, worst, ok}.
     #[pyo3(signature = (adapter=None))]
-    fn verify_golden<'py>(&self, py: Python<'py>, adapter: Option<String>) -> PyResult<Bound<'py, PyDict>> {
+    fn verify_golden<'py>(
+        &self,
+        py: Python<'py>,
+        adapter: Option<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let model = self.inner.clone();
         let report = detached(py, move || model.verify_golden(adapter.as_deref()))?;
         golden_report(py, &report)

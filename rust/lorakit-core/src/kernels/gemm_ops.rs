@@ -9,8 +9,8 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::{contiguous_f32, MASKED_SCORE};
 use super::elementwise::{avx2_available, masked_softmax_row};
+use super::{contiguous_f32, MASKED_SCORE};
 
 /// Whole-matrix GEMMs use every thread of the current rayon pool.
 fn pool_parallelism() -> Parallelism {

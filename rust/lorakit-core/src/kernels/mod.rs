@@ -183,7 +183,15 @@ fn attention_generic(
 /// position i, or 0 when only the first row is queried).
 fn window_bias(q_len: usize, seq: usize, window: usize, device: &Device) -> Result<Tensor> {
     let bias: Vec<f32> = (0..q_len)
-        .flat_map(|i| (0..seq).map(move |j| if i.abs_diff(j) <= window { 0.0 } else { MASKED_SCORE }))
+        .flat_map(|i| {
+            (0..seq).map(move |j| {
+                if i.abs_diff(j) <= window {
+                    0.0
+                } else {
+                    MASKED_SCORE
+                }
+            })
+        })
         .collect();
     Ok(Tensor::from_vec(bias, (q_len, seq), device)?)
 }

@@ -157,7 +157,9 @@ impl BertLayer {
             key: w.pp("attention.self.key").linear(h, h, true)?,
             value: w.pp("attention.self.value").linear(h, h, true)?,
             attention_output: w.pp("attention.output.dense").linear(h, h, true)?,
-            attention_norm: w.pp("attention.output.LayerNorm").layer_norm(h, eps, true)?,
+            attention_norm: w
+                .pp("attention.output.LayerNorm")
+                .layer_norm(h, eps, true)?,
             intermediate: w.pp("intermediate.dense").linear(h, i, true)?,
             output: w.pp("output.dense").linear(i, h, true)?,
             output_norm: w.pp("output.LayerNorm").layer_norm(h, eps, true)?,
@@ -213,7 +215,9 @@ impl BertEncoder {
             .collect::<Result<Vec<_>>>()?;
         Ok(BertEncoder {
             config: cfg.clone(),
-            word: e.pp("word_embeddings").tensor("weight", &[cfg.vocab_size, h])?,
+            word: e
+                .pp("word_embeddings")
+                .tensor("weight", &[cfg.vocab_size, h])?,
             position: e
                 .pp("position_embeddings")
                 .tensor("weight", &[cfg.max_position_embeddings, h])?,
@@ -239,7 +243,11 @@ impl BertEncoder {
                 }
             }
         }
-        Ok(Tensor::from_vec(ids, input.batch * input.seq, input.ids.device())?)
+        Ok(Tensor::from_vec(
+            ids,
+            input.batch * input.seq,
+            input.ids.device(),
+        )?)
     }
 
     fn embeddings(&self, input: &EncoderInput) -> Result<Tensor> {
@@ -253,7 +261,9 @@ impl BertEncoder {
         }
         let words = input.embed(&self.word)?;
         let positions = match self.position_offset {
-            Some(pad) => self.position.index_select(&self.position_ids(input, pad)?, 0)?,
+            Some(pad) => self
+                .position
+                .index_select(&self.position_ids(input, pad)?, 0)?,
             None => self
                 .position
                 .narrow(0, 0, seq)?

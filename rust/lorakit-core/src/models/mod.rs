@@ -117,9 +117,9 @@ impl CheckpointConfig {
     pub fn parse(bytes: &[u8], origin: &str) -> Result<CheckpointConfig> {
         let common: CommonFields = serde_json::from_slice(bytes)
             .map_err(|e| Error::Format(format!("{origin}: invalid config.json: {e}")))?;
-        let model_type = common.model_type.ok_or_else(|| {
-            Error::Config(format!("{origin}: config.json has no model_type"))
-        })?;
+        let model_type = common
+            .model_type
+            .ok_or_else(|| Error::Config(format!("{origin}: config.json has no model_type")))?;
         let arch = (lookup(&model_type)?.parse)(bytes, origin)?;
         let labels = common.id2label.and_then(|map| {
             (0..map.len())
@@ -137,7 +137,12 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8], origin: &str) -> Res
 }
 
 /// Refuses zero sizes and a hidden size that does not split into heads.
-pub(crate) fn check_sizes(origin: &str, sizes: &[(&str, usize)], hidden: usize, heads: usize) -> Result<()> {
+pub(crate) fn check_sizes(
+    origin: &str,
+    sizes: &[(&str, usize)],
+    hidden: usize,
+    heads: usize,
+) -> Result<()> {
     for (field, value) in sizes {
         if *value == 0 {
             return Err(Error::Config(format!("{origin}: {field} must be positive")));
@@ -155,7 +160,9 @@ pub(crate) fn check_eps(origin: &str, field: &str, eps: f64) -> Result<()> {
     if eps.is_finite() && eps > 0.0 {
         Ok(())
     } else {
-        Err(Error::Config(format!("{origin}: {field} must be a positive number")))
+        Err(Error::Config(format!(
+            "{origin}: {field} must be a positive number"
+        )))
     }
 }
 
@@ -245,7 +252,12 @@ pub(crate) fn is_buffer(key: &str) -> bool {
 }
 
 /// Row 0 of every text: `[batch * seq, width]` (or `[batch, seq, width]`) to `[batch, width]`.
-pub(crate) fn first_rows(hidden: &Tensor, batch: usize, seq: usize, width: usize) -> Result<Tensor> {
+pub(crate) fn first_rows(
+    hidden: &Tensor,
+    batch: usize,
+    seq: usize,
+    width: usize,
+) -> Result<Tensor> {
     Ok(hidden
         .reshape((batch, seq, width))?
         .narrow(1, 0, 1)?

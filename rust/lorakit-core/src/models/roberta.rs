@@ -30,8 +30,7 @@ pub(crate) static ARCHITECTURE: Architecture = Architecture {
 fn parse(bytes: &[u8], origin: &str) -> Result<Arc<dyn ArchConfig>> {
     let cfg: RobertaConfig = parse_json(bytes, origin)?;
     cfg.encoder.validate(origin)?;
-    if cfg.pad_token_id < 0
-        || cfg.pad_token_id as usize + 1 >= cfg.encoder.max_position_embeddings
+    if cfg.pad_token_id < 0 || cfg.pad_token_id as usize + 1 >= cfg.encoder.max_position_embeddings
     {
         return Err(Error::Config(format!(
             "{origin}: pad_token_id {} leaves no positions below max_position_embeddings {}",
