@@ -8,13 +8,20 @@ the architecture's default targets and head modules from the native registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import (AutoTokenizer, DebertaV2Config, ModernBertConfig, PretrainedConfig,
-                          PreTrainedTokenizerFast, RobertaConfig)
+from transformers import (
+    AutoTokenizer,
+    DebertaV2Config,
+    ModernBertConfig,
+    PretrainedConfig,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+)
 
 TINY = {"hidden_size": 32, "num_attention_heads": 4, "initializer_range": 0.1}
 

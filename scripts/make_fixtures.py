@@ -20,8 +20,9 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -35,8 +36,9 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from lorakit.atomic import atomic_directory  # noqa: E402
 from lorakit.export import export_model  # noqa: E402
-from arch_fixtures import ARCH_FIXTURES, build_arch_fixture  # noqa: E402
 from lorakit.models import default_target_modules, head_modules, minilm_path  # noqa: E402
+
+from arch_fixtures import ARCH_FIXTURES, build_arch_fixture  # noqa: E402
 
 # Self-written examples (not copied from any dataset) used as the "real" part of the golden texts.
 FIXTURE_TEXTS = (

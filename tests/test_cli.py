@@ -171,7 +171,7 @@ def test_max_seq_len_beyond_the_base_positions_is_refused(fixtures_dir: Path, tm
     data = write_labelled_csv(tmp_path / "d.csv")
     out = tmp_path / "out"
     assert main(train_args(data, out, fixtures_dir / "tiny_bert_base", "--max-seq-len", "128")) == 2
-    assert "exceeds the base model's max_position_embeddings (64)" in capsys.readouterr().err
+    assert "exceeds the 64 positions the base model accepts" in capsys.readouterr().err
     assert not out.exists()
 
 

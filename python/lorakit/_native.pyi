@@ -26,17 +26,34 @@ __version__: str
 
 from lorakit.errors import (
     ComputeError as ComputeError,
+)
+from lorakit.errors import (
     ConfigError as ConfigError,
+)
+from lorakit.errors import (
     FormatError as FormatError,
+)
+from lorakit.errors import (
     InputError as InputError,
+)
+from lorakit.errors import (
     InternalError as InternalError,
+)
+from lorakit.errors import (
     IoError as IoError,
+)
+from lorakit.errors import (
     LorakitError as LorakitError,
+)
+from lorakit.errors import (
     ShapeError as ShapeError,
+)
+from lorakit.errors import (
     UnsupportedError as UnsupportedError,
 )
 
 def architectures() -> list[dict[str, Any]]: ...
+def max_positions(path: str | PathLike[str]) -> int: ...
 
 @final
 class ClassificationResult:

@@ -13,13 +13,6 @@ from typing import Any
 
 from .errors import LorakitError
 
-try:
-    from ._native import LorakitError as NativeError
-except ImportError:  # extension not built: only the torch backends exist
-
-    class NativeError(Exception):  # type: ignore[no-redef]
-        """Stands in for the native error base class."""
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -92,12 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_libraries()
     try:
         return run(args)
-    except LorakitError as exc:
+    except LorakitError as exc:  # Python-side and native (Rust core) errors alike
         print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except NativeError as exc:  # typed errors of the Rust core, e.g. a corrupt or tampered model directory
-        print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
-        return 2
     except OSError as exc:  # unreadable input, unwritable output, full disk: the user's to fix, not a crash
         print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
         return 2

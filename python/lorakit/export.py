@@ -28,13 +28,12 @@ from .manifest import (
     sha256_file,
     write_manifest,
 )
+from .models import architecture
 
 # Merged weights must reproduce the unmerged PEFT model this closely (fp32, CPU), relative to the logit scale:
 # (W + sBA) x and W x + sB(Ax) round differently, and fp32 rounding grows with the magnitude of the logits.
 MERGE_TOLERANCE = 1e-5
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-# How each architecture's sequence-classification head reduces the sequence (informational for runtimes).
-POOLING = {"bert": "pooler", "roberta": "cls", "xlm-roberta": "cls", "modernbert": "modernbert_head"}
 
 
 def base_weights_path(base_dir: Path) -> Path:
@@ -107,7 +106,7 @@ def export_model(
             adapter=adapter,
             labels=tuple(labels),
             max_seq_len=int(max_seq_len),
-            pooling=POOLING.get(architecture, "unknown"),
+            pooling=pooling_of(config),
             metrics=metrics or {},
             files=file_table(tmp),
             created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -115,6 +114,12 @@ def export_model(
         )
         write_manifest(tmp, manifest)
     return out_dir
+
+
+def pooling_of(config: Any) -> str:
+    """How the head reads the sequence: the architecture's own way, or `classifier_pooling` where it is a choice."""
+    choice = getattr(config, "classifier_pooling", None)
+    return choice if isinstance(choice, str) else architecture(config.model_type).pooling
 
 
 def save_adapter(model: PeftModel, tmp: Path) -> AdapterInfo:

@@ -8,8 +8,9 @@ runtime); `Model.load_base` gives a base that takes any number of named adapters
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ._native import (
     ClassificationResult,

@@ -6,16 +6,25 @@ Trainer is used on purpose: `accelerate launch` / `torchrun` run this same code 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, ProgressCallback,
-                          Trainer, TrainingArguments, set_seed)
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    ProgressCallback,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
+from ._native import max_positions
 from .data import Example
 from .errors import LorakitError
 from .models import default_target_modules, head_modules
@@ -59,7 +68,7 @@ class TrainResult:
     stats: dict[str, Any]
 
 
-class EncodedDataset(torch.utils.data.Dataset):
+class EncodedDataset(torch.utils.data.Dataset[dict[str, Any]]):
     """Tokenized once (truncated, unpadded); the collator pads each batch."""
 
     def __init__(self, tokenizer: Any, examples: Sequence[Example], label_ids: Sequence[int], max_seq_len: int):
@@ -81,10 +90,11 @@ class PostfixProgress(ProgressCallback):
     SHOWN = ("loss", "eval_loss", "eval_accuracy", "eval_macro_f1")
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if state.is_world_process_zero and self.training_bar is not None and logs:
+        bar = getattr(self, "training_bar", None)  # None before training starts and on other processes
+        if state.is_world_process_zero and bar is not None and logs:
             shown = {key: f"{logs[key]:.4g}" for key in self.SHOWN if isinstance(logs.get(key), float)}
             if shown:
-                self.training_bar.set_postfix(shown, refresh=False)
+                bar.set_postfix(shown, refresh=False)
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
@@ -93,12 +103,12 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
         config.base, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and config.max_seq_len > limit:
-        raise LorakitError(f"--max-seq-len {config.max_seq_len} exceeds the base model's max_position_embeddings "
-                           f"({limit}): pass --max-seq-len {limit} or less")
+    limit = max_positions(Path(config.base) / "config.json")
+    if config.max_seq_len > limit:
+        raise LorakitError(f"--max-seq-len {config.max_seq_len} exceeds the {limit} positions the base model "
+                           f"accepts: pass --max-seq-len {limit} or less")
     if config.full:
-        return model
+        return cast(torch.nn.Module, model)
     from peft import LoraConfig, TaskType, get_peft_model
 
     model_type = model.config.model_type
@@ -108,7 +118,7 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
         modules_to_save=head_modules(model_type), bias="none",
     )
     try:
-        return get_peft_model(model, lora)
+        return cast(torch.nn.Module, get_peft_model(model, lora))
     except ValueError as exc:  # e.g. target modules that match nothing
         raise LorakitError(f"cannot apply LoRA: {exc}") from exc
 
@@ -184,4 +194,5 @@ def train(config: TrainConfig, train_examples: Sequence[Example], train_labels: 
         "best_metric_value": trainer.state.best_metric, "world_process_zero": trainer.is_world_process_zero(),
         "device": str(trainer.args.device),
     }
-    return TrainResult(model=trained.to("cpu").float().eval(), tokenizer=tokenizer, history=list(trainer.state.log_history), stats=stats)
+    return TrainResult(model=trained.to("cpu").float().eval(), tokenizer=tokenizer,
+                       history=list(trainer.state.log_history), stats=stats)

@@ -21,7 +21,7 @@ mod weights;
 
 pub use error::{Error, ErrorKind, Result};
 pub use model::{Model, TaskInfo};
-pub use models::{architectures, ArchitectureInfo};
+pub use models::{architectures, max_positions, ArchitectureInfo};
 
 /// Where tensors live and compute runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

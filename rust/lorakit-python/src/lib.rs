@@ -16,11 +16,20 @@ fn architectures(py: Python<'_>) -> PyResult<Vec<Bound<'_, pyo3::types::PyDict>>
         .collect()
 }
 
+/// The longest input (tokens, specials included) the checkpoint whose `config.json` is at `path` accepts, as the
+/// native core computes it (e.g. RoBERTa's positions start after the padding index).
+#[pyfunction]
+fn max_positions(path: std::path::PathBuf) -> PyResult<usize> {
+    let bytes = std::fs::read(&path).map_err(|e| errors::to_py(lorakit_core::Error::io(&path, e)))?;
+    lorakit_core::max_positions(&bytes, &path.display().to_string()).map_err(errors::to_py)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", lorakit_core::version())?;
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(architectures, m)?)?;
+    m.add_function(wrap_pyfunction!(max_positions, m)?)?;
     m.add_class::<convert::ClassificationResult>()?;
     errors::register(m)?;
     Ok(())

@@ -68,6 +68,11 @@ pub fn architectures() -> Vec<ArchitectureInfo> {
     REGISTRY.iter().map(|a| a.info.clone()).collect()
 }
 
+/// The longest input (in tokens, specials included) a checkpoint with this `config.json` accepts.
+pub fn max_positions(config_json: &[u8], origin: &str) -> Result<usize> {
+    Ok(CheckpointConfig::parse(config_json, origin)?.arch.max_positions())
+}
+
 /// The registry entry for `model_type` (aliases included).
 pub(crate) fn lookup(model_type: &str) -> Result<&'static Architecture> {
     REGISTRY
