@@ -11,6 +11,7 @@ __all__ = [
     "Model",
     "ClassificationResult",
     "architectures",
+    "max_positions",
     "LorakitError",
     "IoError",
     "FormatError",

@@ -20,7 +20,8 @@ fn architectures(py: Python<'_>) -> PyResult<Vec<Bound<'_, pyo3::types::PyDict>>
 /// native core computes it (e.g. RoBERTa's positions start after the padding index).
 #[pyfunction]
 fn max_positions(path: std::path::PathBuf) -> PyResult<usize> {
-    let bytes = std::fs::read(&path).map_err(|e| errors::to_py(lorakit_core::Error::io(&path, e)))?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| errors::to_py(lorakit_core::Error::io(&path, e)))?;
     lorakit_core::max_positions(&bytes, &path.display().to_string()).map_err(errors::to_py)
 }
 

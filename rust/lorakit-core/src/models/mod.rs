@@ -70,7 +70,9 @@ pub fn architectures() -> Vec<ArchitectureInfo> {
 
 /// The longest input (in tokens, specials included) a checkpoint with this `config.json` accepts.
 pub fn max_positions(config_json: &[u8], origin: &str) -> Result<usize> {
-    Ok(CheckpointConfig::parse(config_json, origin)?.arch.max_positions())
+    Ok(CheckpointConfig::parse(config_json, origin)?
+        .arch
+        .max_positions())
 }
 
 /// The registry entry for `model_type` (aliases included).
