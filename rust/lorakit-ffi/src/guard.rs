@@ -83,6 +83,23 @@ pub(crate) fn guarded(
     status
 }
 
+/// `guarded` for calls that hand out one new object: `*out` is cleared first (it stays NULL on any failure) and
+/// receives the boxed result of `body` on success.
+pub(crate) fn guarded_out<T>(
+    err_out: *mut *mut c_char,
+    out: *mut *mut T,
+    body: impl FnOnce() -> Result<T, Error>,
+) -> LorakitStatus {
+    guarded(err_out, || {
+        check_out(out, "out")?;
+        // SAFETY: `out` is non-NULL and, per every export's contract, writable.
+        unsafe { *out = ptr::null_mut() };
+        let value = body()?;
+        unsafe { *out = Box::into_raw(Box::new(value)) };
+        Ok(())
+    })
+}
+
 /// Runs an infallible accessor with the panic guard; a panic yields `fallback`.
 pub(crate) fn guarded_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)

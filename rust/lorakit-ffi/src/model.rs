@@ -3,8 +3,8 @@
 //! `adapter` name, NULL meaning the default task (or the only one loaded).
 
 use crate::guard::{
-    arg_ref, arg_str, c_string_lossless, check_out, guarded, guarded_value, opt_arg_str,
-    LorakitStatus,
+    arg_ref, arg_str, c_string_lossless, check_out, guarded, guarded_out, guarded_value,
+    opt_arg_str, LorakitStatus,
 };
 use crate::options::{load_options, LorakitOptions};
 use crate::results::{LorakitEncoding, LorakitResult, LorakitStrings};
@@ -42,12 +42,6 @@ impl LorakitModel {
     }
 }
 
-/// Stores a new handle in `*out` (checked and cleared by the caller before loading).
-fn publish(out: *mut *mut LorakitModel, model: Model) {
-    // SAFETY: `out` was checked non-NULL and writable by the caller.
-    unsafe { *out = Box::into_raw(Box::new(LorakitModel::new(model))) };
-}
-
 /// Loads a lorakit model directory. `merged` = true reads `model.safetensors`; false loads the manifest's base
 /// and applies the directory's PEFT adapter at runtime (more adapters of that base may then be added). The
 /// directory's task, named after the manifest, is the default task. `opts` may be NULL (defaults). On success
@@ -63,13 +57,14 @@ pub unsafe extern "C" fn lorakit_model_load(
     out: *mut *mut LorakitModel,
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
-    guarded(err_out, || {
-        check_out(out, "out")?;
-        unsafe { *out = ptr::null_mut() };
+    guarded_out(err_out, out, || {
         let dir = unsafe { arg_str(dir, "dir") }?;
         let opts = unsafe { load_options(opts) }?;
-        publish(out, Model::load(Path::new(dir), merged, &opts)?);
-        Ok(())
+        Ok(LorakitModel::new(Model::load(
+            Path::new(dir),
+            merged,
+            &opts,
+        )?))
     })
 }
 
@@ -86,13 +81,10 @@ pub unsafe extern "C" fn lorakit_model_load_base(
     out: *mut *mut LorakitModel,
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
-    guarded(err_out, || {
-        check_out(out, "out")?;
-        unsafe { *out = ptr::null_mut() };
+    guarded_out(err_out, out, || {
         let dir = unsafe { arg_str(dir, "dir") }?;
         let opts = unsafe { load_options(opts) }?;
-        publish(out, Model::load_base(Path::new(dir), &opts)?);
-        Ok(())
+        Ok(LorakitModel::new(Model::load_base(Path::new(dir), &opts)?))
     })
 }
 
@@ -148,13 +140,10 @@ pub unsafe extern "C" fn lorakit_model_adapters(
     out: *mut *mut LorakitStrings,
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
-    guarded(err_out, || {
-        check_out(out, "out")?;
-        unsafe { *out = ptr::null_mut() };
+    guarded_out(err_out, out, || {
         let model = unsafe { arg_ref(model, "model") }?;
         let names = model.model.adapters();
-        unsafe { *out = Box::into_raw(Box::new(LorakitStrings::new(&names))) };
-        Ok(())
+        Ok(LorakitStrings::new(&names))
     })
 }
 
@@ -173,15 +162,12 @@ pub unsafe extern "C" fn lorakit_model_classify(
     out: *mut *mut LorakitResult,
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
-    guarded(err_out, || {
-        check_out(out, "out")?;
-        unsafe { *out = ptr::null_mut() };
+    guarded_out(err_out, out, || {
         let model = unsafe { arg_ref(model, "model") }?;
         let adapter = unsafe { opt_arg_str(adapter, "adapter") }?;
         let texts = unsafe { borrow_texts(texts, count) }?;
         let classification = model.model.classify(&texts, adapter)?;
-        unsafe { *out = Box::into_raw(Box::new(LorakitResult::new(classification))) };
-        Ok(())
+        Ok(LorakitResult::new(classification))
     })
 }
 
@@ -199,15 +185,12 @@ pub unsafe extern "C" fn lorakit_model_tokenize(
     out: *mut *mut LorakitEncoding,
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
-    guarded(err_out, || {
-        check_out(out, "out")?;
-        unsafe { *out = ptr::null_mut() };
+    guarded_out(err_out, out, || {
         let model = unsafe { arg_ref(model, "model") }?;
         let adapter = unsafe { opt_arg_str(adapter, "adapter") }?;
         let texts = unsafe { borrow_texts(texts, count) }?;
         let encoding = model.model.tokenize(&texts, adapter)?;
-        unsafe { *out = Box::into_raw(Box::new(LorakitEncoding::new(encoding))) };
-        Ok(())
+        Ok(LorakitEncoding::new(encoding))
     })
 }
 

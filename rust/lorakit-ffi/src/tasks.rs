@@ -2,8 +2,7 @@
 //! tasks change afterwards) and the architectures this library serves.
 
 use crate::guard::{
-    arg_ref, arg_str, c_string_lossless, check_out, guarded, guarded_value, opt_arg_str,
-    LorakitStatus,
+    arg_ref, arg_str, c_string_lossless, guarded_out, guarded_value, opt_arg_str, LorakitStatus,
 };
 use crate::model::LorakitModel;
 use crate::results::LorakitStrings;
@@ -47,14 +46,11 @@ pub unsafe extern "C" fn lorakit_model_task_info(
     out: *mut *mut LorakitTaskInfo,
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
-    guarded(err_out, || {
-        check_out(out, "out")?;
-        unsafe { *out = ptr::null_mut() };
+    guarded_out(err_out, out, || {
         let model = unsafe { arg_ref(model, "model") }?;
         let adapter = unsafe { opt_arg_str(adapter, "adapter") }?;
         let info = model.model.task_info(adapter)?;
-        unsafe { *out = Box::into_raw(Box::new(LorakitTaskInfo::new(&info))) };
-        Ok(())
+        Ok(LorakitTaskInfo::new(&info))
     })
 }
 
@@ -157,14 +153,12 @@ pub unsafe extern "C" fn lorakit_architectures(
     out: *mut *mut LorakitStrings,
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
-    guarded(err_out, || {
-        check_out(out, "out")?;
+    guarded_out(err_out, out, || {
         let names: Vec<&str> = lorakit_core::architectures()
             .iter()
             .map(|a| a.model_type)
             .collect();
-        unsafe { *out = Box::into_raw(Box::new(LorakitStrings::new(&names))) };
-        Ok(())
+        Ok(LorakitStrings::new(&names))
     })
 }
 
@@ -180,9 +174,7 @@ pub unsafe extern "C" fn lorakit_architecture_aliases(
     out: *mut *mut LorakitStrings,
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
-    guarded(err_out, || {
-        check_out(out, "out")?;
-        unsafe { *out = ptr::null_mut() };
+    guarded_out(err_out, out, || {
         let model_type = unsafe { arg_str(model_type, "model_type") }?;
         let known = lorakit_core::architectures();
         let arch = known
@@ -194,8 +186,7 @@ pub unsafe extern "C" fn lorakit_architecture_aliases(
                     "architecture {model_type:?} (this runtime serves {names:?})"
                 ))
             })?;
-        unsafe { *out = Box::into_raw(Box::new(LorakitStrings::new(arch.aliases))) };
-        Ok(())
+        Ok(LorakitStrings::new(arch.aliases))
     })
 }
 

@@ -40,9 +40,14 @@ fn every_export_runs_under_the_panic_guard() {
     let exports = exports();
     assert!(exports.len() > 20, "found only {} exports", exports.len());
     for (name, body) in exports {
-        let guarded = ["guarded(", "guarded_value(", "catch_unwind("]
-            .iter()
-            .any(|g| body.contains(g));
+        let guarded = [
+            "guarded(",
+            "guarded_out(",
+            "guarded_value(",
+            "catch_unwind(",
+        ]
+        .iter()
+        .any(|g| body.contains(g));
         assert!(
             guarded || UNGUARDED.contains(&name.as_str()),
             "{name} does not run under catch_unwind"
