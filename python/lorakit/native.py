@@ -23,9 +23,11 @@ from ._native import (
     LorakitError,
     Model,
     ShapeError,
+    TokenClassificationResult,
     UnsupportedError,
     __version__,
     architectures,
+    mask_entities,
 )
 
 __all__ = [
@@ -39,10 +41,12 @@ __all__ = [
     "LorakitError",
     "Model",
     "ShapeError",
+    "TokenClassificationResult",
     "UnsupportedError",
     "__version__",
     "architectures",
     "has_adapter",
+    "mask_entities",
     "verify_backends",
 ]
 

@@ -1,9 +1,14 @@
 //! `golden.safetensors` (docs/FORMAT.md): reading the parity vectors and comparing a recomputation with them.
+//! One file format for every task: `logits` `[N, C]`, token logits `[N, L, C]` (+ `entities` metadata) or
+//! `embeddings` `[N, D]`.
 
 use safetensors::{Dtype, SafeTensors};
+use serde::Deserialize;
 
 use crate::base::Backbone;
+use crate::entities::Entity;
 use crate::error::{Error, Result};
+use crate::manifest::TaskKind;
 use crate::runtime::Runtime;
 use crate::task::Task;
 use crate::{Encoding, GoldenReport};
@@ -11,18 +16,33 @@ use crate::{Encoding, GoldenReport};
 pub(crate) const GOLDEN_FILE: &str = "golden.safetensors";
 const DEFAULT_TOLERANCE: f32 = 1e-4;
 
+/// An entity as the Python reference writes it into the metadata.
+#[derive(Debug, Deserialize)]
+struct GoldenEntity {
+    #[serde(rename = "type")]
+    label: String,
+    start: usize,
+    end: usize,
+    text: String,
+    score: f32,
+}
+
 pub(crate) struct Golden {
     pub texts: Vec<String>,
     pub max_seq_len: Option<usize>,
     pub tolerance: f32,
+    /// The task the outputs belong to (from the `output` metadata).
+    pub kind: TaskKind,
     /// `[n, l]` row-major.
     pub input_ids: Vec<i64>,
     pub attention_mask: Vec<i64>,
     pub token_type_ids: Vec<i64>,
     pub seq_len: usize,
-    /// `[n, c]` row-major.
-    pub logits: Vec<f32>,
-    pub num_labels: usize,
+    /// `[n, c]`, `[n, l, c]` or `[n, d]` row-major.
+    pub outputs: Vec<f32>,
+    /// Values per position: `c` (labels) or `d` (embedding width).
+    pub width: usize,
+    entities: Option<Vec<Vec<GoldenEntity>>>,
 }
 
 impl Golden {
@@ -37,11 +57,16 @@ impl Golden {
         if get("format_version")? != "1" {
             return Err(bad(format!("format_version {:?}", get("format_version")?)));
         }
-        if let Some(out) = meta.get("output") {
-            if out != "logits" {
-                return Err(Error::Unsupported(format!("{GOLDEN_FILE}: output {out:?}")));
+        let (kind, tensor) = match meta.get("output").map(String::as_str) {
+            None | Some("logits") => (TaskKind::SequenceClassification, "logits"),
+            Some("token_logits") => (TaskKind::TokenClassification, "logits"),
+            Some("embeddings") => (TaskKind::Embedding, "embeddings"),
+            Some(other) => {
+                return Err(Error::Unsupported(format!(
+                    "{GOLDEN_FILE}: output {other:?}"
+                )))
             }
-        }
+        };
         let texts: Vec<String> = serde_json::from_str(get("texts")?)
             .map_err(|e| bad(format!("texts is not a JSON list of strings: {e}")))?;
         let max_seq_len = match meta.get("max_seq_len") {
@@ -59,6 +84,13 @@ impl Golden {
                 .ok_or_else(|| bad(format!("tolerance {s:?}")))?,
             None => DEFAULT_TOLERANCE,
         };
+        let entities = match kind {
+            TaskKind::TokenClassification => Some(
+                serde_json::from_str::<Vec<Vec<GoldenEntity>>>(get("entities")?)
+                    .map_err(|e| bad(format!("entities is not a list of entity lists: {e}")))?,
+            ),
+            _ => None,
+        };
 
         if texts.is_empty() {
             return Err(bad("texts is empty".into()));
@@ -71,7 +103,7 @@ impl Golden {
             Ok(_) => read_i64(&st, "token_type_ids")?,
             Err(_) => (vec![0; input_ids.len()], ids_shape.clone()),
         };
-        let (logits, logits_shape) = read_f32(&st, "logits")?;
+        let (outputs, out_shape) = read_f32(&st, tensor)?;
         if ids_shape.len() != 2
             || ids_shape[0] != n
             || mask_shape != ids_shape
@@ -81,65 +113,121 @@ impl Golden {
                 "input_ids/attention_mask/token_type_ids must be [{n}, L], got {ids_shape:?}"
             )));
         }
-        if logits_shape.len() != 2 || logits_shape[0] != n {
+        let expected_rank = if kind == TaskKind::TokenClassification {
+            3
+        } else {
+            2
+        };
+        if out_shape.len() != expected_rank
+            || out_shape[0] != n
+            || (expected_rank == 3 && out_shape[1] != ids_shape[1])
+            || entities.as_ref().is_some_and(|e| e.len() != n)
+        {
             return Err(bad(format!(
-                "logits must be [{n}, C], got {logits_shape:?}"
+                "{tensor} has shape {out_shape:?}, which does not fit {n} texts of length {}",
+                ids_shape[1]
             )));
         }
         Ok(Golden {
             texts,
             max_seq_len,
             tolerance,
+            kind,
             input_ids,
             attention_mask,
             token_type_ids,
             seq_len: ids_shape[1],
-            logits,
-            num_labels: logits_shape[1],
+            outputs,
+            width: *out_shape.last().unwrap_or(&0),
+            entities,
         })
     }
 
-    /// Compares a recomputed encoding and logits (`[n, c]`) with the stored ones.
-    pub fn compare(&self, encoding: &Encoding, logits: &[f32], num_labels: usize) -> GoldenReport {
+    /// Compares a recomputed encoding, outputs (per text, as `Runtime::outputs` returns them) and entities.
+    pub fn compare(
+        &self,
+        encoding: &Encoding,
+        outputs: &[Vec<f32>],
+        width: usize,
+        entities: Option<&[Vec<Entity>]>,
+    ) -> GoldenReport {
         let n = self.texts.len();
         let ids_equal = encoding.num_texts == n
             && encoding.seq_len == self.seq_len
             && encoding.input_ids == self.input_ids
             && encoding.attention_mask == self.attention_mask
             && self.token_type_ids.iter().all(|&t| t == 0);
-        let shapes_agree = num_labels == self.num_labels && logits.len() == self.logits.len();
-        let mut max_abs_diff = if shapes_agree { 0.0f32 } else { f32::INFINITY };
-        let mut worst = (0, 0, f32::NAN, f32::NAN);
-        let mut argmax_equal = shapes_agree;
-        if shapes_agree {
-            let mut first = true;
-            for row in 0..n {
-                let expected = &self.logits[row * num_labels..(row + 1) * num_labels];
-                let got = &logits[row * num_labels..(row + 1) * num_labels];
-                for col in 0..num_labels {
-                    // NaN never passes: it counts as an infinite difference.
-                    let d = (expected[col] - got[col]).abs();
-                    let d = if d.is_nan() { f32::INFINITY } else { d };
-                    if first || d > max_abs_diff {
-                        max_abs_diff = d;
-                        worst = (row, col, expected[col], got[col]);
-                        first = false;
-                    }
-                }
-                if argmax(expected).is_none() || argmax(expected) != argmax(got) {
-                    argmax_equal = false;
-                }
-            }
-        }
-        let ok = ids_equal && argmax_equal && max_abs_diff <= self.tolerance;
-        GoldenReport {
+        let mut report = GoldenReport {
             num_texts: n,
             ids_equal,
-            argmax_equal,
-            max_abs_diff,
+            argmax_equal: width == self.width && outputs.len() == n,
+            entities_equal: true,
+            max_abs_diff: 0.0,
             tolerance: self.tolerance,
-            worst,
-            ok,
+            worst: (0, 0, f32::NAN, f32::NAN),
+            ok: false,
+        };
+        if !report.argmax_equal {
+            report.max_abs_diff = f32::INFINITY;
+            return report;
+        }
+        let mut first = true;
+        for (row, got_row) in outputs.iter().enumerate() {
+            let expected_row = self.expected_row(row);
+            // Token logits: only real tokens count (padding rows are not defined by the model).
+            if got_row.len() != expected_row.len() {
+                report.argmax_equal = false;
+                report.max_abs_diff = f32::INFINITY;
+                continue;
+            }
+            for (col, (&e, &g)) in expected_row.iter().zip(got_row).enumerate() {
+                // NaN never passes: it counts as an infinite difference.
+                let d = (e - g).abs();
+                let d = if d.is_nan() { f32::INFINITY } else { d };
+                if first || d > report.max_abs_diff {
+                    report.max_abs_diff = d;
+                    report.worst = (row, col, e, g);
+                    first = false;
+                }
+            }
+            if self.kind != TaskKind::Embedding {
+                let rows_agree = expected_row
+                    .chunks(width.max(1))
+                    .zip(got_row.chunks(width.max(1)))
+                    .all(|(e, g)| argmax(e).is_some() && argmax(e) == argmax(g));
+                report.argmax_equal &= rows_agree;
+            }
+        }
+        if let (Some(expected), Some(got)) = (&self.entities, entities) {
+            report.entities_equal = expected.len() == got.len()
+                && expected.iter().zip(got).all(|(e, g)| {
+                    e.len() == g.len()
+                        && e.iter().zip(g).all(|(e, g)| {
+                            e.label == g.label
+                                && e.start == g.start
+                                && e.end == g.end
+                                && e.text == g.text
+                                && (e.score - g.score).abs() <= self.tolerance
+                        })
+                });
+        }
+        report.ok = report.ids_equal
+            && report.argmax_equal
+            && report.entities_equal
+            && report.max_abs_diff <= self.tolerance;
+        report
+    }
+
+    /// Row `row` of the stored outputs; for token logits only the positions the attention mask marks real.
+    fn expected_row(&self, row: usize) -> &[f32] {
+        match self.kind {
+            TaskKind::TokenClassification => {
+                let mask = &self.attention_mask[row * self.seq_len..(row + 1) * self.seq_len];
+                let real = mask.iter().filter(|&&m| m != 0).count();
+                let start = row * self.seq_len * self.width;
+                &self.outputs[start..start + real * self.width]
+            }
+            _ => &self.outputs[row * self.width..(row + 1) * self.width],
         }
     }
 }
@@ -205,6 +293,13 @@ fn read_f32(st: &SafeTensors, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
 pub(crate) fn verify(runtime: &Runtime, backbone: &Backbone, task: &Task) -> Result<GoldenReport> {
     let md = &task.model_dir;
     let golden = Golden::parse(&md.read(GOLDEN_FILE)?)?;
+    if golden.kind != task.head.kind() {
+        return Err(Error::Format(format!(
+            "{GOLDEN_FILE}: holds {} outputs, but the model is {}",
+            golden.kind.name(),
+            task.head.kind().name()
+        )));
+    }
     if let Some(m) = golden.max_seq_len {
         if m != task.max_seq_len {
             return Err(Error::Format(format!(
@@ -213,11 +308,25 @@ pub(crate) fn verify(runtime: &Runtime, backbone: &Backbone, task: &Task) -> Res
             )));
         }
     }
-    runtime.install(|| {
-        let texts: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
-        let rows = task.tokenizer.encode_all(&texts, task.max_seq_len)?;
-        let padded = task.tokenizer.pad(&rows.iter().collect::<Vec<_>>());
-        let logits = runtime.logits(backbone, task, &rows)?;
-        Ok(golden.compare(&padded, &logits, task.labels.len()))
-    })
+    let texts: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
+    let (padded, outputs, entities) = match task.head.kind() {
+        TaskKind::TokenClassification => {
+            let result = runtime.extract_entities(backbone, task, &texts)?;
+            let padded = runtime.install(|| -> Result<Encoding> {
+                let rows = runtime.tokenize(task, &texts)?;
+                Ok(task.tokenizer.pad(&rows.iter().collect::<Vec<_>>()))
+            })?;
+            (padded, result.token_logits, Some(result.entities))
+        }
+        _ => runtime.install(|| -> Result<_> {
+            let rows = runtime.tokenize(task, &texts)?;
+            let padded = task.tokenizer.pad(&rows.iter().collect::<Vec<_>>());
+            Ok((padded, runtime.outputs(backbone, task, &rows)?, None))
+        })?,
+    };
+    let width = match task.head.kind() {
+        TaskKind::Embedding => backbone.config.hidden_size(),
+        _ => task.labels.len(),
+    };
+    Ok(golden.compare(&padded, &outputs, width, entities.as_deref()))
 }

@@ -1,11 +1,13 @@
 //! Task heads, shared by every architecture. Sequence classification covers all four families' heads:
 //! BERT (pooler dense + tanh, classifier), RoBERTa (dense + tanh, out_proj), DeBERTa (context pooler dense + act,
-//! classifier) and ModernBERT (cls or mean pooling, dense + act + norm, classifier).
+//! classifier) and ModernBERT (cls or mean pooling, dense + act + norm, classifier). Token classification applies
+//! the same transform to every token; embeddings pool and normalise.
 
 use candle_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
 use crate::kernels::AttentionMask;
+use crate::manifest::TaskKind;
 use crate::models::{first_rows, Rows};
 use crate::nn::{Activation, LayerNorm, Linear};
 
@@ -47,31 +49,103 @@ impl ClassificationHead {
 
     /// `hidden` is `[batch, rows, hidden]`; returns logits `[batch, num_labels]`.
     pub fn forward(&self, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
-        let (batch, rows, width) = hidden.dims3()?;
-        let pooled = match self.pooling {
-            Pooling::Cls => first_rows(hidden, batch, rows, width)?,
-            Pooling::Mean => {
-                let keep = mask.keep()?.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let sum = hidden.broadcast_mul(&keep)?.sum(1)?;
-                sum.broadcast_div(&keep.sum(1)?)?
-            }
-        };
+        self.transform(&pool(self.pooling, hidden, mask)?)
+    }
+
+    /// Every token: `hidden` `[batch, seq, hidden]` to logits `[batch, seq, num_labels]`.
+    pub fn forward_tokens(&self, hidden: &Tensor) -> Result<Tensor> {
+        let (batch, seq, width) = hidden.dims3()?;
+        let logits = self.transform(&hidden.reshape((batch * seq, width))?)?;
+        Ok(logits.reshape((batch, seq, ()))?)
+    }
+
+    /// `[rows, hidden]` to `[rows, num_labels]`.
+    fn transform(&self, x: &Tensor) -> Result<Tensor> {
         let x = match &self.dense {
             Some((dense, act, norm)) => {
-                let y = act.apply(&dense.forward(&pooled.contiguous()?)?)?;
+                let y = act.apply(&dense.forward(&x.contiguous()?)?)?;
                 match norm {
                     Some(n) => n.forward(&y)?,
                     None => y,
                 }
             }
-            None => pooled,
+            None => x.clone(),
         };
         self.out.forward(&x.contiguous()?)
     }
 }
 
-/// The head of a task; token classification and embeddings join as variants with their own outputs.
+/// `hidden` `[batch, rows, hidden]` to `[batch, hidden]`.
+fn pool(pooling: Pooling, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
+    let (batch, rows, width) = hidden.dims3()?;
+    Ok(match pooling {
+        Pooling::Cls => first_rows(hidden, batch, rows, width)?,
+        Pooling::Mean => {
+            let keep = mask.keep()?.to_dtype(DType::F32)?.unsqueeze(2)?;
+            let sum = hidden.broadcast_mul(&keep)?.sum(1)?;
+            sum.broadcast_div(&keep.sum(1)?)?
+        }
+    })
+}
+
+/// Sentence embeddings: pooled hidden states, L2-normalised when the manifest says so.
+#[derive(Clone)]
+pub(crate) struct EmbeddingHead {
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+impl EmbeddingHead {
+    pub fn forward(&self, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
+        let pooled = pool(self.pooling, hidden, mask)?;
+        if !self.normalize {
+            return Ok(pooled);
+        }
+        // As torch's F.normalize: divide by max(norm, 1e-12).
+        let norm = pooled
+            .sqr()?
+            .sum_keepdim(1)?
+            .sqrt()?
+            .clamp(1e-12f32, f32::MAX)?;
+        Ok(pooled.broadcast_div(&norm)?)
+    }
+}
+
+/// The head of a task, one variant per task kind.
 #[derive(Clone)]
 pub(crate) enum Head {
     SequenceClassification(ClassificationHead),
+    TokenClassification(ClassificationHead),
+    Embedding(EmbeddingHead),
+}
+
+impl Head {
+    pub fn kind(&self) -> TaskKind {
+        match self {
+            Head::SequenceClassification(_) => TaskKind::SequenceClassification,
+            Head::TokenClassification(_) => TaskKind::TokenClassification,
+            Head::Embedding(_) => TaskKind::Embedding,
+        }
+    }
+
+    /// Which hidden rows the head reads.
+    pub fn rows(&self) -> Rows {
+        match self {
+            Head::SequenceClassification(h) => h.rows(),
+            Head::TokenClassification(_) => Rows::All,
+            Head::Embedding(e) => match e.pooling {
+                Pooling::Cls => Rows::First,
+                Pooling::Mean => Rows::All,
+            },
+        }
+    }
+
+    /// `[batch, C]` logits, `[batch, seq, C]` token logits or `[batch, D]` embeddings.
+    pub fn forward(&self, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
+        match self {
+            Head::SequenceClassification(h) => h.forward(hidden, mask),
+            Head::TokenClassification(h) => h.forward_tokens(hidden),
+            Head::Embedding(e) => e.forward(hidden, mask),
+        }
+    }
 }

@@ -232,16 +232,25 @@ pub(crate) struct AdapterSource {
     /// Full tensors of `modules_to_save`, keyed by module path (e.g. `classifier.weight`).
     saved: HashMap<String, Tensor>,
     adapted: usize,
+    /// Module-path prefix PEFT did not see: `bert.` for an adapter on the bare encoder (embedding tasks).
+    bare_prefix: Option<String>,
     pub summary: AdapterSummary,
 }
 
 impl AdapterSource {
     /// Validates `adapter_config.json` against what this runtime reproduces exactly and sorts the tensors of
     /// `adapter_model.safetensors` into LoRA factors and `modules_to_save`.
-    pub fn parse(config_json: &[u8], mut store: TensorStore) -> Result<AdapterSource> {
+    /// `task_type` is the PEFT task type the model directory's task implies; `bare_prefix` is the encoder
+    /// prefix (e.g. `bert`) when PEFT wrapped the bare encoder rather than a task model.
+    pub fn parse(
+        config_json: &[u8],
+        mut store: TensorStore,
+        task_type: &str,
+        bare_prefix: Option<&str>,
+    ) -> Result<AdapterSource> {
         let cfg: RawAdapterConfig = serde_json::from_slice(config_json)
             .map_err(|e| Error::Format(format!("adapter_config.json: {e}")))?;
-        validate(&cfg)?;
+        validate(&cfg, task_type)?;
         let targets = ModuleSelector::parse(&cfg.target_modules, "target_modules")?;
         let excluded = ModuleSelector::parse(&cfg.exclude_modules, "exclude_modules")?;
         let saved_patterns = cfg
@@ -276,8 +285,17 @@ impl AdapterSource {
             lora: store,
             saved,
             adapted: 0,
+            bare_prefix: bare_prefix.map(|p| format!("{p}.")),
             summary,
         })
+    }
+
+    /// The module path as PEFT named it.
+    fn peft_path<'p>(&self, path: &'p str) -> &'p str {
+        match &self.bare_prefix {
+            Some(prefix) => path.strip_prefix(prefix.as_str()).unwrap_or(path),
+            None => path,
+        }
     }
 
     fn is_saved(&self, path: &str) -> bool {
@@ -285,6 +303,7 @@ impl AdapterSource {
     }
 
     fn selects(&self, path: &str, is_linear: bool) -> bool {
+        let path = self.peft_path(path);
         self.targets.matches(path, is_linear)
             && !self.excluded.matches(path, is_linear)
             && !self.is_saved(path)
@@ -300,6 +319,8 @@ impl AdapterSource {
         if !self.selects(path, true) {
             return Ok(None);
         }
+        let path = self.peft_path(path).to_string();
+        let path = path.as_str();
         let a = take_factor(&mut self.lora, path, "lora_A")?;
         let b = take_factor(&mut self.lora, path, "lora_B")?;
         let rank = match pattern_value(&self.cfg.rank_pattern, path)? {
@@ -349,7 +370,11 @@ impl AdapterSource {
             )));
         }
         if let ModuleSelector::Names(names) = &self.targets {
-            let all: Vec<&str> = tables.iter().flat_map(|t| t.all_paths()).collect();
+            let all: Vec<&str> = tables
+                .iter()
+                .flat_map(|t| t.all_paths())
+                .map(|p| self.peft_path(p))
+                .collect();
             for n in names {
                 if !all.iter().any(|p| suffix_match(p, n)) {
                     return Err(Error::Unsupported(format!(
@@ -384,7 +409,7 @@ fn take_factor(store: &mut TensorStore, path: &str, which: &str) -> Result<Tenso
     store.take_any_shape(&key)
 }
 
-fn validate(cfg: &RawAdapterConfig) -> Result<()> {
+fn validate(cfg: &RawAdapterConfig, task_type: &str) -> Result<()> {
     let unsupported =
         |what: String| Err(Error::Unsupported(format!("adapter_config.json: {what}")));
     if let Some(t) = &cfg.peft_type {
@@ -393,8 +418,10 @@ fn validate(cfg: &RawAdapterConfig) -> Result<()> {
         }
     }
     if let Some(t) = &cfg.task_type {
-        if t != "SEQ_CLS" {
-            return unsupported(format!("task_type {t:?} (only SEQ_CLS)"));
+        if t != task_type {
+            return unsupported(format!(
+                "task_type {t:?} (the model directory's task needs {task_type:?})"
+            ));
         }
     }
     if cfg.r == 0 {

@@ -36,12 +36,54 @@ pub(crate) struct Manifest {
     pub max_seq_len: usize,
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// Sequence classification: the labels that mean "unsafe".
+    #[serde(default)]
+    pub unsafe_labels: Option<Vec<String>>,
+    /// Embedding: `mean` or `cls`.
+    #[serde(default)]
+    pub pooling: Option<String>,
+    /// Embedding: L2-normalise the pooled vector.
+    #[serde(default)]
+    pub normalize: Option<bool>,
+    /// Token classification: how sub-word tags become entities (`first`).
+    #[serde(default)]
+    pub aggregation: Option<String>,
+}
+
+/// The task kinds of format_version 1 (docs/FORMAT.md "Tasks").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskKind {
+    SequenceClassification,
+    TokenClassification,
+    Embedding,
+}
+
+impl TaskKind {
+    pub fn parse(name: &str) -> Result<TaskKind> {
+        match name {
+            "sequence_classification" => Ok(TaskKind::SequenceClassification),
+            "token_classification" => Ok(TaskKind::TokenClassification),
+            "embedding" => Ok(TaskKind::Embedding),
+            other => Err(Error::Unsupported(format!(
+                "task {other:?} (this runtime serves sequence_classification, token_classification, embedding)"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::SequenceClassification => "sequence_classification",
+            TaskKind::TokenClassification => "token_classification",
+            TaskKind::Embedding => "embedding",
+        }
+    }
 }
 
 /// A model directory with its manifest; reads files and checks them against the manifest's sha256 table.
 pub(crate) struct ModelDir {
     pub dir: PathBuf,
     pub manifest: Manifest,
+    pub kind: TaskKind,
     pub verify_checksums: bool,
 }
 
@@ -58,15 +100,22 @@ impl ModelDir {
                 manifest.format_version
             )));
         }
-        if manifest.task != "sequence_classification" {
-            return Err(Error::Unsupported(format!("task {:?}", manifest.task)));
-        }
+        let kind = TaskKind::parse(&manifest.task)?;
         crate::models::lookup(&manifest.architecture)?;
-        if manifest.labels.is_empty() {
-            return Err(Error::Config(format!(
-                "{}: labels is empty",
-                path.display()
-            )));
+        match (kind, manifest.labels.is_empty()) {
+            (TaskKind::Embedding, false) => {
+                return Err(Error::Config(format!(
+                    "{}: an embedding model has no labels",
+                    path.display()
+                )))
+            }
+            (TaskKind::SequenceClassification | TaskKind::TokenClassification, true) => {
+                return Err(Error::Config(format!(
+                    "{}: labels is empty",
+                    path.display()
+                )))
+            }
+            _ => {}
         }
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = manifest.labels.iter().find(|l| !seen.insert(l.as_str())) {
@@ -84,6 +133,7 @@ impl ModelDir {
         Ok(ModelDir {
             dir: dir.to_path_buf(),
             manifest,
+            kind,
             verify_checksums,
         })
     }

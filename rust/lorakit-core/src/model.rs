@@ -9,18 +9,17 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use crate::base::{load_base, Backbone, LoadedBase};
 use crate::error::{Error, Result};
 use crate::golden;
-use crate::heads::Head;
-use crate::manifest::ModelDir;
+use crate::manifest::{ModelDir, TaskKind};
 use crate::runtime::Runtime;
 use crate::task::{checked_base_sha, load_lora_task, load_merged, Task};
-use crate::{Classification, Encoding, GoldenReport, LoadOptions};
+use crate::{Classification, Embeddings, Encoding, GoldenReport, LoadOptions, TokenClassification};
 
 /// A task as callers see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskInfo {
     /// The adapter name (for `load`, the manifest name).
     pub name: String,
-    /// Manifest task kind, e.g. `sequence_classification`.
+    /// Manifest task kind: `sequence_classification`, `token_classification` or `embedding`.
     pub task: String,
     /// `config.json` `model_type` of the encoder.
     pub architecture: String,
@@ -29,6 +28,10 @@ pub struct TaskInfo {
     pub max_seq_len: usize,
     /// True when the adapter is applied at runtime (false for merged weights).
     pub runtime_adapter: bool,
+    /// Sequence classification: the labels the manifest declares unsafe (empty when none).
+    pub unsafe_labels: Vec<String>,
+    /// Embedding: the vector width (None for other tasks).
+    pub dim: Option<usize>,
 }
 
 /// A loaded encoder with its tasks. Thread-safe: adapters may be added and removed while other threads classify.
@@ -172,22 +175,44 @@ impl Model {
     /// The named task, or the default one with `None`.
     pub fn task_info(&self, task: Option<&str>) -> Result<TaskInfo> {
         let (name, t) = self.resolve(task)?;
-        let kind = match t.head {
-            Head::SequenceClassification(_) => "sequence_classification",
-        };
+        let kind = t.head.kind();
         Ok(TaskInfo {
             name,
-            task: kind.to_string(),
+            task: kind.name().to_string(),
             architecture: self.architecture().to_string(),
             labels: t.labels.clone(),
             max_seq_len: t.max_seq_len,
             runtime_adapter: t.lora.is_some(),
+            unsafe_labels: t
+                .unsafe_labels
+                .iter()
+                .flatten()
+                .map(|&i| t.labels[i].clone())
+                .collect(),
+            dim: (kind == TaskKind::Embedding).then(|| self.backbone.config.hidden_size()),
         })
     }
 
+    /// Sequence classification (intent, topic, jailbreak): logits per text.
     pub fn classify(&self, texts: &[&str], task: Option<&str>) -> Result<Classification> {
         let (_, t) = self.resolve(task)?;
         self.runtime.classify(&self.backbone, &t, texts)
+    }
+
+    /// Token classification (PII / NER): token logits and entity spans per text.
+    pub fn extract_entities(
+        &self,
+        texts: &[&str],
+        task: Option<&str>,
+    ) -> Result<TokenClassification> {
+        let (_, t) = self.resolve(task)?;
+        self.runtime.extract_entities(&self.backbone, &t, texts)
+    }
+
+    /// Sentence embeddings, pooled and normalised as the manifest says.
+    pub fn embed(&self, texts: &[&str], task: Option<&str>) -> Result<Embeddings> {
+        let (_, t) = self.resolve(task)?;
+        self.runtime.embed(&self.backbone, &t, texts)
     }
 
     /// Tokenize exactly as `classify` does (truncation to max_seq_len, padding to the longest).
@@ -195,7 +220,7 @@ impl Model {
         let (_, t) = self.resolve(task)?;
         self.runtime.check_batch(texts.len())?;
         self.runtime.install(|| {
-            let rows = t.tokenizer.encode_all(texts, t.max_seq_len)?;
+            let rows = self.runtime.tokenize(&t, texts)?;
             Ok(t.tokenizer.pad(&rows.iter().collect::<Vec<_>>()))
         })
     }

@@ -5,13 +5,16 @@ use candle_core::Device;
 use rayon::ThreadPool;
 
 use crate::base::Backbone;
+use crate::entities::decode;
 use crate::error::{Error, Result};
 use crate::heads::Head;
 use crate::kernels::AttentionMask;
+use crate::manifest::TaskKind;
 use crate::models::EncoderInput;
+use crate::outputs::softmax;
 use crate::task::Task;
-use crate::tokenize::TokenizedText;
-use crate::{Classification, DeviceSpec, LoadOptions};
+use crate::tokenize::{Spans, TokenizedText};
+use crate::{Classification, DeviceSpec, Embeddings, LoadOptions, TokenClassification};
 
 /// Upper bound on `rows * seq_len` per forward pass: keeps attention buffers bounded for large batches.
 const TOKENS_PER_CHUNK: usize = 8192;
@@ -69,41 +72,83 @@ impl Runtime {
         Ok(())
     }
 
-    /// Tokenizes and classifies `texts` with `backbone` + `task`.
+    /// Tokenizes `texts` for `task` (with token offsets when its head needs them).
+    pub fn tokenize(&self, task: &Task, texts: &[&str]) -> Result<Vec<TokenizedText>> {
+        let spans = match task.head.kind() {
+            TaskKind::TokenClassification => Spans::Keep,
+            _ => Spans::Skip,
+        };
+        task.tokenizer.encode_all(texts, task.max_seq_len, spans)
+    }
+
+    /// Tokenizes and classifies `texts` with `backbone` + a sequence-classification `task`.
     pub fn classify(
         &self,
         backbone: &Backbone,
         task: &Task,
         texts: &[&str],
     ) -> Result<Classification> {
+        expect_kind(task, TaskKind::SequenceClassification, "classify")?;
         self.check_batch(texts.len())?;
         self.install(|| {
-            let rows = task.tokenizer.encode_all(texts, task.max_seq_len)?;
-            let logits = self.logits(backbone, task, &rows)?;
+            let rows = self.tokenize(task, texts)?;
+            let logits = self.outputs(backbone, task, &rows)?.concat();
             Ok(Classification {
                 labels: task.labels.clone(),
                 num_texts: texts.len(),
                 num_labels: task.labels.len(),
                 logits,
+                unsafe_labels: task.unsafe_labels.clone(),
                 tokens_in: rows.iter().map(|r| r.tokens_in).collect(),
                 tokens_used: rows.iter().map(|r| r.ids.len()).collect(),
             })
         })
     }
 
-    /// Row-major logits for already tokenized rows. Rows are sorted by length and run in chunks, each padded
-    /// only to its own longest row; results come back in input order.
-    pub fn logits(
+    /// Token logits and entity spans of a token-classification `task`.
+    pub fn extract_entities(
+        &self,
+        backbone: &Backbone,
+        task: &Task,
+        texts: &[&str],
+    ) -> Result<TokenClassification> {
+        expect_kind(task, TaskKind::TokenClassification, "extract_entities")?;
+        self.check_batch(texts.len())?;
+        self.install(|| {
+            let rows = self.tokenize(task, texts)?;
+            let token_logits = self.outputs(backbone, task, &rows)?;
+            Ok(token_result(task, texts, &rows, token_logits))
+        })
+    }
+
+    /// Sentence embeddings of an embedding `task`.
+    pub fn embed(&self, backbone: &Backbone, task: &Task, texts: &[&str]) -> Result<Embeddings> {
+        expect_kind(task, TaskKind::Embedding, "embed")?;
+        self.check_batch(texts.len())?;
+        self.install(|| {
+            let rows = self.tokenize(task, texts)?;
+            let values = self.outputs(backbone, task, &rows)?.concat();
+            Ok(Embeddings {
+                num_texts: texts.len(),
+                dim: backbone.config.hidden_size(),
+                values,
+                tokens_in: rows.iter().map(|r| r.tokens_in).collect(),
+                tokens_used: rows.iter().map(|r| r.ids.len()).collect(),
+            })
+        })
+    }
+
+    /// The head's output per text, in input order: logits `[C]`, token logits `[tokens_used * C]` or an
+    /// embedding `[D]`. Rows are sorted by length and run in chunks, each padded only to its own longest row.
+    pub fn outputs(
         &self,
         backbone: &Backbone,
         task: &Task,
         rows: &[TokenizedText],
-    ) -> Result<Vec<f32>> {
-        let Head::SequenceClassification(head) = &task.head;
-        let num_labels = task.labels.len();
+    ) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&i| rows[i].ids.len());
-        let mut out = vec![0f32; rows.len() * num_labels];
+        let mut out = vec![Vec::new(); rows.len()];
         let mut start = 0;
         while start < order.len() {
             let mut end = start + 1;
@@ -130,14 +175,77 @@ impl Runtime {
             )?;
             let hidden = backbone
                 .encoder
-                .forward(&input, task.lora.as_ref(), head.rows())?;
-            let logits = head.forward(&hidden, &mask)?.to_vec2::<f32>()?;
-            for (k, &i) in order[start..end].iter().enumerate() {
-                out[i * num_labels..(i + 1) * num_labels].copy_from_slice(&logits[k]);
+                .forward(&input, task.lora.as_ref(), task.head.rows())?;
+            let output = task.head.forward(&hidden, &mask)?;
+            match task.head {
+                Head::TokenClassification(_) => {
+                    for (k, token_rows) in output.to_vec3::<f32>()?.into_iter().enumerate() {
+                        let used = chunk[k].ids.len();
+                        out[order[start + k]] =
+                            token_rows.into_iter().take(used).flatten().collect();
+                    }
+                }
+                _ => {
+                    for (k, row) in output.to_vec2::<f32>()?.into_iter().enumerate() {
+                        out[order[start + k]] = row;
+                    }
+                }
             }
             start = end;
         }
         Ok(out)
+    }
+}
+
+fn expect_kind(task: &Task, kind: TaskKind, call: &str) -> Result<()> {
+    let actual = task.head.kind();
+    if actual == kind {
+        return Ok(());
+    }
+    let right = match actual {
+        TaskKind::SequenceClassification => "classify",
+        TaskKind::TokenClassification => "extract_entities",
+        TaskKind::Embedding => "embed",
+    };
+    Err(Error::Input(format!(
+        "{call} needs a {} model; this task is {}: use {right}",
+        kind.name(),
+        actual.name()
+    )))
+}
+
+/// Entities decoded from the token logits of each text.
+fn token_result(
+    task: &Task,
+    texts: &[&str],
+    rows: &[TokenizedText],
+    token_logits: Vec<Vec<f32>>,
+) -> TokenClassification {
+    let num_labels = task.labels.len();
+    let entities = match &task.tags {
+        Some(tags) => texts
+            .iter()
+            .zip(rows)
+            .zip(&token_logits)
+            .map(|((text, row), logits)| {
+                let probs: Vec<f32> = logits.chunks(num_labels.max(1)).flat_map(softmax).collect();
+                decode(tags, text, &probs, &row.spans)
+            })
+            .collect(),
+        None => vec![Vec::new(); texts.len()],
+    };
+    TokenClassification {
+        labels: task.labels.clone(),
+        num_texts: texts.len(),
+        num_labels,
+        token_logits,
+        offsets: rows
+            .iter()
+            .map(|r| r.spans.iter().map(|&(o, _)| o).collect())
+            .collect(),
+        entities,
+        tokens_in: rows.iter().map(|r| r.tokens_in).collect(),
+        tokens_used: rows.iter().map(|r| r.ids.len()).collect(),
     }
 }
 

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use crate::base::{encoder_weights, load_base, Backbone, LoadedBase, WEIGHTS_FILE};
+use crate::entities::TagScheme;
 use crate::error::{Error, Result};
-use crate::heads::Head;
+use crate::heads::{EmbeddingHead, Head, Pooling};
 use crate::lora::{AdapterSource, LoraWeights};
-use crate::manifest::ModelDir;
+use crate::manifest::{ModelDir, TaskKind};
 use crate::models::{encoder_key_prefix, is_buffer, lookup, ArchConfig, CheckpointConfig};
 use crate::runtime::Runtime;
 use crate::tensors::{sha256_hex, TensorStore};
@@ -30,6 +31,10 @@ pub(crate) struct Task {
     pub head: Head,
     /// Applied at runtime; None for merged weights.
     pub lora: Option<LoraWeights>,
+    /// Sequence classification: indices of the labels the manifest declares unsafe.
+    pub unsafe_labels: Option<Vec<usize>>,
+    /// Token classification: the IOB2 tag of each label.
+    pub tags: Option<TagScheme>,
 }
 
 /// Looks up an already loaded tokenizer by the sha256 of its tokenizer files.
@@ -72,9 +77,22 @@ pub(crate) fn load_merged(md: ModelDir, runtime: &Runtime) -> Result<(Arc<Backbo
     let ctx = LoadContext::new(store, None);
     let encoder_w = encoder_weights(&ctx, &key_prefix, arch.encoder_prefix);
     let encoder = config.arch.load_encoder(&encoder_w)?;
-    let head = load_head(&config, &ctx, labels_of(&md, &config)?.len())?;
+    let head = load_head(&md, &config, &ctx)?;
     let (mut store, _) = ctx.into_parts();
-    store.discard_where(is_buffer);
+    // What the task's head does not read: BERT's pooler under a token or embedding head, pretraining heads.
+    let key_root = if key_prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{key_prefix}.")
+    };
+    store.discard_where(|k| {
+        is_buffer(k)
+            || arch.unused.iter().any(|p| k.starts_with(p))
+            || arch
+                .base_head_modules
+                .iter()
+                .any(|m| k.starts_with(&format!("{key_root}{m}.")))
+    });
     store.finish()?;
     let backbone = Arc::new(Backbone {
         config: config.arch.clone(),
@@ -153,7 +171,13 @@ fn read_adapter(md: &ModelDir, runtime: &Runtime) -> Result<AdapterSource> {
     let origin = md.dir.join(ADAPTER_WEIGHTS_FILE).display().to_string();
     let store =
         TensorStore::from_safetensors(&md.read(ADAPTER_WEIGHTS_FILE)?, &origin, &runtime.device)?;
-    let source = AdapterSource::parse(&adapter_config, store)?;
+    let arch = lookup(&md.manifest.architecture)?;
+    let (task_type, bare_prefix) = match md.kind {
+        TaskKind::SequenceClassification => ("SEQ_CLS", None),
+        TaskKind::TokenClassification => ("TOKEN_CLS", None),
+        TaskKind::Embedding => ("FEATURE_EXTRACTION", Some(arch.encoder_prefix)),
+    };
+    let source = AdapterSource::parse(&adapter_config, store, task_type, bare_prefix)?;
     if let Some(declared) = &md.manifest.adapter {
         let s = &source.summary;
         let agrees = declared.r.is_none_or(|r| r == s.r)
@@ -186,31 +210,43 @@ fn adapter_head(
         tensors,
     );
     let ctx = LoadContext::new(store, Some(source));
-    let head = load_head(config, &ctx, labels_of(md, config)?.len())?;
+    let head = load_head(md, config, &ctx)?;
     let (store, modules) = ctx.into_parts();
     if let Some(extra) = saved_keys.iter().find(|k| store.contains(k)) {
         return Err(Error::Unsupported(format!(
-            "modules_to_save tensor {extra:?} is not part of the {} classification head",
-            config.arch.architecture().info.model_type
+            "modules_to_save tensor {extra:?} is not part of the {} {} head",
+            config.arch.architecture().info.model_type,
+            md.kind.name()
         )));
     }
     Ok((head, modules))
 }
 
-/// The sequence-classification head from `ctx` (keys are module paths of the task model).
-fn load_head(config: &CheckpointConfig, ctx: &LoadContext, num_labels: usize) -> Result<Head> {
+/// The head of the directory's task from `ctx` (keys are module paths of the task model).
+fn load_head(md: &ModelDir, config: &CheckpointConfig, ctx: &LoadContext) -> Result<Head> {
     let root = ctx.root();
     let encoder = root.pp(config.arch.architecture().encoder_prefix);
-    config
-        .arch
-        .load_classification_head(&root, &encoder, num_labels)
-        .map(Head::SequenceClassification)
-        .map_err(|e| match e {
-            Error::Format(m) if m.contains("missing tensor") => {
-                Error::Format(format!("missing head weights: {m}"))
-            }
-            e => e,
-        })
+    let num_labels = labels_of(md, config)?.len();
+    let head = match md.kind {
+        TaskKind::SequenceClassification => config
+            .arch
+            .load_classification_head(&root, &encoder, num_labels)
+            .map(Head::SequenceClassification),
+        TaskKind::TokenClassification => config
+            .arch
+            .load_token_classification_head(&root, &encoder, num_labels)
+            .map(Head::TokenClassification),
+        TaskKind::Embedding => Ok(Head::Embedding(EmbeddingHead {
+            pooling: Pooling::from_hf_name(md.manifest.pooling.as_deref().unwrap_or("mean"))?,
+            normalize: md.manifest.normalize.unwrap_or(true),
+        })),
+    };
+    head.map_err(|e| match e {
+        Error::Format(m) if m.contains("missing tensor") => {
+            Error::Format(format!("missing head weights: {m}"))
+        }
+        e => e,
+    })
 }
 
 fn finish_task(
@@ -223,6 +259,19 @@ fn finish_task(
     let labels = labels_of(&md, config)?;
     let (tokenizer, tokenizer_key) = load_tokenizer(&md, tokenizers)?;
     let max_seq_len = checked_max_seq_len(&md, &*config.arch)?;
+    let unsafe_labels = unsafe_labels_of(&md, &labels)?;
+    let tags = match md.kind {
+        TaskKind::TokenClassification => {
+            if let Some(other) = md.manifest.aggregation.as_deref().filter(|a| *a != "first") {
+                return Err(Error::Unsupported(format!(
+                    "{}: aggregation {other:?} (this runtime decodes entities with \"first\")",
+                    md.dir.display()
+                )));
+            }
+            Some(TagScheme::parse(&labels)?)
+        }
+        _ => None,
+    };
     Ok(Task {
         model_dir: md,
         labels,
@@ -231,12 +280,18 @@ fn finish_task(
         tokenizer_key,
         head,
         lora,
+        unsafe_labels,
+        tags,
     })
 }
 
 /// Labels come from the manifest; config.json `id2label`, when present, must say the same.
 fn labels_of(md: &ModelDir, config: &CheckpointConfig) -> Result<Vec<String>> {
     let labels = md.manifest.labels.clone();
+    if md.kind == TaskKind::Embedding {
+        // A bare encoder's config.json carries HF's placeholder id2label; an embedding has no labels.
+        return Ok(labels);
+    }
     if let Some(from_config) = &config.labels {
         if *from_config != labels {
             return Err(Error::Config(format!(
@@ -246,6 +301,32 @@ fn labels_of(md: &ModelDir, config: &CheckpointConfig) -> Result<Vec<String>> {
         }
     }
     Ok(labels)
+}
+
+/// `unsafe_labels` of a sequence classifier, as label indices; every name must be a label.
+fn unsafe_labels_of(md: &ModelDir, labels: &[String]) -> Result<Option<Vec<usize>>> {
+    let Some(declared) = &md.manifest.unsafe_labels else {
+        return Ok(None);
+    };
+    if md.kind != TaskKind::SequenceClassification {
+        return Err(Error::Config(format!(
+            "{}: unsafe_labels is for sequence classification, not {}",
+            md.dir.display(),
+            md.kind.name()
+        )));
+    }
+    declared
+        .iter()
+        .map(|name| {
+            labels.iter().position(|l| l == name).ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: unsafe label {name:?} is not one of the labels {labels:?}",
+                    md.dir.display()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 fn checked_max_seq_len(md: &ModelDir, config: &dyn ArchConfig) -> Result<usize> {

@@ -12,6 +12,16 @@ pub(crate) struct TokenizedText {
     pub ids: Vec<i64>,
     /// Tokens the text produced (specials included) before truncation.
     pub tokens_in: usize,
+    /// Per token (with `Spans::Keep`): `(start, end)` in characters of the original text and the index of the word
+    /// it belongs to (None for special tokens).
+    pub spans: Vec<((usize, usize), Option<u32>)>,
+}
+
+/// Whether token offsets and word ids are needed (token classification) or not (faster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Spans {
+    Skip,
+    Keep,
 }
 
 pub(crate) struct TextTokenizer {
@@ -54,7 +64,7 @@ impl TextTokenizer {
     }
 
     /// Tokenizes one text, truncating from the right so that the result (specials included) fits `max_len`.
-    pub fn encode(&self, text: &str, max_len: usize) -> Result<TokenizedText> {
+    pub fn encode(&self, text: &str, max_len: usize, spans: Spans) -> Result<TokenizedText> {
         if max_len <= self.added_tokens {
             return Err(Error::Config(format!(
                 "max_seq_len {max_len} leaves no room next to {} special tokens",
@@ -62,19 +72,52 @@ impl TextTokenizer {
             )));
         }
         let tok_err = |e| Error::Input(format!("tokenization failed: {e}"));
-        let mut raw = self.inner.encode_fast(text, false).map_err(tok_err)?;
+        let mut raw = match spans {
+            Spans::Skip => self.inner.encode_fast(text, false),
+            Spans::Keep => self.inner.encode_char_offsets(text, false),
+        }
+        .map_err(tok_err)?;
         let tokens_in = raw.len() + self.added_tokens;
         if tokens_in > max_len {
             raw.truncate(max_len - self.added_tokens, 0, TruncationDirection::Right);
         }
         let full = self.inner.post_process(raw, None, true).map_err(tok_err)?;
         let ids = full.get_ids().iter().map(|&i| i as i64).collect();
-        Ok(TokenizedText { ids, tokens_in })
+        let spans = match spans {
+            Spans::Skip => Vec::new(),
+            Spans::Keep => full
+                .get_offsets()
+                .iter()
+                .copied()
+                .zip(full.get_word_ids().iter().copied())
+                .zip(full.get_special_tokens_mask())
+                .map(|((offsets, word), &special)| {
+                    if special == 1 {
+                        ((0, 0), None)
+                    } else {
+                        (offsets, word)
+                    }
+                })
+                .collect(),
+        };
+        Ok(TokenizedText {
+            ids,
+            tokens_in,
+            spans,
+        })
     }
 
     /// Tokenizes a batch in parallel (on the caller's thread pool).
-    pub fn encode_all(&self, texts: &[&str], max_len: usize) -> Result<Vec<TokenizedText>> {
-        texts.par_iter().map(|t| self.encode(t, max_len)).collect()
+    pub fn encode_all(
+        &self,
+        texts: &[&str],
+        max_len: usize,
+        spans: Spans,
+    ) -> Result<Vec<TokenizedText>> {
+        texts
+            .par_iter()
+            .map(|t| self.encode(t, max_len, spans))
+            .collect()
     }
 
     /// Right-pads `rows` to the longest one.

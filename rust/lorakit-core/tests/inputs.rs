@@ -182,6 +182,7 @@ fn probabilities_and_top_k() {
         num_texts: 2,
         num_labels: 3,
         logits: vec![1.0, 3.0, 2.0, 1000.0, 0.0, -1000.0],
+        unsafe_labels: Some(vec![1, 2]),
         tokens_in: vec![3, 3],
         tokens_used: vec![3, 3],
     };
@@ -196,6 +197,17 @@ fn probabilities_and_top_k() {
     assert_eq!(c.top_k(1, 10).len(), 3, "k is capped at num_labels");
     assert_eq!(c.top_k(1, 1)[0].0, 0);
     assert!(c.top_k(2, 1).is_empty(), "row out of range");
+    // Verdicts come from the declared label indices, never from label text.
+    assert_eq!(c.is_unsafe(0), Some(true));
+    assert!((c.unsafe_score(0).unwrap() - (p[1] + p[2])).abs() < 1e-6);
+    assert_eq!(c.is_unsafe(1), Some(false));
+    assert_eq!(c.is_unsafe(2), None);
+    let undeclared = Classification {
+        unsafe_labels: None,
+        ..c
+    };
+    assert_eq!(undeclared.is_unsafe(0), None);
+    assert_eq!(undeclared.unsafe_score(0), None);
 }
 
 #[test]

@@ -62,6 +62,10 @@ pub struct ClassificationResult {
     probabilities: Py<PyArray2<f32>>,
     /// All label names in index order.
     label_names: Vec<String>,
+    /// Per text: the top label is one the manifest declares unsafe (None without a declaration).
+    r#unsafe: Option<Vec<bool>>,
+    /// Per text: summed probability of the unsafe labels (None without a declaration).
+    unsafe_scores: Option<Vec<f32>>,
     tokens_in: Vec<usize>,
     tokens_used: Vec<usize>,
 }
@@ -81,7 +85,7 @@ impl ClassificationResult {
     }
 }
 
-fn matrix<'py>(
+pub fn matrix<'py>(
     py: Python<'py>,
     values: Vec<f32>,
     rows: usize,
@@ -105,6 +109,8 @@ pub fn classification(
         scores.push(best.iter().map(|(_, p)| *p).collect());
         indices.push(best.iter().map(|(j, _)| *j).collect());
     }
+    let verdicts: Option<Vec<bool>> = (0..c.num_texts).map(|i| c.is_unsafe(i)).collect();
+    let unsafe_scores: Option<Vec<f32>> = (0..c.num_texts).map(|i| c.unsafe_score(i)).collect();
     let probabilities = matrix(py, c.probabilities(), c.num_texts, c.num_labels)?.unbind();
     let logits = matrix(py, c.logits, c.num_texts, c.num_labels)?.unbind();
     Ok(ClassificationResult {
@@ -114,6 +120,8 @@ pub fn classification(
         logits,
         probabilities,
         label_names: c.labels,
+        r#unsafe: verdicts,
+        unsafe_scores,
         tokens_in: c.tokens_in,
         tokens_used: c.tokens_used,
     })
@@ -137,6 +145,7 @@ pub fn golden_report<'py>(py: Python<'py>, r: &GoldenReport) -> PyResult<Bound<'
     d.set_item("num_texts", r.num_texts)?;
     d.set_item("ids_equal", r.ids_equal)?;
     d.set_item("argmax_equal", r.argmax_equal)?;
+    d.set_item("entities_equal", r.entities_equal)?;
     d.set_item("max_abs_diff", r.max_abs_diff as f64)?;
     // Via the shortest decimal form, so 1e-4 reads back as 0.0001 rather than 9.99999974e-05.
     d.set_item(
@@ -164,6 +173,8 @@ pub fn task_info(py: Python<'_>, t: TaskInfo) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("labels", t.labels)?;
     d.set_item("max_seq_len", t.max_seq_len)?;
     d.set_item("runtime_adapter", t.runtime_adapter)?;
+    d.set_item("unsafe_labels", t.unsafe_labels)?;
+    d.set_item("dim", t.dim)?;
     Ok(d)
 }
 
@@ -173,6 +184,7 @@ pub fn architecture_info(py: Python<'_>, a: ArchitectureInfo) -> PyResult<Bound<
     d.set_item("aliases", a.aliases.to_vec())?;
     d.set_item("default_target_modules", a.default_target_modules.to_vec())?;
     d.set_item("head_modules", a.head_modules.to_vec())?;
+    d.set_item("token_head_modules", a.token_head_modules.to_vec())?;
     d.set_item("pooling", a.pooling)?;
     Ok(d)
 }

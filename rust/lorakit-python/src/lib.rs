@@ -3,6 +3,7 @@
 mod convert;
 mod errors;
 mod model;
+mod tasks;
 
 use pyo3::prelude::*;
 
@@ -25,12 +26,24 @@ fn max_positions(path: std::path::PathBuf) -> PyResult<usize> {
     lorakit_core::max_positions(&bytes, &path.display().to_string()).map_err(errors::to_py)
 }
 
+/// `text` with every entity (`{type, start, end}` dicts, character offsets) replaced by `[TYPE]`.
+#[pyfunction]
+fn mask_entities(text: &str, entities: Vec<Bound<'_, pyo3::types::PyDict>>) -> PyResult<String> {
+    let entities = entities
+        .iter()
+        .map(tasks::entity_from_dict)
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(lorakit_core::mask_entities(text, &entities))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", lorakit_core::version())?;
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(architectures, m)?)?;
     m.add_function(wrap_pyfunction!(max_positions, m)?)?;
+    m.add_function(wrap_pyfunction!(mask_entities, m)?)?;
+    m.add_class::<tasks::TokenClassificationResult>()?;
     m.add_class::<convert::ClassificationResult>()?;
     errors::register(m)?;
     Ok(())

@@ -11,6 +11,8 @@ use crate::convert::{
     ClassificationResult,
 };
 use crate::errors::to_py;
+use crate::tasks::{embeddings, token_classification, TokenClassificationResult};
+use numpy::PyArray2;
 
 /// An encoder with named tasks: `load` gives a model directory's own task (merged or runtime adapter),
 /// `load_base` a base to which any number of adapters are added.
@@ -97,6 +99,36 @@ impl Model {
             model.classify(&texts_ref(&texts), adapter.as_deref())
         })?;
         classification(py, result, top_k)
+    }
+
+    /// Entity spans per text (token classification / PII).
+    #[pyo3(signature = (texts, adapter=None))]
+    fn extract_entities(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+        adapter: Option<String>,
+    ) -> PyResult<TokenClassificationResult> {
+        let model = self.inner.clone();
+        let result = detached(py, move || {
+            model.extract_entities(&texts_ref(&texts), adapter.as_deref())
+        })?;
+        token_classification(py, result)
+    }
+
+    /// float32 `[n, dim]` sentence embeddings (embedding tasks).
+    #[pyo3(signature = (texts, adapter=None))]
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        adapter: Option<String>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let model = self.inner.clone();
+        let result = detached(py, move || {
+            model.embed(&texts_ref(&texts), adapter.as_deref())
+        })?;
+        embeddings(py, result)
     }
 
     /// Token ids and attention mask (int64 `[n, seq_len]`) exactly as `classify` sees them.

@@ -22,6 +22,7 @@ pub(crate) static ARCHITECTURE: Architecture = Architecture {
         aliases: &[],
         default_target_modules: &["query", "key", "value", "dense"],
         head_modules: &["classifier"],
+        token_head_modules: &["classifier"],
         pooling: "pooler",
     },
     encoder_prefix: "bert",
@@ -110,6 +111,9 @@ impl ArchConfig for BertConfig {
     }
     fn vocab_size(&self) -> usize {
         self.vocab_size
+    }
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
     }
     fn max_positions(&self) -> usize {
         self.max_position_embeddings

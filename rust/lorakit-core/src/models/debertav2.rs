@@ -35,6 +35,7 @@ pub(crate) static ARCHITECTURE: Architecture = Architecture {
         ],
         // The context pooler is not pretrained: adapters train and save it with the classifier.
         head_modules: &["pooler", "classifier"],
+        token_head_modules: &["classifier"],
         pooling: "cls",
     },
     encoder_prefix: "deberta",
@@ -265,6 +266,9 @@ impl ArchConfig for DebertaV2Config {
     }
     fn vocab_size(&self) -> usize {
         self.vocab_size
+    }
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
     }
     /// The absolute table's length when there is one; relative-only models were trained to the same length.
     fn max_positions(&self) -> usize {

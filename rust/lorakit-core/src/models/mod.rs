@@ -59,6 +59,8 @@ pub struct ArchitectureInfo {
     pub default_target_modules: &'static [&'static str],
     /// `modules_to_save` of a sequence-classification adapter: the head, trained and saved in full.
     pub head_modules: &'static [&'static str],
+    /// `modules_to_save` of a token-classification adapter.
+    pub token_head_modules: &'static [&'static str],
     /// How the sequence-classification head reads the sequence (written to the manifest as `pooling`).
     pub pooling: &'static str,
 }
@@ -95,6 +97,8 @@ pub(crate) trait ArchConfig: Send + Sync {
     /// Fields that shape the encoder, as JSON: two checkpoints with equal fingerprints share one encoder.
     fn encoder_fingerprint(&self) -> serde_json::Value;
     fn vocab_size(&self) -> usize;
+    /// Width of the last hidden states (the embedding dimension).
+    fn hidden_size(&self) -> usize;
     /// Longest input the position scheme allows.
     fn max_positions(&self) -> usize;
     fn load_encoder(&self, w: &Weights) -> Result<Box<dyn Encoder>>;
@@ -106,6 +110,22 @@ pub(crate) trait ArchConfig: Send + Sync {
         encoder: &Weights,
         num_labels: usize,
     ) -> Result<ClassificationHead>;
+    /// The token-classification head: `classifier` on every token (the `*ForTokenClassification` layout of BERT,
+    /// RoBERTa and DeBERTa; ModernBERT adds its prediction head).
+    fn load_token_classification_head(
+        &self,
+        root: &Weights,
+        _encoder: &Weights,
+        num_labels: usize,
+    ) -> Result<ClassificationHead> {
+        Ok(ClassificationHead {
+            pooling: crate::heads::Pooling::Cls,
+            dense: None,
+            out: root
+                .pp("classifier")
+                .linear(self.hidden_size(), num_labels, true)?,
+        })
+    }
 }
 
 /// `config.json` of a checkpoint: its architecture plus the label names of a task model.

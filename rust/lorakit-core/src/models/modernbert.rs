@@ -25,6 +25,7 @@ pub(crate) static ARCHITECTURE: Architecture = Architecture {
         aliases: &[],
         default_target_modules: &["Wqkv", "Wo", "Wi"],
         head_modules: &["head", "classifier"],
+        token_head_modules: &["head", "classifier"],
         // Pooling itself (cls or mean) is a per-task config field; the manifest names the head.
         pooling: "cls",
     },
@@ -325,6 +326,9 @@ impl ArchConfig for ModernBertConfig {
     fn vocab_size(&self) -> usize {
         self.encoder.vocab_size
     }
+    fn hidden_size(&self) -> usize {
+        self.encoder.hidden_size
+    }
     /// RoPE has no table, but this is the length the model was trained for.
     fn max_positions(&self) -> usize {
         self.encoder.max_position_embeddings
@@ -352,6 +356,15 @@ impl ArchConfig for ModernBertConfig {
             // HF builds the classifier with a bias whatever classifier_bias says.
             out: root.pp("classifier").linear(h, num_labels, true)?,
         })
+    }
+    /// ModernBertForTokenClassification applies the same prediction head to every token.
+    fn load_token_classification_head(
+        &self,
+        root: &Weights,
+        encoder: &Weights,
+        num_labels: usize,
+    ) -> Result<ClassificationHead> {
+        self.load_classification_head(root, encoder, num_labels)
     }
 }
 

@@ -18,6 +18,7 @@ pub(crate) static ARCHITECTURE: Architecture = Architecture {
         aliases: &["xlm-roberta"],
         default_target_modules: &["query", "key", "value", "dense"],
         head_modules: &["classifier"],
+        token_head_modules: &["classifier"],
         pooling: "cls",
     },
     encoder_prefix: "roberta",
@@ -62,6 +63,9 @@ impl ArchConfig for RobertaConfig {
     }
     fn vocab_size(&self) -> usize {
         self.encoder.vocab_size
+    }
+    fn hidden_size(&self) -> usize {
+        self.encoder.hidden_size
     }
     /// Positions `padding_idx + 1 ..` must fit the position table.
     fn max_positions(&self) -> usize {
