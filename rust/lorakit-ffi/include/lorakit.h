@@ -1,4 +1,4 @@
-/* lorakit C ABI: load lorakit model directories and classify text. Every call returns a LorakitStatus;
+/* lorakit C ABI: load lorakit model directories; classify, extract entities, embed. Every call returns a LorakitStatus;
  * on failure *err_out receives an owned message to release with lorakit_string_free. */
 
 #ifndef LORAKIT_H
@@ -11,9 +11,25 @@
 #include <stdint.h>
 
 /*
+ Owned bytes (opaque), e.g. a masked text; may contain NUL bytes, so read `lorakit_bytes_len` bytes.
+ */
+typedef struct LorakitBytes LorakitBytes;
+
+/*
+ The outcome of an embed call (opaque): `[num_texts, dim]` vectors, pooled and normalised as the model's
+ manifest says.
+ */
+typedef struct LorakitEmbeddings LorakitEmbeddings;
+
+/*
  Token ids of a batch (opaque): row-major `[num_texts, seq_len]`.
  */
 typedef struct LorakitEncoding LorakitEncoding;
+
+/*
+ The outcome of an extract_entities call (opaque): entities and token logits per text.
+ */
+typedef struct LorakitEntities LorakitEntities;
 
 /*
  A loaded model (opaque). Thread-safe: many threads may classify at once, and adapters may be added and
@@ -44,6 +60,39 @@ typedef struct LorakitTaskInfo LorakitTaskInfo;
 typedef int32_t LorakitStatus;
 
 /*
+ One UTF-8 text: `len` bytes at `data` (no NUL terminator needed). `data` may be NULL only when `len` is 0.
+ */
+typedef struct LorakitText {
+  const char *data;
+  size_t len;
+} LorakitText;
+
+/*
+ One entity span. In results every pointer is borrowed from the `LorakitEntities` it came from. As input to
+ `lorakit_mask_entities` only `entity_type`, `start` and `end` are read.
+ */
+typedef struct LorakitEntity {
+  /*
+   The entity type, NUL-terminated (`PERSON` for the tags `B-PERSON` / `I-PERSON`).
+   */
+  const char *entity_type;
+  /*
+   Start and end (exclusive) in Unicode code points of the input text.
+   */
+  size_t start;
+  size_t end;
+  /*
+   The covered input text: `len` UTF-8 bytes at `data` (also NUL-terminated; the text itself may contain
+   NUL bytes, so use `len`).
+   */
+  struct LorakitText text;
+  /*
+   Mean probability of the entity's word tags.
+   */
+  float score;
+} LorakitEntity;
+
+/*
  Options for `lorakit_model_load` and `lorakit_model_load_base`. A NULL options pointer means all defaults;
  zero values also mean "default".
  */
@@ -65,14 +114,6 @@ typedef struct LorakitOptions {
    */
   size_t max_batch;
 } LorakitOptions;
-
-/*
- One UTF-8 text: `len` bytes at `data` (no NUL terminator needed). `data` may be NULL only when `len` is 0.
- */
-typedef struct LorakitText {
-  const char *data;
-  size_t len;
-} LorakitText;
 
 #define LORAKIT_OK 0
 
@@ -124,6 +165,200 @@ extern "C" {
  Library version as a static NUL-terminated string (never freed).
  */
 const char *lorakit_version(void);
+
+/*
+ Embeds `count` texts with task `adapter` (NULL = the default task). A task of another kind is
+ `LORAKIT_INPUT` naming the call it needs. On success `*out` receives a result to release with
+ `lorakit_embeddings_free`.
+
+ # Safety
+ As `lorakit_model_classify`.
+ */
+LorakitStatus lorakit_model_embed(const struct LorakitModel *model,
+                                  const char *adapter,
+                                  const struct LorakitText *texts,
+                                  size_t count,
+                                  struct LorakitEmbeddings **out,
+                                  char **err_out);
+
+/*
+ Number of texts (rows).
+
+ # Safety
+ `e` must be NULL or a live embeddings result.
+ */
+size_t lorakit_embeddings_num_texts(const struct LorakitEmbeddings *e);
+
+/*
+ Vector width (columns).
+
+ # Safety
+ `e` must be NULL or a live embeddings result.
+ */
+size_t lorakit_embeddings_dim(const struct LorakitEmbeddings *e);
+
+/*
+ Row-major `[num_texts, dim]` vectors.
+
+ # Safety
+ `e` must be NULL or a live embeddings result.
+ */
+const float *lorakit_embeddings_values(const struct LorakitEmbeddings *e);
+
+/*
+ Per text: tokens produced before truncation (`num_texts` entries).
+
+ # Safety
+ `e` must be NULL or a live embeddings result.
+ */
+const size_t *lorakit_embeddings_tokens_in(const struct LorakitEmbeddings *e);
+
+/*
+ Per text: tokens actually used (`num_texts` entries).
+
+ # Safety
+ `e` must be NULL or a live embeddings result.
+ */
+const size_t *lorakit_embeddings_tokens_used(const struct LorakitEmbeddings *e);
+
+/*
+ Releases an embeddings result. Accepts NULL.
+
+ # Safety
+ `e` must be NULL or a result not yet freed.
+ */
+void lorakit_embeddings_free(struct LorakitEmbeddings *e);
+
+/*
+ Runs token classification (task `adapter`, NULL = the default task) on `count` texts. A task of another kind
+ is `LORAKIT_INPUT` naming the call it needs. On success `*out` receives a result to release with
+ `lorakit_entities_free`.
+
+ # Safety
+ As `lorakit_model_classify`.
+ */
+LorakitStatus lorakit_model_extract_entities(const struct LorakitModel *model,
+                                             const char *adapter,
+                                             const struct LorakitText *texts,
+                                             size_t count,
+                                             struct LorakitEntities **out,
+                                             char **err_out);
+
+/*
+ Number of texts.
+
+ # Safety
+ `r` must be NULL or a live entities result.
+ */
+size_t lorakit_entities_num_texts(const struct LorakitEntities *r);
+
+/*
+ Number of tags (IOB2 labels) per token.
+
+ # Safety
+ `r` must be NULL or a live entities result.
+ */
+size_t lorakit_entities_num_labels(const struct LorakitEntities *r);
+
+/*
+ Tag name of column `index`, e.g. "B-PERSON" (NULL when out of range).
+
+ # Safety
+ `r` must be NULL or a live entities result.
+ */
+const char *lorakit_entities_label(const struct LorakitEntities *r, size_t index);
+
+/*
+ Number of entities found in text `text` (0 when out of range).
+
+ # Safety
+ `r` must be NULL or a live entities result.
+ */
+size_t lorakit_entities_count(const struct LorakitEntities *r, size_t text);
+
+/*
+ The entities of text `text` in order of appearance (`lorakit_entities_count` entries; NULL when there are
+ none or `text` is out of range).
+
+ # Safety
+ `r` must be NULL or a live entities result.
+ */
+const struct LorakitEntity *lorakit_entities_get(const struct LorakitEntities *r,
+                                                 size_t text);
+
+/*
+ Row-major `[tokens_used[text], num_labels]` logits of text `text`, special tokens included (NULL when out of
+ range).
+
+ # Safety
+ `r` must be NULL or a live entities result.
+ */
+const float *lorakit_entities_token_logits(const struct LorakitEntities *r,
+                                           size_t text);
+
+/*
+ Per text: tokens produced before truncation (`num_texts` entries).
+
+ # Safety
+ `r` must be NULL or a live entities result.
+ */
+const size_t *lorakit_entities_tokens_in(const struct LorakitEntities *r);
+
+/*
+ Per text: tokens actually used (`num_texts` entries).
+
+ # Safety
+ `r` must be NULL or a live entities result.
+ */
+const size_t *lorakit_entities_tokens_used(const struct LorakitEntities *r);
+
+/*
+ Releases an entities result. Accepts NULL.
+
+ # Safety
+ `r` must be NULL or a result not yet freed.
+ */
+void lorakit_entities_free(struct LorakitEntities *r);
+
+/*
+ `text` with every entity span replaced by `[TYPE]` (the core's `mask_entities`: spans in code points;
+ overlapping or out-of-range spans are skipped). Reads `entity_type`, `start` and `end` of the `count`
+ entries of `entities` (NULL when `count` is 0). On success `*out` receives bytes to release with
+ `lorakit_bytes_free`.
+
+ # Safety
+ `text` must hold valid (pointer, length) bytes; `entities` must hold `count` entries whose `entity_type`
+ is NULL or NUL-terminated; `out` must be writable.
+ */
+LorakitStatus lorakit_mask_entities(struct LorakitText text,
+                                    const struct LorakitEntity *entities,
+                                    size_t count,
+                                    struct LorakitBytes **out,
+                                    char **err_out);
+
+/*
+ The bytes (NUL-terminated; NULL for a NULL handle).
+
+ # Safety
+ `b` must be NULL or live.
+ */
+const char *lorakit_bytes_data(const struct LorakitBytes *b);
+
+/*
+ Number of bytes, the terminator excluded (0 for a NULL handle).
+
+ # Safety
+ `b` must be NULL or live.
+ */
+size_t lorakit_bytes_len(const struct LorakitBytes *b);
+
+/*
+ Releases bytes. Accepts NULL.
+
+ # Safety
+ `b` must be NULL or bytes not yet freed.
+ */
+void lorakit_bytes_free(struct LorakitBytes *b);
 
 /*
  Static name of a status code ("ok", "io", "format", ...; "unknown" for other values). Never freed.
@@ -335,6 +570,33 @@ const size_t *lorakit_result_tokens_used(const struct LorakitResult *r);
 const char *lorakit_result_label(const struct LorakitResult *r, size_t index);
 
 /*
+ True when the model's manifest declares unsafe labels, so `lorakit_result_unsafe` and
+ `lorakit_result_unsafe_scores` are set (false for a NULL handle).
+
+ # Safety
+ `r` must be NULL or a live result.
+ */
+bool lorakit_result_has_unsafe_labels(const struct LorakitResult *r);
+
+/*
+ Per text: whether the top label is one of the declared unsafe labels (`num_texts` entries; NULL when none
+ are declared).
+
+ # Safety
+ `r` must be NULL or a live result.
+ */
+const bool *lorakit_result_unsafe(const struct LorakitResult *r);
+
+/*
+ Per text: the summed probability of the declared unsafe labels (`num_texts` entries; NULL when none are
+ declared).
+
+ # Safety
+ `r` must be NULL or a live result.
+ */
+const float *lorakit_result_unsafe_scores(const struct LorakitResult *r);
+
+/*
  Releases a result. Accepts NULL.
 
  # Safety
@@ -427,7 +689,8 @@ LorakitStatus lorakit_model_task_info(const struct LorakitModel *model,
 const char *lorakit_task_info_name(const struct LorakitTaskInfo *info);
 
 /*
- Task kind from the manifest, e.g. "sequence_classification" (NULL for a NULL handle).
+ Task kind from the manifest: "sequence_classification", "token_classification" or "embedding" (NULL for a
+ NULL handle). It names the call that runs the task: classify, extract_entities or embed.
 
  # Safety
  `info` must be NULL or live.
@@ -473,6 +736,30 @@ size_t lorakit_task_info_max_seq_len(const struct LorakitTaskInfo *info);
  `info` must be NULL or live.
  */
 bool lorakit_task_info_runtime_adapter(const struct LorakitTaskInfo *info);
+
+/*
+ Number of labels the manifest declares unsafe (sequence classification; 0 when none, or for a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+size_t lorakit_task_info_num_unsafe_labels(const struct LorakitTaskInfo *info);
+
+/*
+ Unsafe label `index`, in manifest order (NULL when out of range).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+const char *lorakit_task_info_unsafe_label(const struct LorakitTaskInfo *info, size_t index);
+
+/*
+ Embedding width of an embedding task; 0 for other tasks (and a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+size_t lorakit_task_info_dim(const struct LorakitTaskInfo *info);
 
 /*
  Releases a task info. Accepts NULL.

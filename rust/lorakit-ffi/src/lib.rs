@@ -5,12 +5,15 @@
 //!   stores an owned message in `*err_out` (when `err_out` is not NULL) that the caller releases with
 //!   [`lorakit_string_free`]. On success `*err_out` is set to NULL.
 //! - Objects are opaque handles; each has a `lorakit_*_free` that accepts NULL. One handle type,
-//!   `LorakitModel`, serves every task: calls that run a task take an `adapter` name, NULL for the default one.
+//!   `LorakitModel`, serves every task: calls that run a task take an `adapter` name, NULL for the default one,
+//!   and each task kind has its call (classify, extract_entities, embed; the wrong one is `LORAKIT_INPUT`).
 //! - Sizes are `size_t`. Strings are UTF-8; NULL pointers and invalid UTF-8 give `LORAKIT_INPUT`.
 //! - Every body runs inside `catch_unwind`: a Rust panic becomes `LORAKIT_INTERNAL`, never an abort.
 //! - Model handles may be used from many threads at once; a handle must not be freed while another
 //!   thread is still using it (bindings enforce this, e.g. the Go package's Close).
 
+mod embeddings;
+mod entities;
 mod guard;
 mod model;
 mod options;
@@ -18,6 +21,8 @@ mod results;
 mod tasks;
 mod texts;
 
+pub use embeddings::*;
+pub use entities::*;
 pub use guard::*;
 pub use model::*;
 pub use options::*;

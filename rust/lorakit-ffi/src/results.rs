@@ -11,16 +11,31 @@ pub struct LorakitResult {
     classification: Classification,
     probabilities: Vec<f32>,
     labels: LorakitStrings,
+    /// Per text, from the manifest's `unsafe_labels`; empty when it declares none.
+    unsafe_verdicts: Vec<bool>,
+    unsafe_scores: Vec<f32>,
 }
 
 impl LorakitResult {
     pub(crate) fn new(classification: Classification) -> Self {
         let probabilities = classification.probabilities();
         let labels = LorakitStrings::new(&classification.labels);
+        let rows = 0..classification.num_texts;
+        let (unsafe_verdicts, unsafe_scores) = match classification.unsafe_labels {
+            Some(_) => rows
+                .map(|i| {
+                    let verdict = classification.is_unsafe(i).unwrap_or(false);
+                    (verdict, classification.unsafe_score(i).unwrap_or(f32::NAN))
+                })
+                .unzip(),
+            None => (Vec::new(), Vec::new()),
+        };
         LorakitResult {
             classification,
             probabilities,
             labels,
+            unsafe_verdicts,
+            unsafe_scores,
         }
     }
 }
@@ -61,7 +76,7 @@ impl LorakitStrings {
 }
 
 /// Raw pointer to a slice's data, NULL for an empty slice so callers never read a dangling address.
-fn data_or_null<T>(items: &[T]) -> *const T {
+pub(crate) fn data_or_null<T>(items: &[T]) -> *const T {
     if items.is_empty() {
         ptr::null()
     } else {
@@ -148,6 +163,42 @@ pub unsafe extern "C" fn lorakit_result_label(
 ) -> *const c_char {
     guarded_value(ptr::null(), || {
         unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.labels.get(index))
+    })
+}
+
+/// True when the model's manifest declares unsafe labels, so `lorakit_result_unsafe` and
+/// `lorakit_result_unsafe_scores` are set (false for a NULL handle).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_has_unsafe_labels(r: *const LorakitResult) -> bool {
+    guarded_value(false, || {
+        unsafe { r.as_ref() }.is_some_and(|r| r.classification.unsafe_labels.is_some())
+    })
+}
+
+/// Per text: whether the top label is one of the declared unsafe labels (`num_texts` entries; NULL when none
+/// are declared).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_unsafe(r: *const LorakitResult) -> *const bool {
+    guarded_value(ptr::null(), || {
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.unsafe_verdicts))
+    })
+}
+
+/// Per text: the summed probability of the declared unsafe labels (`num_texts` entries; NULL when none are
+/// declared).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_unsafe_scores(r: *const LorakitResult) -> *const f32 {
+    guarded_value(ptr::null(), || {
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.unsafe_scores))
     })
 }
 
@@ -262,6 +313,9 @@ mod tests {
             assert_eq!(lorakit_result_num_texts(ptr::null()), 0);
             assert!(lorakit_result_logits(ptr::null()).is_null());
             assert!(lorakit_result_label(ptr::null(), 0).is_null());
+            assert!(!lorakit_result_has_unsafe_labels(ptr::null()));
+            assert!(lorakit_result_unsafe(ptr::null()).is_null());
+            assert!(lorakit_result_unsafe_scores(ptr::null()).is_null());
             assert_eq!(lorakit_encoding_seq_len(ptr::null()), 0);
             assert!(lorakit_encoding_input_ids(ptr::null()).is_null());
             assert_eq!(lorakit_strings_len(ptr::null()), 0);
@@ -269,6 +323,41 @@ mod tests {
             lorakit_result_free(ptr::null_mut());
             lorakit_encoding_free(ptr::null_mut());
             lorakit_strings_free(ptr::null_mut());
+        }
+    }
+
+    fn classification(unsafe_labels: Option<Vec<usize>>) -> Classification {
+        Classification {
+            labels: vec!["benign".into(), "jailbreak".into(), "injection".into()],
+            num_texts: 2,
+            num_labels: 3,
+            logits: vec![3.0, 0.0, 0.0, 0.0, 2.0, 1.0],
+            unsafe_labels,
+            tokens_in: vec![3, 4],
+            tokens_used: vec![3, 4],
+        }
+    }
+
+    #[test]
+    fn unsafe_verdicts_follow_the_declaration() {
+        let core = classification(Some(vec![1, 2]));
+        let handle = Box::into_raw(Box::new(LorakitResult::new(core.clone())));
+        unsafe {
+            assert!(lorakit_result_has_unsafe_labels(handle));
+            let verdicts = std::slice::from_raw_parts(lorakit_result_unsafe(handle), 2);
+            assert_eq!(verdicts, &[false, true]);
+            let scores = std::slice::from_raw_parts(lorakit_result_unsafe_scores(handle), 2);
+            for (i, &score) in scores.iter().enumerate() {
+                assert_eq!(Some(score), core.unsafe_score(i));
+            }
+            lorakit_result_free(handle);
+        }
+        let handle = Box::into_raw(Box::new(LorakitResult::new(classification(None))));
+        unsafe {
+            assert!(!lorakit_result_has_unsafe_labels(handle));
+            assert!(lorakit_result_unsafe(handle).is_null());
+            assert!(lorakit_result_unsafe_scores(handle).is_null());
+            lorakit_result_free(handle);
         }
     }
 

@@ -19,6 +19,8 @@ pub struct LorakitTaskInfo {
     labels: LorakitStrings,
     max_seq_len: usize,
     runtime_adapter: bool,
+    unsafe_labels: LorakitStrings,
+    dim: usize,
 }
 
 impl LorakitTaskInfo {
@@ -30,6 +32,8 @@ impl LorakitTaskInfo {
             labels: LorakitStrings::new(&info.labels),
             max_seq_len: info.max_seq_len,
             runtime_adapter: info.runtime_adapter,
+            unsafe_labels: LorakitStrings::new(&info.unsafe_labels),
+            dim: info.dim.unwrap_or(0),
         }
     }
 }
@@ -65,7 +69,8 @@ pub unsafe extern "C" fn lorakit_task_info_name(info: *const LorakitTaskInfo) ->
     })
 }
 
-/// Task kind from the manifest, e.g. "sequence_classification" (NULL for a NULL handle).
+/// Task kind from the manifest: "sequence_classification", "token_classification" or "embedding" (NULL for a
+/// NULL handle). It names the call that runs the task: classify, extract_entities or embed.
 ///
 /// # Safety
 /// `info` must be NULL or live.
@@ -130,6 +135,40 @@ pub unsafe extern "C" fn lorakit_task_info_runtime_adapter(info: *const LorakitT
     guarded_value(false, || {
         unsafe { info.as_ref() }.is_some_and(|i| i.runtime_adapter)
     })
+}
+
+/// Number of labels the manifest declares unsafe (sequence classification; 0 when none, or for a NULL handle).
+///
+/// # Safety
+/// `info` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_task_info_num_unsafe_labels(info: *const LorakitTaskInfo) -> usize {
+    guarded_value(0, || {
+        unsafe { info.as_ref() }.map_or(0, |i| i.unsafe_labels.len())
+    })
+}
+
+/// Unsafe label `index`, in manifest order (NULL when out of range).
+///
+/// # Safety
+/// `info` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_task_info_unsafe_label(
+    info: *const LorakitTaskInfo,
+    index: usize,
+) -> *const c_char {
+    guarded_value(ptr::null(), || {
+        unsafe { info.as_ref() }.map_or(ptr::null(), |i| i.unsafe_labels.get(index))
+    })
+}
+
+/// Embedding width of an embedding task; 0 for other tasks (and a NULL handle).
+///
+/// # Safety
+/// `info` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_task_info_dim(info: *const LorakitTaskInfo) -> usize {
+    guarded_value(0, || unsafe { info.as_ref() }.map_or(0, |i| i.dim))
 }
 
 /// Releases a task info. Accepts NULL.
@@ -211,6 +250,8 @@ mod tests {
             labels: vec!["a".into(), "b".into()],
             max_seq_len: 64,
             runtime_adapter: true,
+            unsafe_labels: vec!["b".into()],
+            dim: None,
         };
         let info = Box::into_raw(Box::new(LorakitTaskInfo::new(&core)));
         unsafe {
@@ -225,6 +266,24 @@ mod tests {
             assert!(lorakit_task_info_label(info, 2).is_null());
             assert_eq!(lorakit_task_info_max_seq_len(info), 64);
             assert!(lorakit_task_info_runtime_adapter(info));
+            assert_eq!(lorakit_task_info_num_unsafe_labels(info), 1);
+            assert_eq!(text(lorakit_task_info_unsafe_label(info, 0)), "b");
+            assert!(lorakit_task_info_unsafe_label(info, 1).is_null());
+            assert_eq!(lorakit_task_info_dim(info), 0);
+            lorakit_task_info_free(info);
+        }
+        let embedding = TaskInfo {
+            task: "embedding".into(),
+            labels: vec![],
+            unsafe_labels: vec![],
+            dim: Some(384),
+            ..core
+        };
+        let info = Box::into_raw(Box::new(LorakitTaskInfo::new(&embedding)));
+        unsafe {
+            assert_eq!(lorakit_task_info_dim(info), 384);
+            assert_eq!(lorakit_task_info_num_labels(info), 0);
+            assert_eq!(lorakit_task_info_num_unsafe_labels(info), 0);
             lorakit_task_info_free(info);
         }
     }
@@ -244,6 +303,9 @@ mod tests {
             assert!(lorakit_task_info_label(ptr::null(), 0).is_null());
             assert_eq!(lorakit_task_info_max_seq_len(ptr::null()), 0);
             assert!(!lorakit_task_info_runtime_adapter(ptr::null()));
+            assert_eq!(lorakit_task_info_num_unsafe_labels(ptr::null()), 0);
+            assert!(lorakit_task_info_unsafe_label(ptr::null(), 0).is_null());
+            assert_eq!(lorakit_task_info_dim(ptr::null()), 0);
             lorakit_task_info_free(ptr::null_mut());
         }
     }

@@ -148,6 +148,9 @@ pub struct Info {
     pub labels: Vec<String>,
     pub max_seq_len: usize,
     pub runtime_adapter: bool,
+    pub unsafe_labels: Vec<String>,
+    /// 0 when the task is no embedding (the C convention).
+    pub dim: usize,
 }
 
 /// The task info of `adapter`, or the failing status and message.
@@ -172,6 +175,10 @@ pub fn task_info(
                 .collect(),
             max_seq_len: lorakit_task_info_max_seq_len(info),
             runtime_adapter: lorakit_task_info_runtime_adapter(info),
+            unsafe_labels: (0..lorakit_task_info_num_unsafe_labels(info))
+                .map(|i| text(lorakit_task_info_unsafe_label(info, i)))
+                .collect(),
+            dim: lorakit_task_info_dim(info),
         }
     };
     unsafe { lorakit_task_info_free(info) };
@@ -187,6 +194,8 @@ impl From<lorakit_core::TaskInfo> for Info {
             labels: i.labels,
             max_seq_len: i.max_seq_len,
             runtime_adapter: i.runtime_adapter,
+            unsafe_labels: i.unsafe_labels,
+            dim: i.dim.unwrap_or(0),
         }
     }
 }
