@@ -17,67 +17,119 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+TASK_CHOICES = ("sequence-classification", "token-classification", "embedding")
+# Options that only some tasks read: given for another task they are refused, never silently ignored.
+TASK_OPTIONS = {
+    "label_column": ("sequence-classification",), "unsafe_labels": ("sequence-classification",),
+    "class_weighted": ("sequence-classification",), "full": ("sequence-classification", "token-classification"),
+    "group_column": ("sequence-classification", "token-classification"),
+    "target_modules": ("sequence-classification", "token-classification"),
+    "best_metric": ("sequence-classification", "token-classification"),
+    "score_column": ("embedding",), "pooling": ("embedding",), "normalize": ("embedding",),
+}
+Formatter = argparse.ArgumentDefaultsHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lorakit", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    train = verbs.add_parser("train", help="train (LoRA or --full), evaluate and export a model directory")
-    add_data_arguments(train, required=True)
-    train.add_argument("--group-column", help="split by whole groups of this column instead of by label")
+    train = verbs.add_parser("train", help="train (LoRA or --full), evaluate and export a model directory",
+                             formatter_class=Formatter)
+    train.add_argument("--task", choices=TASK_CHOICES, default="sequence-classification",
+                       help="what the model outputs: a label per text, entity spans, or a vector")
+    add_data_arguments(train)
+    train.add_argument("--group-column", help="split by whole groups of this column (e.g. template_id) instead of "
+                       "by label")
+    train.add_argument("--unsafe-labels", help="comma-separated labels that mean unsafe (sequence classification); "
+                       "runtimes report unsafe / unsafe_score from this declaration")
     train.add_argument("--base", help="base model directory (default: the offline all-MiniLM-L6-v2)")
     train.add_argument("--output", required=True, type=Path, help="model directory to write")
     train.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
     train.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
-    train.add_argument("--epochs", type=float, default=3.0)
+    train.add_argument("--epochs", type=float, default=3.0, help="training epochs")
     train.add_argument("--learning-rate", type=float, help="default 2e-4 (LoRA) or 5e-5 (--full)")
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--gradient-accumulation", type=int, default=1)
+    train.add_argument("--batch-size", type=int, default=16, help="examples (or pairs) per step")
+    train.add_argument("--gradient-accumulation", type=int, default=1, help="steps per optimizer update")
     train.add_argument("--warmup", type=float, default=0.1, help="warmup as a fraction of the training steps")
-    train.add_argument("--weight-decay", type=float, default=0.01)
-    train.add_argument("--max-grad-norm", type=float, default=1.0)
-    train.add_argument("--max-seq-len", type=int, default=128)
+    train.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
+    train.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping")
+    train.add_argument("--max-seq-len", type=int, help="tokens per text; default 128, embedding: the base's "
+                       "sentence_bert_config.json max_seq_length (256 for MiniLM), within the base's positions")
     train.add_argument("--class-weighted", action="store_true", help="inverse-frequency class weights in the loss")
-    train.add_argument("--best-metric", default="macro_f1", choices=["macro_f1", "accuracy", "loss"])
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--validation-fraction", type=float, default=0.1)
-    train.add_argument("--test-fraction", type=float, default=0.1)
+    train.add_argument("--best-metric", choices=["macro_f1", "accuracy", "entity_f1", "loss"],
+                       help="epoch kept: default macro_f1 (sequence), entity_f1 (token); embeddings keep the best "
+                       "validation spearman (scored pairs) or loss")
+    train.add_argument("--seed", type=int, default=42, help="seed of the split and of training")
+    train.add_argument("--validation-fraction", type=float, default=0.1, help="share of rows for validation")
+    train.add_argument("--test-fraction", type=float, default=0.1, help="share of rows for test")
     train.add_argument("--r", type=int, default=8, help="LoRA rank")
-    train.add_argument("--lora-alpha", type=int, default=16)
-    train.add_argument("--lora-dropout", type=float, default=0.1)
-    train.add_argument("--use-rslora", action="store_true")
+    train.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (scale alpha / r)")
+    train.add_argument("--lora-dropout", type=float, default=0.1, help="dropout on the LoRA input")
+    train.add_argument("--use-rslora", action="store_true", help="scale alpha / sqrt(r)")
     train.add_argument("--target-modules", help="comma-separated LoRA targets (default per architecture)")
+    train.add_argument("--pooling", choices=["mean", "cls"], default="mean", help="embedding: how token vectors "
+                       "become one vector")
+    train.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
+                       help="embedding: L2-normalise the vector")
     train.add_argument("--checkpoint-dir", type=Path, help="keep training checkpoints here (for `lorakit export`)")
     train.add_argument("--onnx", action="store_true", help="also write model.onnx")
 
-    evaluate = verbs.add_parser("eval", help="evaluate a model directory on a labelled file")
-    evaluate.add_argument("model_dir", type=Path)
-    add_data_arguments(evaluate, required=False)
+    evaluate = verbs.add_parser("eval", help="evaluate a model directory on a labelled file",
+                                formatter_class=Formatter)
+    evaluate.add_argument("model_dir", type=Path, help="a lorakit model directory (any task)")
+    add_data_arguments(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
 
-    export = verbs.add_parser("export", help="re-export a model directory from a training checkpoint")
+    export = verbs.add_parser("export", help="re-export a model directory from a training checkpoint",
+                              formatter_class=Formatter)
     export.add_argument("checkpoint", type=Path, help="--checkpoint-dir of a training run, or a checkpoint in it")
-    export.add_argument("--output", required=True, type=Path)
-    export.add_argument("--name")
-    export.add_argument("--onnx", action="store_true")
+    export.add_argument("--output", required=True, type=Path, help="model directory to write")
+    export.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
+    export.add_argument("--onnx", action="store_true", help="also write model.onnx")
 
-    predict = verbs.add_parser("predict", help="classify texts with a model directory")
-    predict.add_argument("model_dir", type=Path)
-    predict.add_argument("--text", action="append", required=True, help="text to classify (repeatable)")
-    predict.add_argument("--top-k", type=int, default=3)
-    predict.add_argument("--json", action="store_true")
+    predict = verbs.add_parser("predict", help="labels, entity spans or vectors for texts",
+                               formatter_class=Formatter)
+    predict.add_argument("model_dir", type=Path, help="a lorakit model directory (any task)")
+    predict.add_argument("--text", action="append", required=True, help="text to run on (repeatable)")
+    predict.add_argument("--top-k", type=int, default=3, help="sequence classification: labels shown per text")
+    predict.add_argument("--mask", action="store_true", help="token classification: print each text with its "
+                         "entities replaced by [TYPE]")
+    predict.add_argument("--json", action="store_true", help="print results as JSON")
     predict.add_argument("--backend", choices=["native", "torch"], default="native",
-                         help="native: the Rust core on the merged weights (default); torch: PyTorch")
+                         help="native: the Rust core on the merged weights; torch: PyTorch")
 
-    verify = verbs.add_parser("verify", help="recompute golden outputs with every backend and compare")
-    verify.add_argument("model_dir", type=Path)
-    verify.add_argument("--json", action="store_true")
+    verify = verbs.add_parser("verify", help="recompute golden outputs with every backend and compare",
+                              formatter_class=Formatter)
+    verify.add_argument("model_dir", type=Path, help="a lorakit model directory (any task)")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--data", required=True, type=Path, help=".csv, .tsv, .jsonl or .json file")
-    parser.add_argument("--text-column", required=required, default=None if required else "text")
-    parser.add_argument("--label-column", required=required, default=None if required else "label")
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="sequence classification: .csv, .tsv, .jsonl or "
+                        ".json; token classification: .jsonl/.json (character spans or BIO tokens) or CoNLL "
+                        "(.conll, .txt); embedding: pairs in .csv, .tsv, .jsonl or .json")
+    parser.add_argument("--text-column", default="text", help="column of the text (of the first text of a pair)")
+    parser.add_argument("--label-column", default="label", help="sequence classification: column of the label")
+    parser.add_argument("--spans-column", default="spans", help="token classification: [{start, end, label}] "
+                        "character spans")
+    parser.add_argument("--tokens-column", default="tokens", help="token classification: pre-tokenised words "
+                        "(BIO records)")
+    parser.add_argument("--tags-column", default="ner_tags", help="token classification: one IOB2 tag per word")
+    parser.add_argument("--text-pair-column", default="text_pair", help="embedding: column of the second text")
+    parser.add_argument("--score-column", help="embedding: similarity score of each pair (without it: "
+                        "(anchor, positive) pairs)")
+
+
+def data_spec(args: argparse.Namespace) -> Any:
+    from .pipeline import DataSpec
+
+    return DataSpec(args.data, args.text_column, args.label_column, getattr(args, "group_column", None),
+                    getattr(args, "validation_fraction", 0.1), getattr(args, "test_fraction", 0.1),
+                    getattr(args, "seed", 42), spans_column=args.spans_column, tokens_column=args.tokens_column,
+                    tags_column=args.tags_column, text_pair_column=args.text_pair_column,
+                    score_column=args.score_column)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,86 +172,66 @@ def run(args: argparse.Namespace) -> int:
     return run_verify(args)
 
 
+def check_task_options(args: argparse.Namespace, defaults: argparse.Namespace) -> None:
+    for option, tasks in TASK_OPTIONS.items():
+        if args.task not in tasks and getattr(args, option) != getattr(defaults, option):
+            flag = "--" + option.replace("_", "-")
+            raise LorakitError(f"{flag} does not apply to --task {args.task} (only {', '.join(tasks)})")
+
+
 def run_train(args: argparse.Namespace) -> int:
-    from .evaluate import summary_line
-    from .pipeline import DataSpec, resolve_base, train_and_export
+    from .manifest import EMBEDDING
+    from .pipeline import resolve_base, train_and_export
+    from .tasks import BY_CLI
     from .train import TrainConfig
 
+    check_task_options(args, build_parser().parse_args(["train", "--data", "x", "--output", "x"]))
+    task = BY_CLI[args.task].name
     base, base_id = resolve_base(args.base)
-    data = DataSpec(args.data, args.text_column, args.label_column, args.group_column,
-                    args.validation_fraction, args.test_fraction, args.seed)
+    max_seq_len = args.max_seq_len
+    if max_seq_len is None:
+        if task == EMBEDDING:
+            from .embedding import resolve_max_seq_len
+
+            max_seq_len = resolve_max_seq_len(base, None)
+        else:
+            max_seq_len = 128
+    best_metric = args.best_metric or {"token_classification": "entity_f1"}.get(task, "macro_f1")
     config = TrainConfig(
         base=str(base), labels=[], full=args.full, epochs=args.epochs, learning_rate=args.learning_rate,
         batch_size=args.batch_size, gradient_accumulation=args.gradient_accumulation, warmup=args.warmup,
-        weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, max_seq_len=args.max_seq_len,
-        class_weighted=args.class_weighted, best_metric=args.best_metric, seed=args.seed, r=args.r,
+        weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, max_seq_len=max_seq_len,
+        class_weighted=args.class_weighted, best_metric=best_metric, seed=args.seed, r=args.r,
         lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, use_rslora=args.use_rslora,
-        target_modules=args.target_modules.split(",") if args.target_modules else None,
+        target_modules=args.target_modules.split(",") if args.target_modules else None, task=task,
+        unsafe_labels=[label.strip() for label in args.unsafe_labels.split(",")] if args.unsafe_labels else None,
+        pooling=args.pooling, normalize=args.normalize,
     )
-    metrics = train_and_export(data, config, args.output, base_id, name=args.name, onnx=args.onnx,
+    metrics = train_and_export(data_spec(args), config, args.output, base_id, name=args.name, onnx=args.onnx,
                                checkpoint_dir=args.checkpoint_dir)
     if metrics:
-        print(summary_line("validation", metrics["validation"]))
-        print(summary_line("test", metrics["test"]))
+        from .inference import summary_line
+
+        for part in ("validation", "test"):
+            print(summary_line(part, metrics[part]))
         print(f"model directory: {Path(args.output).absolute()}")
     return 0
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .evaluate import evaluate_examples, summary_line
-    from .loading import load_merged, load_tokenizer
-    from .manifest import read_manifest
+    from .inference import evaluate_model_dir, format_metrics
 
-    manifest = read_manifest(args.model_dir)
-    dataset = load_dataset(args.data, args.text_column, args.label_column, labels=list(manifest.labels))
-    model = load_merged(args.model_dir, manifest)
-    metrics = evaluate_examples(model, load_tokenizer(args.model_dir), dataset, dataset.examples,
-                                manifest.max_seq_len)
-    if args.json:
-        print(json.dumps(metrics))
-    else:
-        print(summary_line("eval", metrics))
-        width = max(len(label) for label in dataset.labels)
-        for label, row in metrics["per_class"].items():
-            print(f"  {label:<{width}}  precision={row['precision']:.3f} recall={row['recall']:.3f} "
-                  f"f1={row['f1']:.3f} support={row['support']}")
+    metrics = evaluate_model_dir(args.model_dir, data_spec(args))
+    print(json.dumps(metrics) if args.json else format_metrics(metrics))
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    labels, probabilities = predict_probabilities(args.model_dir, args.text, args.backend)
-    results: list[dict[str, Any]] = []
-    for text, row in zip(args.text, probabilities, strict=True):
-        order = row.argsort()[::-1][: max(1, args.top_k)]
-        results.append({"text": text, "label": labels[order[0]],
-                        "top": [{"label": labels[i], "probability": float(row[i])} for i in order]})
-    if args.json:
-        print(json.dumps(results, ensure_ascii=False))
-    else:
-        for result in results:
-            top = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["top"])
-            print(f"{result['label']}\t{top}\t{result['text']}")
+    from .inference import format_predictions, predict
+
+    results = predict(args.model_dir, args.text, args.backend, top_k=args.top_k, mask=args.mask)
+    print(json.dumps(results, ensure_ascii=False) if args.json else format_predictions(results, args.mask))
     return 0
-
-
-def predict_probabilities(model_dir: Path, texts: list[str], backend: str) -> tuple[list[str], Any]:
-    """Label names and softmax probabilities [len(texts), num_labels] from the chosen backend."""
-    if backend == "native":
-        from .native import Model
-
-        model = Model.load(str(model_dir), merged=True)
-        return model.labels, model.classify(texts).probabilities
-    import torch
-
-    from .evaluate import predict_logits
-    from .loading import load_merged, load_tokenizer
-    from .manifest import read_manifest
-
-    manifest = read_manifest(model_dir)
-    logits = predict_logits(load_merged(model_dir, manifest), load_tokenizer(model_dir), texts,
-                            manifest.max_seq_len, progress=False)
-    return list(manifest.labels), torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 
 def run_verify(args: argparse.Namespace) -> int:

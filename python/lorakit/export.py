@@ -1,4 +1,4 @@
-"""Export a trained classifier as a lorakit model directory (docs/FORMAT.md), atomically."""
+"""Export a trained model of any task as a lorakit model directory (docs/FORMAT.md), atomically."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ from peft import PeftModel
 from . import __version__
 from .atomic import atomic_directory
 from .errors import ExportError, UnsupportedError
-from .golden import GOLDEN_FILE, compute_logits, golden_texts, tokenize, write_golden
+from .golden import GOLDEN_FILE, golden_texts, tokenize, write_golden
 from .manifest import (
+    EMBEDDING,
     FORMAT_VERSION,
+    SEQUENCE,
+    TOKEN,
     AdapterInfo,
     BaseRef,
     Manifest,
@@ -57,8 +60,13 @@ def export_model(
     metrics: dict[str, Any] | None = None,
     report_dir: Path | None = None,
     onnx: bool = False,
+    task: str = SEQUENCE,
+    unsafe_labels: Sequence[str] | None = None,
+    pooling: str | None = None,
+    normalize: bool | None = None,
 ) -> Path:
-    """Write the model directory `out_dir`; `model` is a PeftModel (LoRA) or a plain HF model (full fine-tune).
+    """Write the model directory `out_dir`; `model` is a PeftModel (LoRA) or a plain HF model (full fine-tune) of
+    `task`: its head gives `labels` (none for an embedding, whose `pooling` and `normalize` are required).
 
     Nothing is visible at `out_dir` until every file is written and fsynced; on any error no directory is left.
     An existing lorakit model directory is replaced; any other existing path is refused.
@@ -69,34 +77,34 @@ def export_model(
     base_sha = sha256_file(base_weights_path(base_path))
     model = model.to("cpu").float().eval()
     config = model.config
-    if len(labels) != config.num_labels:
-        raise ExportError(f"{len(labels)} labels given but the model head has {config.num_labels} outputs")
+    check_head(task, labels, config, pooling, normalize)
     architecture = config.model_type
     texts = golden_texts(golden_examples, max_seq_len)
     batch = tokenize(tokenizer, texts, max_seq_len)
+    outputs = TaskOutputs(task, tokenizer, texts, batch, max_seq_len, labels, pooling, normalize)
 
     with atomic_directory(out_dir, is_model_dir) as tmp:
-        logits = compute_logits(model, batch)
+        values = outputs.compute(model)  # the reference: the unmerged PEFT model
         if isinstance(model, PeftModel):
             adapter = save_adapter(model, tmp)
             merged = copy.deepcopy(model).merge_and_unload().eval()
-            check_merge(logits, compute_logits(merged, batch))
+            check_merge(values, outputs.compute(merged))
         else:
             adapter = None
             merged = model
         set_labels(merged.config, labels)
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_golden(tmp / GOLDEN_FILE, texts, batch, logits, max_seq_len)
+        write_golden(tmp / GOLDEN_FILE, texts, batch, values, max_seq_len, task, outputs.entities(values))
         if onnx:
             from .onnx_export import export_onnx
 
-            export_onnx(merged, batch, tmp / "model.onnx")
+            export_onnx(merged, batch, tmp / "model.onnx", task, pooling or "mean", bool(normalize))
         write_report(tmp / "report", report_dir, metrics)
         manifest = Manifest(
             format_version=FORMAT_VERSION,
             name=name or out_dir.name,
-            task="sequence_classification",
+            task=task,
             architecture=architecture,
             base=BaseRef(
                 path=manifest_base_path(base_path, out_dir),
@@ -106,14 +114,52 @@ def export_model(
             adapter=adapter,
             labels=tuple(labels),
             max_seq_len=int(max_seq_len),
-            pooling=pooling_of(config),
+            pooling=pooling if task == EMBEDDING else pooling_of(config) if task == SEQUENCE else None,
             metrics=metrics or {},
             files=file_table(tmp),
             created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             lorakit_version=__version__,
+            unsafe_labels=tuple(unsafe_labels) if unsafe_labels else None,
+            normalize=normalize if task == EMBEDDING else None,
+            aggregation="first" if task == TOKEN else None,
         )
         write_manifest(tmp, manifest)
     return out_dir
+
+
+def check_head(task: str, labels: list[str], config: Any, pooling: str | None, normalize: bool | None) -> None:
+    if task == EMBEDDING:
+        if labels:
+            raise ExportError("an embedding model has no labels; pass labels=[]")
+        if pooling not in ("mean", "cls") or normalize is None:
+            raise ExportError("an embedding export needs pooling ('mean' or 'cls') and normalize (true or false)")
+    elif len(labels) != config.num_labels:
+        raise ExportError(f"{len(labels)} labels given but the model head has {config.num_labels} outputs")
+
+
+class TaskOutputs:
+    """The golden output of a task for fixed texts: logits, token logits (+ decoded entities) or embeddings."""
+
+    def __init__(self, task: str, tokenizer: Any, texts: list[str], batch: dict[str, torch.Tensor], max_seq_len: int,
+                 labels: list[str], pooling: str | None, normalize: bool | None) -> None:
+        self.task, self.tokenizer, self.texts, self.batch = task, tokenizer, texts, batch
+        self.max_seq_len, self.labels, self.pooling, self.normalize = max_seq_len, labels, pooling, normalize
+
+    def compute(self, model: Any) -> torch.Tensor:
+        if self.task == EMBEDDING:
+            from .embedding import encode
+
+            return encode(model, self.tokenizer, self.texts, self.max_seq_len, str(self.pooling), bool(self.normalize))
+        from .golden import compute_logits
+
+        return compute_logits(model, self.batch)
+
+    def entities(self, values: torch.Tensor) -> list[list[dict[str, Any]]] | None:
+        if self.task != TOKEN:
+            return None
+        from .entities import padded_entities
+
+        return padded_entities(self.tokenizer, self.texts, values.numpy(), self.max_seq_len, self.labels)
 
 
 def pooling_of(config: Any) -> str:
@@ -156,7 +202,7 @@ def saved_modules(model: PeftModel, requested: Sequence[str]) -> list[str]:
 
 
 def check_merge(unmerged: torch.Tensor, merged: torch.Tensor) -> None:
-    """max |diff| <= 1e-5 * max(1, max |logit|)."""
+    """max |diff| <= 1e-5 * max(1, max |output|) (logits, token logits or embeddings)."""
     diff = float((unmerged - merged).abs().max())
     allowed = MERGE_TOLERANCE * max(1.0, float(unmerged.abs().max()))
     if not diff <= allowed:

@@ -67,10 +67,18 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_seq_len: int) -> dict[str
 
 @torch.no_grad()
 def compute_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """fp32 CPU logits in eval mode (dropout off)."""
+    """fp32 CPU logits in eval mode (dropout off): [N, C] for sequence, [N, L, C] for token classification."""
     model.eval()
     logits: torch.Tensor = model(**batch).logits
     return logits.detach().to(torch.float32).cpu().contiguous()
+
+
+# What each task stores: the metadata `output` and the tensor name (docs/FORMAT.md "Tasks").
+OUTPUTS = {
+    "sequence_classification": ("logits", "logits"),
+    "token_classification": ("token_logits", "logits"),
+    "embedding": ("embeddings", "embeddings"),
+}
 
 
 @dataclass(frozen=True)
@@ -79,25 +87,41 @@ class Golden:
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     token_type_ids: torch.Tensor
-    logits: torch.Tensor
+    values: torch.Tensor  # logits [N, C], token logits [N, L, C] or embeddings [N, D]
     max_seq_len: int
     tolerance: float
     task: str
+    output: str = "logits"
+    entities: list[list[dict[str, Any]]] | None = None  # token classification: the reference decoder's spans
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.values
 
 
 def write_golden(
-    path: Path, texts: Sequence[str], batch: dict[str, torch.Tensor], logits: torch.Tensor, max_seq_len: int
+    path: Path, texts: Sequence[str], batch: dict[str, torch.Tensor], values: torch.Tensor, max_seq_len: int,
+    task: str = "sequence_classification", entities: Sequence[Sequence[dict[str, Any]]] | None = None,
 ) -> None:
+    output, tensor_name = OUTPUTS[task]
+    expected_rank = 3 if task == "token_classification" else 2
+    if values.dim() != expected_rank or values.shape[0] != len(texts):
+        raise ValueError(f"{task} golden output must be rank {expected_rank} with one row per text, "
+                         f"got {list(values.shape)}")
     tensors = {name: batch[name].contiguous() for name in ("input_ids", "attention_mask", "token_type_ids")}
-    tensors["logits"] = logits.to(torch.float32).contiguous()
+    tensors[tensor_name] = values.to(torch.float32).contiguous()
     metadata = {
         "format_version": GOLDEN_FORMAT_VERSION,
         "texts": json.dumps(list(texts), ensure_ascii=False),
-        "task": "sequence_classification",
-        "output": "logits",
+        "task": task,
+        "output": output,
         "max_seq_len": str(max_seq_len),
         "tolerance": GOLDEN_TOLERANCE_TEXT,
     }
+    if task == "token_classification":
+        if entities is None or len(entities) != len(texts):
+            raise ValueError("token classification golden files need one entity list per text")
+        metadata["entities"] = json.dumps([list(row) for row in entities], ensure_ascii=False)
     save_file(tensors, str(path), metadata=metadata)
 
 
@@ -110,19 +134,29 @@ def read_golden(model_dir: Path) -> Golden:
             meta = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         texts = json.loads(meta["texts"])
+        task = meta["task"]
+        if task not in OUTPUTS:
+            raise ValueError(f"unknown task {task!r}")
+        output, tensor_name = OUTPUTS[task]
+        if meta.get("output", output) != output:
+            raise ValueError(f"output {meta['output']!r} does not belong to task {task!r} (expected {output!r})")
+        entities = json.loads(meta["entities"]) if task == "token_classification" else None
         golden = Golden(
             texts=list(texts),
             input_ids=tensors["input_ids"],
             attention_mask=tensors["attention_mask"],
             token_type_ids=tensors["token_type_ids"],
-            logits=tensors["logits"],
+            values=tensors[tensor_name],
             max_seq_len=int(meta["max_seq_len"]),
             tolerance=float(meta["tolerance"]),
-            task=meta["task"],
+            task=task,
+            output=output,
+            entities=entities,
         )
     except (KeyError, ValueError, TypeError, OSError, SafetensorError) as exc:
         message = " ".join(str(exc).split())
         raise ModelDirError(f"{path}: not a valid golden file ({message}); re-export the model") from None
-    if golden.logits.shape[0] != len(golden.texts) or golden.input_ids.shape[0] != len(golden.texts):
+    rows = {golden.values.shape[0], golden.input_ids.shape[0], len(golden.entities or golden.texts)}
+    if rows != {len(golden.texts)}:
         raise ModelDirError(f"{path}: row count does not match the number of texts")
     return golden

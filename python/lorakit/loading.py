@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from .errors import ModelDirError, UnsupportedError
 from .manifest import Manifest, read_manifest, sha256_file
+from .tasks import TASKS, auto_class, label_kwargs
 
-TORCH_TASK = "sequence_classification"
 # What transformers and safetensors raise on unreadable or malformed files.
 _FILE_ERRORS = (OSError, ValueError, KeyError, SafetensorError)
 
@@ -42,8 +42,9 @@ def load_tokenizer(model_dir: Path) -> Any:
 def load_config(model_dir: Path, manifest: Manifest) -> Any:
     """config.json, checked against the manifest: the manifest names the architecture and the labels."""
     path = Path(model_dir) / "config.json"
-    if manifest.task != TORCH_TASK:
-        raise UnsupportedError(f"{model_dir}: task {manifest.task!r} has no torch loader (only {TORCH_TASK})")
+    if manifest.task not in TASKS:
+        raise UnsupportedError(f"{model_dir}: task {manifest.task!r} has no torch loader "
+                               f"(torch loads {', '.join(TASKS)})")
     if not path.is_file():
         raise ModelDirError(f"{path}: missing; re-export the model")
     try:
@@ -76,7 +77,7 @@ def load_merged(model_dir: Path, manifest: Manifest | None = None) -> torch.nn.M
         state = load_file(str(weights))
     except _FILE_ERRORS as exc:
         raise ModelDirError(f"{weights}: not a valid safetensors file ({one_line(exc)})") from None
-    model: torch.nn.Module = AutoModelForSequenceClassification.from_config(config)
+    model: torch.nn.Module = auto_class(manifest.task).from_config(config)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # torch lists each mismatch on its own line after a generic first line
@@ -99,12 +100,8 @@ def load_unmerged(model_dir: Path, manifest: Manifest) -> torch.nn.Module:
     expected = manifest.base.weights_sha256
     if expected and sha256_file(base / "model.safetensors") != expected:
         raise ModelDirError(f"{base}: base weights differ from the ones the adapter was trained on")
-    labels = list(manifest.labels)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(base), num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-        )
+        model = auto_class(manifest.task).from_pretrained(str(base), **label_kwargs(list(manifest.labels)))
     except (*_FILE_ERRORS, RuntimeError) as exc:
         raise ModelDirError(f"{base}: cannot load the base model ({one_line(exc)})") from None
     try:

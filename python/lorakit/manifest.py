@@ -18,9 +18,13 @@ from .errors import ModelDirError
 
 MANIFEST_FILE = "lorakit.json"
 FORMAT_VERSION = 1
-# Task kinds of format_version 1 (the Go reader knows the same list); the torch loaders run only the first.
+# Task kinds of format_version 1 (the Go reader knows the same list); the torch loaders run the first three.
 KNOWN_TASKS = ("sequence_classification", "token_classification", "embedding", "generative_classification")
+SEQUENCE, TOKEN, EMBEDDING = "sequence_classification", "token_classification", "embedding"
+EMBEDDING_POOLINGS = ("mean", "cls")
+AGGREGATIONS = ("first",)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_IOB2 = re.compile(r"^(O|[BI]-\S.*)$")
 
 
 class ManifestError(ModelDirError):
@@ -63,10 +67,13 @@ class Manifest:
     labels: tuple[str, ...]
     max_seq_len: int
     files: Mapping[str, str]
-    pooling: str = "unknown"
+    pooling: str | None = "unknown"  # sequence classification: informational; embedding: mean or cls
     metrics: Mapping[str, Any] = field(default_factory=dict)
     created_at: str | None = None
     lorakit_version: str | None = None
+    unsafe_labels: tuple[str, ...] | None = None  # sequence classification only
+    normalize: bool | None = None  # embedding only
+    aggregation: str | None = None  # token classification only
 
     def __post_init__(self) -> None:
         _check_invariants(self, MANIFEST_FILE)
@@ -83,6 +90,13 @@ class Manifest:
             a = self.adapter
             adapter = {"type": a.type, "r": a.r, "lora_alpha": a.lora_alpha, "use_rslora": a.use_rslora,
                        "target_modules": list(a.target_modules), "modules_to_save": list(a.modules_to_save)}
+        task_fields: dict[str, Any] = {}  # only the fields of this task, so older readers see what they know
+        if self.task == SEQUENCE and self.unsafe_labels is not None:
+            task_fields["unsafe_labels"] = list(self.unsafe_labels)
+        if self.task == EMBEDDING:
+            task_fields["normalize"] = self.normalize
+        if self.task == TOKEN:
+            task_fields["aggregation"] = self.aggregation
         return {
             "format_version": self.format_version,
             "name": self.name,
@@ -93,6 +107,7 @@ class Manifest:
             "labels": list(self.labels),
             "max_seq_len": self.max_seq_len,
             "pooling": self.pooling,
+            **task_fields,
             "metrics": dict(self.metrics),
             "files": dict(self.files),
             "created_at": self.created_at,
@@ -116,8 +131,7 @@ def _check_invariants(m: Manifest, source: str) -> None:
         raise ManifestError(source, "name", "must not be empty")
     if not m.architecture:
         raise ManifestError(source, "architecture", "must not be empty")
-    if not m.labels:
-        raise ManifestError(source, "labels", "must not be empty (one name per output of the head)")
+    _check_task_fields(m, source)
     duplicates = sorted({label for label in m.labels if m.labels.count(label) > 1})
     if duplicates:
         raise ManifestError(source, "labels", f"duplicate label(s) {', '.join(map(repr, duplicates))}")
@@ -136,6 +150,39 @@ def _check_invariants(m: Manifest, source: str) -> None:
             raise ManifestError(source, "adapter.type", f"{m.adapter.type!r} is not supported (only 'lora')")
         if m.adapter.r <= 0:
             raise ManifestError(source, "adapter.r", f"must be positive, got {m.adapter.r}")
+
+
+def _check_task_fields(m: Manifest, source: str) -> None:
+    """docs/FORMAT.md "Tasks": labels per task, and each task-specific field only on its own task."""
+    if m.task == EMBEDDING:
+        if m.labels:
+            raise ManifestError(source, "labels", "must be empty for an embedding model (it has no head)")
+    elif not m.labels:
+        raise ManifestError(source, "labels", "must not be empty (one name per output of the head)")
+    foreign = {"unsafe_labels": (m.unsafe_labels, SEQUENCE), "normalize": (m.normalize, EMBEDDING),
+               "aggregation": (m.aggregation, TOKEN)}
+    for name, (value, task) in foreign.items():
+        if value is not None and m.task != task:
+            raise ManifestError(source, name, f"belongs to task {task!r}, not {m.task!r}; remove it")
+    if m.unsafe_labels is not None:
+        if not m.unsafe_labels:
+            raise ManifestError(source, "unsafe_labels", "must not be empty (omit it when no label is unsafe)")
+        unknown = [label for label in m.unsafe_labels if label not in m.labels]
+        if unknown:
+            raise ManifestError(source, "unsafe_labels", f"{', '.join(map(repr, unknown))} not in labels")
+    if m.task == EMBEDDING:
+        if m.pooling not in EMBEDDING_POOLINGS:
+            raise ManifestError(source, "pooling", f"{m.pooling!r} is not an embedding pooling "
+                                f"({', '.join(EMBEDDING_POOLINGS)})")
+        if m.normalize is None:
+            raise ManifestError(source, "normalize", "missing (true or false for an embedding model)")
+    if m.task == TOKEN:
+        if m.aggregation not in AGGREGATIONS:
+            problem = "missing" if m.aggregation is None else f"{m.aggregation!r} is not supported"
+            raise ManifestError(source, "aggregation", f"{problem} (token classification aggregates 'first')")
+        bad = [label for label in m.labels if not _IOB2.match(label)]
+        if bad:
+            raise ManifestError(source, "labels", f"{bad[0]!r} is not an IOB2 tag (O, B-TYPE or I-TYPE)")
 
 
 def _check_version(version: int, source: str) -> None:
@@ -201,11 +248,12 @@ def _parse(raw: object, source: str) -> Manifest:
     for rel, digest in files.items():
         if not isinstance(digest, str):
             raise ManifestError(source, f"files[{rel!r}]", f"expected a string, got {_json_type(digest)}")
+    task = top.get("task", str)
     try:
         return Manifest(
             format_version=version,
             name=top.get("name", str),
-            task=top.get("task", str),
+            task=task,
             architecture=top.get("architecture", str),
             base=BaseRef(path=base.get("path", str, optional=True), id=base.get("id", str, optional=True),
                          weights_sha256=base.get("weights_sha256", str, optional=True)),
@@ -213,10 +261,14 @@ def _parse(raw: object, source: str) -> Manifest:
             labels=top.strings("labels"),
             max_seq_len=top.get("max_seq_len", int),
             files=dict(files),
-            pooling=top.get("pooling", str, optional=True, default="unknown"),
+            pooling=top.get("pooling", str, optional=True, default="unknown" if task == SEQUENCE else None),
             metrics=dict(top.get("metrics", dict, optional=True, default={})),
             created_at=top.get("created_at", str, optional=True),
             lorakit_version=top.get("lorakit_version", str, optional=True),
+            unsafe_labels=top.strings("unsafe_labels") if top.get("unsafe_labels", list, optional=True) is not None
+            else None,
+            normalize=top.get("normalize", bool, optional=True),
+            aggregation=top.get("aggregation", str, optional=True),
         )
     except ManifestError as exc:  # invariants are checked against the generic name; report the real file
         raise ManifestError(source, exc.field_name, exc.problem) from None

@@ -1,4 +1,8 @@
-"""End-to-end flows behind the CLI: train -> evaluate -> export, and re-export from a training checkpoint."""
+"""End-to-end flows behind the CLI: train -> evaluate -> export, and re-export from a training checkpoint.
+
+Sequence classification lives here; token classification and embeddings in pipeline_tasks.py, on the same steps
+(load once, split once, write the split, train, evaluate on exactly that split, export).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,13 @@ from typing import Any
 import torch
 
 from .data import Dataset, Split, load_dataset, split_dataset, write_split
-from .errors import LorakitError, ModelDirError
+from .errors import DataError, LorakitError, ModelDirError
 from .evaluate import evaluate_examples
 from .export import export_model
-from .manifest import is_model_dir
+from .manifest import EMBEDDING, SEQUENCE, is_model_dir
 from .models import MINILM_ID, check_servable, minilm_path
 from .plots import plot_confusion_matrix, plot_loss_curves
+from .tasks import label_kwargs, load_task_model
 from .train import TrainConfig, train
 
 RUN_FILE = "lorakit_run.json"
@@ -29,12 +34,17 @@ GOLDEN_FROM_TEST = 16
 @dataclass
 class DataSpec:
     path: Path
-    text_column: str
-    label_column: str
+    text_column: str = "text"
+    label_column: str = "label"
     group_column: str | None = None
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 42
+    spans_column: str = "spans"  # token classification: character spans ...
+    tokens_column: str = "tokens"  # ... or pre-tokenised BIO
+    tags_column: str = "ner_tags"
+    text_pair_column: str = "text_pair"  # embedding pairs
+    score_column: str | None = None
 
 
 def resolve_base(base: str | None) -> tuple[Path, str]:
@@ -75,7 +85,15 @@ def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id:
         # every process must read the best checkpoint that the main process saved
         raise LorakitError("multi-process training (torchrun / accelerate launch) needs --checkpoint-dir "
                            "on storage every process can reach")
+    if config.task != SEQUENCE:
+        from .pipeline_tasks import train_and_export_task
+
+        with tempfile.TemporaryDirectory(prefix="lorakit-train-") as scratch:
+            run_dir = Path(checkpoint_dir).absolute() if checkpoint_dir else Path(scratch)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            return train_and_export_task(run_dir, data, config, output, base_id, name, onnx, log)
     dataset = load_dataset(data.path, data.text_column, data.label_column, data.group_column)
+    check_unsafe_labels(config.unsafe_labels, dataset.labels)
     split = split_dataset(dataset, data.validation_fraction, data.test_fraction, data.seed,
                           grouped=data.group_column is not None)
     config.labels = dataset.labels
@@ -85,6 +103,15 @@ def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id:
         run_dir = Path(checkpoint_dir).absolute() if checkpoint_dir else Path(scratch)
         run_dir.mkdir(parents=True, exist_ok=True)
         return _train_in(run_dir, dataset, split, config, output, base_id, name, onnx, log)
+
+
+def check_unsafe_labels(unsafe: list[str] | None, labels: list[str]) -> None:
+    if unsafe is None:
+        return
+    unknown = [label for label in unsafe if label not in labels]
+    if unknown or not unsafe:
+        raise DataError(f"--unsafe-labels {', '.join(unknown) or '(empty)'} not among the data's labels "
+                        f"({', '.join(labels)})")
 
 
 def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig, output: Path, base_id: str,
@@ -115,7 +142,7 @@ def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig
     save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples)
     export_model(result.model, result.tokenizer, output, labels=dataset.labels, max_seq_len=config.max_seq_len,
                  base_path=Path(config.base), base_id=base_id, name=name, golden_examples=golden_examples,
-                 metrics=metrics, report_dir=report, onnx=onnx)
+                 metrics=metrics, report_dir=report, onnx=onnx, unsafe_labels=config.unsafe_labels)
     return metrics
 
 
@@ -144,7 +171,7 @@ def find_run(checkpoint: Path) -> tuple[Path, Path]:
 
 def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: str | None = None) -> Path:
     """Re-export a model directory from a saved training checkpoint (for example another epoch's weights)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     output = Path(output).absolute()
     check_output(output)
@@ -153,15 +180,15 @@ def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: 
     fields = TrainConfig.__dataclass_fields__
     config = TrainConfig(**{key: value for key, value in run["config"].items() if key in fields})
     labels = config.labels
-    head = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-            "label2id": {label: i for i, label in enumerate(labels)}}
     if (weights / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        base_model = AutoModelForSequenceClassification.from_pretrained(config.base, **head)
+        base_model = load_task_model(config.task, config.base, labels)
         model: torch.nn.Module = PeftModel.from_pretrained(base_model, str(weights))
     elif (weights / "model.safetensors").is_file():
-        model = AutoModelForSequenceClassification.from_pretrained(str(weights), **head)
+        from .tasks import auto_class
+
+        model = auto_class(config.task).from_pretrained(str(weights), **label_kwargs(labels))
     else:
         raise ModelDirError(f"{weights}: no adapter or model weights in the checkpoint")
     tokenizer_dir = weights if (weights / "tokenizer_config.json").is_file() else run_dir / "best"
@@ -169,7 +196,10 @@ def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: 
     report = run_dir / "report"
     # The recorded metrics belong to the best epoch; another checkpoint's weights were never evaluated.
     metrics = run["metrics"] if weights == run_dir / "best" else {"checkpoint": weights.name}
+    embedding = config.task == EMBEDDING
     return export_model(model, tokenizer, output, labels=labels, max_seq_len=config.max_seq_len,
                         base_path=Path(config.base), base_id=run["base_id"], name=name,
                         golden_examples=run["golden_examples"], metrics=metrics,
-                        report_dir=report if report.is_dir() else None, onnx=onnx)
+                        report_dir=report if report.is_dir() else None, onnx=onnx, task=config.task,
+                        unsafe_labels=config.unsafe_labels, pooling=config.pooling if embedding else None,
+                        normalize=config.normalize if embedding else None)

@@ -1,4 +1,5 @@
-"""Fine-tuning with transformers' Trainer: LoRA (peft) or full, best checkpoint by a validation metric.
+"""Fine-tuning with transformers' Trainer: LoRA (peft) or full, best checkpoint by a validation metric, for sequence
+and token classification (embeddings train in embedding.py).
 
 Trainer is used on purpose: `accelerate launch` / `torchrun` run this same code on several GPUs unchanged.
 """
@@ -15,8 +16,8 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import (
-    AutoModelForSequenceClassification,
     AutoTokenizer,
+    DataCollatorForTokenClassification,
     DataCollatorWithPadding,
     ProgressCallback,
     Trainer,
@@ -27,7 +28,12 @@ from transformers import (
 from ._native import max_positions
 from .data import Example
 from .errors import LorakitError
-from .models import default_target_modules, head_modules
+from .manifest import SEQUENCE, TOKEN
+from .models import default_target_modules
+from .tasks import load_task_model, task_head_modules, task_of
+from .tokens import TokenExample, align_labels
+
+BEST_METRICS = {SEQUENCE: ("macro_f1", "accuracy", "loss"), TOKEN: ("entity_f1", "loss")}
 
 
 @dataclass
@@ -51,6 +57,10 @@ class TrainConfig:
     lora_dropout: float = 0.1
     use_rslora: bool = False
     target_modules: list[str] | None = None
+    task: str = SEQUENCE
+    unsafe_labels: list[str] | None = None  # sequence classification: labels meaning "unsafe"
+    pooling: str = "mean"  # embedding: mean or cls
+    normalize: bool = True  # embedding: L2-normalise the pooled vector
     extra: dict[str, Any] = field(default_factory=dict)
 
     def lr(self) -> float:
@@ -87,7 +97,7 @@ class EncodedDataset(torch.utils.data.Dataset[dict[str, Any]]):
 class PostfixProgress(ProgressCallback):
     """One progress bar: the latest loss and validation metrics go in its postfix, not a printed dict per log."""
 
-    SHOWN = ("loss", "eval_loss", "eval_accuracy", "eval_macro_f1")
+    SHOWN = ("loss", "eval_loss", "eval_accuracy", "eval_macro_f1", "eval_entity_f1")
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         bar = getattr(self, "training_bar", None)  # None before training starts and on other processes
@@ -98,24 +108,22 @@ class PostfixProgress(ProgressCallback):
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
-    labels = config.labels
-    model = AutoModelForSequenceClassification.from_pretrained(
-        config.base, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
+    """The task's HF model on the base, with LoRA (targets and head modules from the native registry) or not."""
     limit = max_positions(Path(config.base) / "config.json")
     if config.max_seq_len > limit:
         raise LorakitError(f"--max-seq-len {config.max_seq_len} exceeds the {limit} positions the base model "
                            f"accepts: pass --max-seq-len {limit} or less")
+    model = load_task_model(config.task, config.base, config.labels)
     if config.full:
         return cast(torch.nn.Module, model)
     from peft import LoraConfig, TaskType, get_peft_model
 
     model_type = model.config.model_type
     lora = LoraConfig(
-        task_type=TaskType.SEQ_CLS, r=config.r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        use_rslora=config.use_rslora, target_modules=config.target_modules or default_target_modules(model_type),
-        modules_to_save=head_modules(model_type), bias="none",
+        task_type=TaskType[task_of(config.task).peft_task_type], r=config.r, lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout, use_rslora=config.use_rslora,
+        target_modules=config.target_modules or default_target_modules(model_type),
+        modules_to_save=task_head_modules(model, config.task) or None, bias="none",
     )
     try:
         return cast(torch.nn.Module, get_peft_model(model, lora))
@@ -144,17 +152,68 @@ def trainer_metrics(prediction: Any) -> dict[str, float]:
             "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0))}
 
 
+def check_best_metric(config: TrainConfig) -> None:
+    allowed = BEST_METRICS.get(config.task, ())
+    if config.best_metric not in allowed:
+        raise LorakitError(f"--best-metric for {config.task} must be one of {', '.join(allowed)}, "
+                           f"not {config.best_metric!r}")
+
+
 def train(config: TrainConfig, train_examples: Sequence[Example], train_labels: Sequence[int],
           validation_examples: Sequence[Example], validation_labels: Sequence[int], work_dir: Path,
           progress: bool = True) -> TrainResult:
-    """Train, evaluate on validation every epoch, and return the best epoch's model."""
-    if config.best_metric not in ("macro_f1", "accuracy", "loss"):
-        raise LorakitError(f"--best-metric must be macro_f1, accuracy or loss, not {config.best_metric!r}")
+    """Sequence classification: train, evaluate on validation every epoch, and return the best epoch's model."""
+    check_best_metric(config)
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(config.base)
     model = build_model(config)
     train_set = EncodedDataset(tokenizer, train_examples, train_labels, config.max_seq_len)
     validation_set = EncodedDataset(tokenizer, validation_examples, validation_labels, config.max_seq_len)
+    loss_func = None
+    if config.class_weighted:
+        weights = class_weights(train_labels, len(config.labels))
+
+        def loss_func(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+            logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
+            return torch.nn.functional.cross_entropy(logits, labels, weight=weights.to(logits.device))
+
+    return fit(config, model, tokenizer, train_set, validation_set, DataCollatorWithPadding(tokenizer),
+               trainer_metrics, work_dir, progress, loss_func)
+
+
+class AlignedDataset(torch.utils.data.Dataset[dict[str, Any]]):
+    """Token classification examples tokenized once with their sub-word labels (tokens.align_labels)."""
+
+    def __init__(self, tokenizer: Any, examples: Sequence[TokenExample], labels: Sequence[str], max_seq_len: int):
+        self.items = align_labels(tokenizer, examples, labels, max_seq_len)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+def train_tokens(config: TrainConfig, train_examples: Sequence[TokenExample],
+                 validation_examples: Sequence[TokenExample], work_dir: Path, progress: bool = True) -> TrainResult:
+    """Token classification: the same loop, entity F1 (strict, micro) on validation every epoch."""
+    from .entities import trainer_entity_metrics
+
+    if config.class_weighted:
+        raise LorakitError("--class-weighted is for sequence classification only")
+    check_best_metric(config)
+    set_seed(config.seed)
+    tokenizer = AutoTokenizer.from_pretrained(config.base)
+    model = build_model(config)
+    train_set = AlignedDataset(tokenizer, train_examples, config.labels, config.max_seq_len)
+    validation_set = AlignedDataset(tokenizer, validation_examples, config.labels, config.max_seq_len)
+    return fit(config, model, tokenizer, train_set, validation_set, DataCollatorForTokenClassification(tokenizer),
+               trainer_entity_metrics(config.labels), work_dir, progress)
+
+
+def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: Any, validation_set: Any,
+        collator: Any, compute_metrics: Any, work_dir: Path, progress: bool, loss_func: Any = None) -> TrainResult:
+    """transformers' Trainer with the settings of `config`; the best epoch by `config.best_metric` is kept."""
     args = TrainingArguments(
         output_dir=str(work_dir), num_train_epochs=config.epochs, learning_rate=config.lr(),
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=max(32, config.batch_size),
@@ -167,18 +226,9 @@ def train(config: TrainConfig, train_examples: Sequence[Example], train_labels: 
         seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
-    loss_func = None
-    if config.class_weighted:
-        weights = class_weights(train_labels, len(config.labels))
-
-        def loss_func(outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
-            logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
-            return torch.nn.functional.cross_entropy(logits, labels, weight=weights.to(logits.device))
-
     trainer = Trainer(
-        model=model, args=args, train_dataset=train_set, eval_dataset=validation_set,
-        data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=trainer_metrics,
-        compute_loss_func=loss_func,
+        model=model, args=args, train_dataset=train_set, eval_dataset=validation_set, data_collator=collator,
+        compute_metrics=compute_metrics, compute_loss_func=loss_func,
     )
     if progress:
         trainer.remove_callback(ProgressCallback)

@@ -1,4 +1,5 @@
-"""`lorakit verify`: recompute the golden outputs with every available backend and compare."""
+"""`lorakit verify`: recompute the golden outputs (logits, token logits + entities, embeddings) with every
+available backend and compare."""
 
 from __future__ import annotations
 
@@ -16,55 +17,111 @@ from .loading import load_merged, load_tokenizer, load_unmerged, one_line
 from .manifest import Manifest, check_files, read_manifest
 
 
-def compare(golden: Golden, input_ids: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
-    """The parity check of docs/FORMAT.md: ids identical, max |diff| <= tolerance, argmax identical."""
+def compare(golden: Golden, input_ids: np.ndarray, values: np.ndarray,
+            entities: list[list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The parity check of docs/FORMAT.md: ids identical, max |diff| <= tolerance (token logits: on real tokens),
+    the same argmax per row (per real token; embeddings have none: None), the same entities (token classification)."""
     expected_ids = golden.input_ids.numpy()
     ids_equal = input_ids.shape == expected_ids.shape and bool(np.array_equal(input_ids, expected_ids))
-    expected = golden.logits.numpy()
-    if logits.shape != expected.shape:
+    expected = golden.values.numpy()
+    if values.shape != expected.shape:
         return {"max_abs_diff": float("inf"), "argmax_equal": False, "ids_equal": ids_equal, "ok": False,
-                "worst": {"error": f"logits shape {list(logits.shape)} != golden {list(expected.shape)}"}}
-    diff = np.abs(logits.astype(np.float64) - expected.astype(np.float64))
+                "worst": {"error": f"{golden.output} shape {list(values.shape)} != golden {list(expected.shape)}"}}
+    diff = np.abs(values.astype(np.float64) - expected.astype(np.float64))
     diff = np.where(np.isnan(diff), np.inf, diff)
-    row, col = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    max_abs_diff = float(diff[row, col])
-    argmax_equal = bool(np.array_equal(logits.argmax(axis=1), expected.argmax(axis=1)))
-    return {
+    argmax_equal: bool | None = None
+    if golden.task == "token_classification":
+        real = golden.attention_mask.numpy().astype(bool)
+        diff = np.where(real[..., None], diff, 0.0)  # padding positions are not part of the contract
+        argmax_equal = bool(np.array_equal(values.argmax(axis=-1)[real], expected.argmax(axis=-1)[real]))
+    elif golden.task != "embedding":
+        argmax_equal = bool(np.array_equal(values.argmax(axis=1), expected.argmax(axis=1)))
+    worst_index = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    max_abs_diff = float(diff[worst_index])
+    report: dict[str, Any] = {
         "max_abs_diff": max_abs_diff,
         "argmax_equal": argmax_equal,
         "ids_equal": ids_equal,
-        "ok": ids_equal and argmax_equal and max_abs_diff <= golden.tolerance,
-        "worst": {"row": int(row), "col": int(col), "text": golden.texts[row][:80],
-                  "expected": float(expected[row, col]), "actual": float(logits[row, col])},
+        "worst": {"row": int(worst_index[0]), "col": int(worst_index[-1]), "text": golden.texts[worst_index[0]][:80],
+                  "expected": float(expected[worst_index]), "actual": float(values[worst_index])},
     }
+    if len(worst_index) == 3:
+        report["worst"]["token"] = int(worst_index[1])
+    ok = ids_equal and argmax_equal is not False and max_abs_diff <= golden.tolerance
+    if golden.entities is not None:
+        mismatch = entity_mismatch(golden.entities, entities or [], golden.tolerance)
+        report["entities_equal"] = mismatch is None
+        if mismatch is not None:
+            report["entities_mismatch"] = mismatch
+        ok = ok and mismatch is None
+    report["ok"] = ok
+    return report
 
 
-def torch_backend(load: Callable[[], torch.nn.Module]) -> Callable[[Path, Golden], dict[str, Any]]:
+def entity_mismatch(expected: list[list[dict[str, Any]]], actual: list[list[dict[str, Any]]],
+                    tolerance: float) -> str | None:
+    """The first difference: type, start, end and text equal, score within the tolerance; None when all agree."""
+    if len(expected) != len(actual):
+        return f"{len(actual)} entity lists for {len(expected)} texts"
+    for row, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        keys = [(e["type"], e["start"], e["end"], e["text"]) for e in want]
+        found = [(e["type"], e["start"], e["end"], e["text"]) for e in got]
+        if keys != found:
+            return f"text {row}: expected {keys[:3]} got {found[:3]}"
+        for e, g in zip(want, got, strict=True):
+            if not abs(float(e["score"]) - float(g["score"])) <= tolerance:
+                return f"text {row}: {e['type']} [{e['start']}, {e['end']}) score {g['score']} != {e['score']}"
+    return None
+
+
+def recompute(model_dir: Path, golden: Golden, manifest: Manifest, model: Any,
+              onnx_path: Path | None = None) -> dict[str, Any]:
+    """Recompute the golden outputs from the texts with a torch model or an ONNX file, and compare."""
+    tokenizer = load_tokenizer(model_dir)
+    batch = tokenize(tokenizer, golden.texts, golden.max_seq_len)
+    if onnx_path is not None:
+        values = run_onnx(onnx_path, batch, manifest.task)
+    elif manifest.task == "embedding":
+        from .embedding import encode
+
+        values = encode(model, tokenizer, golden.texts, golden.max_seq_len, str(manifest.pooling),
+                        bool(manifest.normalize)).numpy()
+    else:
+        values = compute_logits(model, batch).numpy()
+    entities = None
+    if manifest.task == "token_classification":
+        from .entities import padded_entities
+
+        entities = padded_entities(tokenizer, golden.texts, values, golden.max_seq_len, list(manifest.labels))
+    return compare(golden, batch["input_ids"].numpy(), values, entities)
+
+
+def torch_backend(load: Callable[[], torch.nn.Module], manifest: Manifest) -> Callable[[Path, Golden], dict[str, Any]]:
     def run(model_dir: Path, golden: Golden) -> dict[str, Any]:
-        batch = tokenize(load_tokenizer(model_dir), golden.texts, golden.max_seq_len)
-        logits = compute_logits(load(), batch)
-        return compare(golden, batch["input_ids"].numpy(), logits.numpy())
+        return recompute(model_dir, golden, manifest, load())
 
     return run
 
 
 def onnx_backend(manifest: Manifest) -> Callable[[Path, Golden], dict[str, Any]]:
     def run(model_dir: Path, golden: Golden) -> dict[str, Any]:
-        batch = tokenize(load_tokenizer(model_dir), golden.texts, golden.max_seq_len)
         with tempfile.TemporaryDirectory() as scratch:
             path = model_dir / "model.onnx"
             if not path.is_file():
                 from .onnx_export import export_onnx
 
-                path = export_onnx(load_merged(model_dir, manifest), batch, Path(scratch) / "model.onnx")
-            logits = run_onnx(path, batch)
-        return compare(golden, batch["input_ids"].numpy(), logits)
+                batch = tokenize(load_tokenizer(model_dir), golden.texts, golden.max_seq_len)
+                path = export_onnx(load_merged(model_dir, manifest), batch, Path(scratch) / "model.onnx",
+                                   manifest.task, str(manifest.pooling or "mean"), bool(manifest.normalize))
+            return recompute(model_dir, golden, manifest, None, onnx_path=path)
 
     return run
 
 
-def run_onnx(path: Path, batch: dict[str, torch.Tensor]) -> np.ndarray:
+def run_onnx(path: Path, batch: dict[str, torch.Tensor], task: str = "sequence_classification") -> np.ndarray:
     import onnxruntime
+
+    from .onnx_export import output_name
 
     try:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -72,7 +129,7 @@ def run_onnx(path: Path, batch: dict[str, torch.Tensor]) -> np.ndarray:
         raise ModelDirError(f"{path}: ONNX Runtime cannot load it ({one_line(exc)})") from None
     wanted = {node.name for node in session.get_inputs()}
     feeds = {name: tensor.numpy() for name, tensor in batch.items() if name in wanted}
-    return np.asarray(session.run(["logits"], feeds)[0], dtype=np.float32)
+    return np.asarray(session.run([output_name(task)], feeds)[0], dtype=np.float32)
 
 
 def native_results(model_dir: Path) -> dict[str, dict[str, Any]]:
@@ -93,15 +150,15 @@ def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None)
     mismatched = check_files(model_dir, manifest)
     backends: dict[str, Callable[[Path, Golden], dict[str, Any]]] = {}
     if manifest.adapter is not None:
-        backends["torch-unmerged"] = torch_backend(lambda: load_unmerged(model_dir, manifest))
-    backends["torch-merged"] = torch_backend(lambda: load_merged(model_dir, manifest))
+        backends["torch-unmerged"] = torch_backend(lambda: load_unmerged(model_dir, manifest), manifest)
+    backends["torch-merged"] = torch_backend(lambda: load_merged(model_dir, manifest), manifest)
+    results: dict[str, dict[str, Any]] = {}
     try:
         import onnxruntime  # noqa: F401
 
         backends["onnxruntime"] = onnx_backend(manifest)
     except ImportError:
-        pass
-    results: dict[str, dict[str, Any]] = {}
+        results["onnxruntime"] = not_run("onnxruntime is not installed (pip install lorakit[onnx])")
     for name, backend in backends.items():
         if progress:
             progress(name)
@@ -115,9 +172,15 @@ def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None)
         results.update(native_results(model_dir))
     except Exception as exc:  # a broken native build must show up as a failed backend, not a crash
         results["native"] = failed(f"{type(exc).__name__}: {one_line(exc)}")
-    ok = not mismatched and all(result.get("ok") is True for result in results.values())
+    ran = [result for result in results.values() if not result.get("not_run")]
+    ok = not mismatched and bool(ran) and all(result.get("ok") is True for result in ran)
     return {"ok": ok, "model_dir": str(model_dir), "tolerance": golden.tolerance, "texts": len(golden.texts),
             "checksums": {"ok": not mismatched, "mismatched": mismatched}, "backends": results}
+
+
+def not_run(reason: str) -> dict[str, Any]:
+    """A backend that could not run here: shown in the report, never counted as a pass."""
+    return {"max_abs_diff": None, "argmax_equal": None, "ids_equal": None, "ok": None, "not_run": reason}
 
 
 def failed(message: str) -> dict[str, Any]:
@@ -131,10 +194,16 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  {'checksums':<16} {'ok' if checks['ok'] else 'FAIL: ' + ', '.join(checks['mismatched'])}")
     lines.append(f"  {'backend':<16} {'max_abs_diff':>12}  {'ids':>5}  {'argmax':>6}  result")
     for name, result in report["backends"].items():
+        if result.get("not_run"):
+            lines.append(f"  {name:<16} {'-':>12}  {'-':>5}  {'-':>6}  not run: {result['not_run']}")
+            continue
+        argmax = "n/a" if result["argmax_equal"] is None else str(result["argmax_equal"])
         lines.append(f"  {name:<16} {result['max_abs_diff']:>12.3e}  {str(result['ids_equal']):>5}  "
-                     f"{str(result['argmax_equal']):>6}  {'ok' if result['ok'] else 'FAIL'}")
+                     f"{argmax:>6}  {'ok' if result['ok'] else 'FAIL'}")
         if not result["ok"]:
             lines.append(f"    worst: {describe_worst(result.get('worst'))}")
+            if result.get("entities_mismatch"):
+                lines.append(f"    entities: {result['entities_mismatch']}")
     lines.append("PASS" if report["ok"] else "FAIL")
     return "\n".join(lines)
 

@@ -1,0 +1,131 @@
+"""Train -> evaluate -> export for token classification and embeddings: the steps of pipeline.py (load once, split
+once and write the split, train, evaluate on exactly that split, export) with each task's data, metrics and head."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .data import Dataset, Example, Split, ids_digest, split_dataset, write_split
+from .errors import DataError
+from .export import export_model
+from .manifest import EMBEDDING, TOKEN
+from .pipeline import GOLDEN_FROM_TEST, DataSpec, save_checkpoint
+from .plots import plot_loss_curves
+from .train import TrainConfig, TrainResult
+
+TOKEN_SUMMARY = ("n", "entity_f1", "precision", "recall", "loss", "row_ids_sha256")
+EMBEDDING_SUMMARY = ("n", "spearman", "pearson", "auc_roc", "row_ids_sha256")
+
+
+def train_and_export_task(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path, base_id: str,
+                          name: str | None, onnx: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    if config.task == TOKEN:
+        return token_flow(run_dir, data, config, output, base_id, name, onnx, log)
+    if config.task == EMBEDDING:
+        return embedding_flow(run_dir, data, config, output, base_id, name, onnx, log)
+    raise DataError(f"task {config.task!r} cannot be trained")
+
+
+def write_report(run_dir: Path, split: Split, full_metrics: dict[str, Any], history: list[dict[str, Any]]) -> Path:
+    report = run_dir / "report"
+    report.mkdir(exist_ok=True)
+    write_split(report / "split.json", split)
+    (report / "metrics.json").write_text(json.dumps(full_metrics, indent=2) + "\n", "utf-8")
+    (report / "history.json").write_text(json.dumps(history, indent=2) + "\n", "utf-8")
+    plot_loss_curves(history, report / "loss_curves.png")
+    return report
+
+
+def summary(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: metrics[key] for key in keys if key in metrics}
+
+
+def log_training(result: TrainResult | Any, log: Callable[[str], None]) -> None:
+    stats = result.stats
+    log(f"trained in {stats['train_seconds']:.1f} s; trainable parameters {stats['trainable_params']:,} of "
+        f"{stats['total_params']:,} ({stats['trainable_percent']:.2f}%)")
+
+
+def token_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path, base_id: str, name: str | None,
+               onnx: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    from .entities import evaluate_tokens
+    from .tokens import load_token_dataset, split_part, split_tokens
+    from .train import train_tokens
+
+    dataset = load_token_dataset(data.path, text_column=data.text_column, spans_column=data.spans_column,
+                                 tokens_column=data.tokens_column, tags_column=data.tags_column,
+                                 group_column=data.group_column)
+    split = split_tokens(dataset, data.validation_fraction, data.test_fraction, data.seed,
+                         grouped=data.group_column is not None)
+    config.labels = dataset.labels
+    log(f"data: {len(dataset.examples)} texts, {len(dataset.types)} entity types ({len(dataset.labels)} tags), "
+        f"{split.strategy} split train/validation/test = {len(split.train)}/{len(split.validation)}/"
+        f"{len(split.test)}")
+    train_part, validation_part, test_part = (split_part(dataset, split, part)
+                                              for part in ("train", "validation", "test"))
+    result = train_tokens(config, train_part, validation_part, run_dir / "trainer")
+    if not result.stats["world_process_zero"]:
+        return {}
+    log_training(result, log)
+    validation = evaluate_tokens(result.model, result.tokenizer, validation_part, dataset.labels, config.max_seq_len,
+                                 desc="validation")
+    test = evaluate_tokens(result.model, result.tokenizer, test_part, dataset.labels, config.max_seq_len, desc="test")
+    full_metrics = {"validation": validation, "test": test, "training": result.stats, "config": config.to_json(),
+                    "data": {"source": dataset.source, "labels": dataset.labels}}
+    report = write_report(run_dir, split, full_metrics, result.history)
+    metrics = {"validation": summary(validation, TOKEN_SUMMARY), "test": summary(test, TOKEN_SUMMARY),
+               "training": result.stats}
+    # Texts with entities first, so the golden file checks spans, not only "O" everywhere.
+    ordered = sorted(test_part, key=lambda example: not example.spans)
+    golden_examples = [example.text for example in ordered[:GOLDEN_FROM_TEST]]
+    save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples)
+    export_model(result.model, result.tokenizer, output, labels=dataset.labels, max_seq_len=config.max_seq_len,
+                 base_path=Path(config.base), base_id=base_id, name=name, golden_examples=golden_examples,
+                 metrics=metrics, report_dir=report, onnx=onnx, task=TOKEN)
+    return metrics
+
+
+def split_pairs(count: int, data: DataSpec, source: str) -> Split:
+    """data.py's one split over pair row ids (pairs have no label to stratify on)."""
+    proxy = Dataset([Example(row_id, "", "pair") for row_id in range(count)], labels=["pair"], source=source)
+    return split_dataset(proxy, data.validation_fraction, data.test_fraction, data.seed)
+
+
+def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path, base_id: str,
+                   name: str | None, onnx: bool, log: Callable[[str], None]) -> dict[str, Any]:
+    from .embedding import EmbeddingConfig, evaluate_embedding, load_pairs, train_embedding
+
+    pairs = load_pairs(data.path, data.text_column, data.text_pair_column, data.score_column)
+    split = split_pairs(len(pairs), data, str(data.path))
+    train_part, validation_part, test_part = ([pairs[i] for i in getattr(split, part)]
+                                              for part in ("train", "validation", "test"))
+    log(f"data: {len(pairs)} pairs ({'scored' if data.score_column else 'anchor, positive'}), random split "
+        f"train/validation/test = {len(train_part)}/{len(validation_part)}/{len(test_part)}")
+    embedding_config = EmbeddingConfig(
+        epochs=config.epochs, learning_rate=config.lr(), batch_size=config.batch_size, r=config.r,
+        alpha=config.lora_alpha, dropout=config.lora_dropout, max_seq_len=config.max_seq_len,
+        pooling=config.pooling, normalize=config.normalize, seed=config.seed, warmup=config.warmup)
+    result = train_embedding(Path(config.base), train_part, validation_part, embedding_config, run_dir / "trainer")
+    if not result.stats["world_process_zero"]:
+        return {}
+    log_training(result, log)
+    validation, test = (evaluate_embedding(result.model, result.tokenizer, part, config.max_seq_len, config.pooling,
+                                           config.normalize) for part in (validation_part, test_part))
+    for part, metrics_of_part in (("validation", validation), ("test", test)):
+        metrics_of_part["row_ids_sha256"] = ids_digest(getattr(split, part))
+    full_metrics = {"validation": validation, "test": test, "training": result.stats, "config": config.to_json(),
+                    "embedding_config": embedding_config.to_json(), "data": {"source": str(data.path)}}
+    report = write_report(run_dir, split, full_metrics, result.history)
+    metrics = {"validation": summary(validation, EMBEDDING_SUMMARY), "test": summary(test, EMBEDDING_SUMMARY),
+               "training": result.stats}
+    golden_examples = list(dict.fromkeys(text for pair in test_part for text in (pair.text, pair.text_pair)))
+    golden_examples = golden_examples[:GOLDEN_FROM_TEST]
+    save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples)
+    export_model(result.model, result.tokenizer, output, labels=[], max_seq_len=config.max_seq_len,
+                 base_path=Path(config.base), base_id=base_id, name=name, golden_examples=golden_examples,
+                 metrics=metrics, report_dir=report, onnx=onnx, task=EMBEDDING, pooling=config.pooling,
+                 normalize=config.normalize)
+    return metrics

@@ -1,0 +1,60 @@
+"""The tasks of docs/FORMAT.md "Tasks" in one table: the HF class trained, the PEFT task type, the head modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UnsupportedError
+from .manifest import EMBEDDING, SEQUENCE, TOKEN
+from .models import head_modules
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # the manifest's `task`
+    cli: str  # `lorakit train --task`
+    peft_task_type: str
+    auto_class: str  # transformers class name
+
+
+TASKS = {
+    SEQUENCE: Task(SEQUENCE, "sequence-classification", "SEQ_CLS", "AutoModelForSequenceClassification"),
+    TOKEN: Task(TOKEN, "token-classification", "TOKEN_CLS", "AutoModelForTokenClassification"),
+    EMBEDDING: Task(EMBEDDING, "embedding", "FEATURE_EXTRACTION", "AutoModel"),
+}
+BY_CLI = {task.cli: task for task in TASKS.values()}
+
+
+def task_of(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UnsupportedError(f"task {name!r} has no torch implementation (known: {', '.join(TASKS)})") from None
+
+
+def auto_class(task: str) -> Any:
+    import transformers
+
+    return getattr(transformers, task_of(task).auto_class)
+
+
+def label_kwargs(labels: list[str]) -> dict[str, Any]:
+    """from_pretrained keywords giving a head of `labels` (nothing for the bare encoder of an embedding)."""
+    if not labels:
+        return {}
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)}}
+
+
+def load_task_model(task: str, path: str, labels: list[str]) -> Any:
+    return auto_class(task).from_pretrained(path, **label_kwargs(labels))
+
+
+def task_head_modules(model: Any, task: str) -> list[str]:
+    """modules_to_save: the registry's head modules that this task's model has (a token head has no pooler,
+    ModernBERT's has `head` + `classifier`); none for a bare encoder."""
+    if task == EMBEDDING:
+        return []
+    present = {name for name, _ in model.named_children()}
+    return [name for name in head_modules(model.config.model_type) if name in present]
