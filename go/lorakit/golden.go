@@ -17,17 +17,30 @@ const GoldenFile = "golden.safetensors"
 // DefaultTolerance applies when golden.safetensors carries no "tolerance" metadata.
 const DefaultTolerance = 1e-4
 
+// Golden outputs (the "output" metadata), one per task kind (docs/FORMAT.md "Tasks").
+const (
+	OutputLogits      = "logits"       // sequence classification: Logits [NumTexts, NumLabels]
+	OutputTokenLogits = "token_logits" // token classification: Logits [NumTexts, SeqLen, NumLabels] + Entities
+	OutputEmbeddings  = "embeddings"   // embedding: Embeddings [NumTexts, Dim]
+)
+
 // Golden holds the parity vectors written at export: the texts, the token ids the Python tokenizer produced
-// and the fp32 torch logits.
+// and the fp32 torch outputs of the model's task.
 type Golden struct {
 	Texts         []string
 	NumTexts      int
 	SeqLen        int
+	Output        string // OutputLogits, OutputTokenLogits or OutputEmbeddings
 	NumLabels     int
-	InputIDs      []int64   // row-major [NumTexts, SeqLen]
-	AttentionMask []int64   // row-major [NumTexts, SeqLen]
-	Logits        []float32 // row-major [NumTexts, NumLabels]
-	Tolerance     float64
+	InputIDs      []int64 // row-major [NumTexts, SeqLen]
+	AttentionMask []int64 // row-major [NumTexts, SeqLen]
+	// Logits are row-major [NumTexts, NumLabels], or [NumTexts, SeqLen, NumLabels] for token logits (padding
+	// positions hold no defined values).
+	Logits     []float32
+	Entities   [][]Entity // token logits: the Python reference decoder's entities per text
+	Dim        int
+	Embeddings []float32 // row-major [NumTexts, Dim]
+	Tolerance  float64
 }
 
 // ReadGolden reads a golden.safetensors file. An unreadable file gives ErrIO; a malformed one ErrFormat.
@@ -63,16 +76,17 @@ func goldenFrom(file *safetensors.File) (*Golden, error) {
 		g.Tolerance = tol
 	}
 	g.NumTexts = len(g.Texts)
+	g.Output = OutputLogits
+	if output, ok := file.Metadata["output"]; ok {
+		g.Output = output
+	}
 
-	var idsShape, maskShape, logitsShape []int
+	var idsShape, maskShape []int
 	var err error
 	if g.InputIDs, idsShape, err = file.Int64("input_ids"); err != nil {
 		return nil, err
 	}
 	if g.AttentionMask, maskShape, err = file.Int64("attention_mask"); err != nil {
-		return nil, err
-	}
-	if g.Logits, logitsShape, err = file.Float32("logits"); err != nil {
 		return nil, err
 	}
 	if len(idsShape) != 2 || idsShape[0] != g.NumTexts {
@@ -81,9 +95,53 @@ func goldenFrom(file *safetensors.File) (*Golden, error) {
 	if !slices.Equal(maskShape, idsShape) {
 		return nil, fmt.Errorf("attention_mask shape %v differs from input_ids %v", maskShape, idsShape)
 	}
-	if len(logitsShape) != 2 || logitsShape[0] != g.NumTexts {
-		return nil, fmt.Errorf("logits shape %v does not match %d texts", logitsShape, g.NumTexts)
+	g.SeqLen = idsShape[1]
+	switch g.Output {
+	case OutputLogits, OutputTokenLogits:
+		return g, g.readLogits(file)
+	case OutputEmbeddings:
+		var shape []int
+		if g.Embeddings, shape, err = file.Float32("embeddings"); err != nil {
+			return nil, err
+		}
+		if len(shape) != 2 || shape[0] != g.NumTexts {
+			return nil, fmt.Errorf("embeddings shape %v does not match %d texts", shape, g.NumTexts)
+		}
+		g.Dim = shape[1]
+		return g, nil
+	default:
+		return nil, fmt.Errorf(`metadata "output" %q is none of %q, %q, %q`, g.Output, OutputLogits,
+			OutputTokenLogits, OutputEmbeddings)
 	}
-	g.SeqLen, g.NumLabels = idsShape[1], logitsShape[1]
-	return g, nil
+}
+
+// readLogits reads [N, C] logits, or [N, L, C] token logits and the reference entities.
+func (g *Golden) readLogits(file *safetensors.File) error {
+	var shape []int
+	var err error
+	if g.Logits, shape, err = file.Float32("logits"); err != nil {
+		return err
+	}
+	if g.Output == OutputLogits {
+		if len(shape) != 2 || shape[0] != g.NumTexts {
+			return fmt.Errorf("logits shape %v does not match %d texts", shape, g.NumTexts)
+		}
+		g.NumLabels = shape[1]
+		return nil
+	}
+	if len(shape) != 3 || shape[0] != g.NumTexts || shape[1] != g.SeqLen {
+		return fmt.Errorf("token logits shape %v does not match %d texts of %d tokens", shape, g.NumTexts, g.SeqLen)
+	}
+	g.NumLabels = shape[2]
+	entities, ok := file.Metadata["entities"]
+	if !ok {
+		return errors.New(`token logits without metadata "entities"`)
+	}
+	if err := json.Unmarshal([]byte(entities), &g.Entities); err != nil {
+		return fmt.Errorf(`metadata "entities" is not a JSON list of entity lists: %v`, err)
+	}
+	if len(g.Entities) != g.NumTexts {
+		return fmt.Errorf(`metadata "entities" has %d lists for %d texts`, len(g.Entities), g.NumTexts)
+	}
+	return nil
 }

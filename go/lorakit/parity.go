@@ -7,15 +7,19 @@ import (
 
 // Check is the comparison of one output against the golden vectors.
 type Check struct {
-	Output     string  // "input_ids", "attention_mask", "tokens_used", "logits" or "argmax"
-	OK         bool    // within tolerance (logits) or identical (everything else)
-	Mismatches int     // elements (rows for argmax and tokens_used) that differ beyond tolerance
+	// "input_ids", "attention_mask", "tokens_used", then per task: "logits" and "argmax"; "token_logits",
+	// "argmax" (per token) and "entities"; "embeddings".
+	Output     string
+	OK         bool    // within tolerance (logits, embeddings, entity scores) or identical (everything else)
+	Mismatches int     // elements (rows for argmax and tokens_used, texts for entities) that differ
 	MaxAbsDiff float64 // largest |expected - got|; +Inf when got is NaN or infinite
 	Tolerance  float64 // allowed MaxAbsDiff (0 for exact outputs)
-	// The worst element (largest difference; first difference for exact outputs); Row is -1 when none.
+	// The worst element (largest difference; first difference for exact outputs); Row is -1 when none. Row is
+	// the text; Col the label or dimension, the token for a token argmax, the index within the text's
+	// row-major [tokens, labels] block for token logits, and the entity for entities.
 	Row, Col      int
 	Expected, Got float64
-	Detail        string // set when the shapes disagree, so no element comparison was possible
+	Detail        string // why the shapes disagree (nothing was compared), or the first entity difference
 }
 
 // ParityReport is the outcome of recomputing every golden output.
@@ -35,8 +39,9 @@ func newReport(checks ...[]Check) *ParityReport {
 	return r
 }
 
-// CheckModel tokenizes and classifies the golden texts with the default task of m and compares token ids
-// exactly and logits within the tolerance. An error means the model could not compute them at all.
+// CheckModel tokenizes the golden texts and runs the default task of m with the call of the golden output
+// (Classify, ExtractEntities or Embed), then compares token ids exactly, outputs within the tolerance and the
+// discrete answers (argmax, entities) exactly. An error means the model could not compute them at all.
 func (g *Golden) CheckModel(m *Model) (*ParityReport, error) { return g.CheckAdapter(m, "") }
 
 // CheckAdapter is CheckModel for the named adapter of m ("" = the default task).
@@ -45,11 +50,28 @@ func (g *Golden) CheckAdapter(m *Model, adapter string) (*ParityReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := m.ClassifyWith(adapter, g.Texts)
-	if err != nil {
-		return nil, err
+	var outputs []Check
+	switch g.Output {
+	case OutputTokenLogits:
+		res, err := m.ExtractEntitiesWith(adapter, g.Texts)
+		if err != nil {
+			return nil, err
+		}
+		outputs = g.CompareEntityResult(res)
+	case OutputEmbeddings:
+		res, err := m.EmbedWith(adapter, g.Texts)
+		if err != nil {
+			return nil, err
+		}
+		outputs = g.CompareEmbeddings(res)
+	default:
+		res, err := m.ClassifyWith(adapter, g.Texts)
+		if err != nil {
+			return nil, err
+		}
+		outputs = g.CompareResult(res)
 	}
-	return newReport(g.CompareEncoding(enc), g.CompareResult(res)), nil
+	return newReport(g.CompareEncoding(enc), outputs), nil
 }
 
 // CompareEncoding compares token ids and attention masks exactly.
@@ -62,13 +84,16 @@ func (g *Golden) CompareEncoding(enc *Encoding) []Check {
 
 // CompareResult compares the per-text token counts, the logits (max |diff| <= Tolerance) and the argmax.
 func (g *Golden) CompareResult(res *Result) []Check {
-	used := make([]int64, len(res.TokensUsed))
-	for i, n := range res.TokensUsed {
+	logits, argmax := g.compareLogits(res)
+	return []Check{g.compareTokensUsed(res.TokensUsed), logits, argmax}
+}
+
+func (g *Golden) compareTokensUsed(tokensUsed []int) Check {
+	used := make([]int64, len(tokensUsed))
+	for i, n := range tokensUsed {
 		used[i] = int64(n)
 	}
-	tokens := compareExact("tokens_used", g.tokensPerText(), used, g.NumTexts, 1, len(used), 1)
-	logits, argmax := g.compareLogits(res)
-	return []Check{tokens, logits, argmax}
+	return compareExact("tokens_used", g.tokensPerText(), used, g.NumTexts, 1, len(used), 1)
 }
 
 // tokensPerText is the number of real tokens of each golden row (the sum of its attention mask).
@@ -109,25 +134,15 @@ func compareExact(output string, want, got []int64, wantRows, wantCols, gotRows,
 }
 
 func (g *Golden) compareLogits(res *Result) (logits, argmax Check) {
-	if res.NumTexts != g.NumTexts || res.NumLabels != g.NumLabels || len(res.Logits) != len(g.Logits) {
+	if g.Output != OutputLogits || res.NumTexts != g.NumTexts || res.NumLabels != g.NumLabels ||
+		len(res.Logits) != len(g.Logits) {
 		return shapeMismatch("logits", g.NumTexts, g.NumLabels, res.NumTexts, res.NumLabels, g.Tolerance),
 			shapeMismatch("argmax", g.NumTexts, 1, res.NumTexts, 1, 0)
 	}
 	logits = Check{Output: "logits", Tolerance: g.Tolerance, Row: -1, Col: -1}
-	for i, want := range g.Logits {
-		got := res.Logits[i]
-		diff := math.Abs(float64(want) - float64(got))
-		if math.IsNaN(diff) {
-			diff = math.Inf(1) // a NaN must count as the worst possible difference, never as "not greater"
-		}
-		if diff > g.Tolerance {
-			logits.Mismatches++
-		}
-		if logits.Row < 0 || diff > logits.MaxAbsDiff {
-			logits.MaxAbsDiff = diff
-			logits.Row, logits.Col = i/g.NumLabels, i%g.NumLabels
-			logits.Expected, logits.Got = float64(want), float64(got)
-		}
+	for row := range g.NumTexts {
+		span := g.NumLabels
+		logits.addRow(row, g.Logits[row*span:(row+1)*span], res.Logits[row*span:(row+1)*span])
 	}
 	logits.OK = logits.Mismatches == 0
 
@@ -146,6 +161,24 @@ func (g *Golden) compareLogits(res *Result) (logits, argmax Check) {
 	}
 	argmax.OK = argmax.Mismatches == 0
 	return logits, argmax
+}
+
+// addRow compares one row within c.Tolerance, keeping the worst element (Col is its index within the row).
+func (c *Check) addRow(row int, want, got []float32) {
+	for col := range want {
+		diff := math.Abs(float64(want[col]) - float64(got[col]))
+		if math.IsNaN(diff) {
+			diff = math.Inf(1) // a NaN must count as the worst possible difference, never as "not greater"
+		}
+		if diff > c.Tolerance {
+			c.Mismatches++
+		}
+		if c.Row < 0 || diff > c.MaxAbsDiff {
+			c.MaxAbsDiff = diff
+			c.Row, c.Col = row, col
+			c.Expected, c.Got = float64(want[col]), float64(got[col])
+		}
+	}
 }
 
 // argmaxOf returns the first index of the largest value; a NaN wins, as in numpy, so a NaN row never agrees

@@ -19,6 +19,12 @@ type Result struct {
 	TokensIn   []int     // per text, tokens before truncation
 	TokensUsed []int     // per text, tokens used
 
+	// HasUnsafeLabels is true when the manifest declares unsafe labels (TaskInfo.UnsafeLabels); only then are
+	// Unsafe and UnsafeScore set.
+	HasUnsafeLabels bool
+	Unsafe          []bool    // per text: the top label is an unsafe one
+	UnsafeScore     []float32 // per text: the summed probability of the unsafe labels
+
 	// Softmax computed by the native core at classification time (the math lives in one place).
 	probabilities []float32
 }
@@ -86,6 +92,11 @@ func copyResult(res *C.LorakitResult) *Result {
 	for j := range out.Labels {
 		out.Labels[j] = goStringOrEmpty(C.lorakit_result_label(res, C.size_t(j)))
 	}
+	if C.lorakit_result_has_unsafe_labels(res) {
+		out.HasUnsafeLabels = true
+		out.Unsafe = copyBools(C.lorakit_result_unsafe(res), numTexts)
+		out.UnsafeScore = copyFloats(C.lorakit_result_unsafe_scores(res), numTexts)
+	}
 	return out
 }
 
@@ -112,6 +123,14 @@ func copyFloats(p *C.float, n int) []float32 {
 	out := make([]float32, n)
 	if p != nil && n > 0 {
 		copy(out, unsafe.Slice((*float32)(unsafe.Pointer(p)), n))
+	}
+	return out
+}
+
+func copyBools(p *C.bool, n int) []bool {
+	out := make([]bool, n)
+	if p != nil && n > 0 {
+		copy(out, unsafe.Slice((*bool)(unsafe.Pointer(p)), n))
 	}
 	return out
 }

@@ -14,12 +14,21 @@ import (
 // TaskInfo describes one task of a Model.
 type TaskInfo struct {
 	Name           string   // the adapter name; for Load, the manifest name
-	Task           string   // manifest task kind, e.g. "sequence_classification"
+	Task           string   // manifest task kind: one of TaskSequenceClassification, TaskTokenClassification, TaskEmbedding
 	Architecture   string   // the encoder's model_type
-	Labels         []string // label names in index order
+	Labels         []string // label names (IOB2 tags for token classification) in index order; none for embeddings
 	MaxSeqLen      int      // tokens per text; longer texts are truncated (see Result.TokensIn)
 	RuntimeAdapter bool     // true when the adapter is applied at runtime, false for merged weights
+	UnsafeLabels   []string // sequence classification: the labels the manifest declares unsafe (nil when none)
+	Dim            int      // embedding: the vector width (0 for other tasks)
 }
+
+// Task kinds (TaskInfo.Task). Each is run by its own call: Classify, ExtractEntities, Embed.
+const (
+	TaskSequenceClassification = "sequence_classification"
+	TaskTokenClassification    = "token_classification"
+	TaskEmbedding              = "embedding"
+)
 
 // Architecture is one encoder family the native core serves.
 type Architecture struct {
@@ -115,9 +124,13 @@ func (m *Model) TaskInfo(adapter string) (*TaskInfo, error) {
 		Labels:         make([]string, int(C.lorakit_task_info_num_labels(info))),
 		MaxSeqLen:      int(C.lorakit_task_info_max_seq_len(info)),
 		RuntimeAdapter: bool(C.lorakit_task_info_runtime_adapter(info)),
+		Dim:            int(C.lorakit_task_info_dim(info)),
 	}
 	for i := range out.Labels {
 		out.Labels[i] = goStringOrEmpty(C.lorakit_task_info_label(info, C.size_t(i)))
+	}
+	for i := range int(C.lorakit_task_info_num_unsafe_labels(info)) {
+		out.UnsafeLabels = append(out.UnsafeLabels, goStringOrEmpty(C.lorakit_task_info_unsafe_label(info, C.size_t(i))))
 	}
 	return out, nil
 }

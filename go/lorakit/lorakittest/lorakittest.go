@@ -65,6 +65,37 @@ func ArchFixtures(t testing.TB) []ArchFixture {
 	return out
 }
 
+// TaskFixture is one model directory of a task other than sequence classification (task_fixtures.json,
+// which `make fixtures` writes): its fixture name, manifest task and the fixture name of its base.
+type TaskFixture struct {
+	Name string `json:"name"` // e.g. "tiny_bert_token_lora"
+	Task string `json:"task"` // "token_classification" or "embedding"
+	Base string `json:"base"` // e.g. "tiny_bert_base"
+}
+
+// TaskFixtures lists the task fixtures; tests fail when the list is missing or empty, or a directory it
+// names is absent.
+func TaskFixtures(t testing.TB) []TaskFixture {
+	t.Helper()
+	path := filepath.Join(filepath.Dir(FixtureDir(t, "tiny_bert_base")), "task_fixtures.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `make fixtures`)", err)
+	}
+	var fixtures []TaskFixture
+	if err := json.Unmarshal(raw, &fixtures); err != nil || len(fixtures) == 0 {
+		t.Fatalf("%s: want a non-empty JSON list of {name, task, base} (run `make fixtures`): %v", path, err)
+	}
+	for _, f := range fixtures {
+		if f.Name == "" || f.Task == "" || f.Base == "" {
+			t.Fatalf("%s: incomplete entry %+v", path, f)
+		}
+		FixtureDir(t, f.Name)
+		FixtureDir(t, f.Base)
+	}
+	return fixtures
+}
+
 // CopyModelDir copies a model directory into a fresh temp dir and points its manifest's base.path at the
 // original base (absolute), so runtime mode still finds it. lorakit.json is not in its own checksum table.
 func CopyModelDir(t testing.TB, src string) string {

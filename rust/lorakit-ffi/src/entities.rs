@@ -120,7 +120,9 @@ pub unsafe extern "C" fn lorakit_model_extract_entities(
 /// `r` must be NULL or a live entities result.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_entities_num_texts(r: *const LorakitEntities) -> usize {
-    guarded_value(0, || unsafe { r.as_ref() }.map_or(0, |r| r.result.num_texts))
+    guarded_value(0, || {
+        unsafe { r.as_ref() }.map_or(0, |r| r.result.num_texts)
+    })
 }
 
 /// Number of tags (IOB2 labels) per token.
@@ -129,7 +131,9 @@ pub unsafe extern "C" fn lorakit_entities_num_texts(r: *const LorakitEntities) -
 /// `r` must be NULL or a live entities result.
 #[no_mangle]
 pub unsafe extern "C" fn lorakit_entities_num_labels(r: *const LorakitEntities) -> usize {
-    guarded_value(0, || unsafe { r.as_ref() }.map_or(0, |r| r.result.num_labels))
+    guarded_value(0, || {
+        unsafe { r.as_ref() }.map_or(0, |r| r.result.num_labels)
+    })
 }
 
 /// Tag name of column `index`, e.g. "B-PERSON" (NULL when out of range).

@@ -142,7 +142,9 @@ pub unsafe extern "C" fn lorakit_task_info_runtime_adapter(info: *const LorakitT
 /// # Safety
 /// `info` must be NULL or live.
 #[no_mangle]
-pub unsafe extern "C" fn lorakit_task_info_num_unsafe_labels(info: *const LorakitTaskInfo) -> usize {
+pub unsafe extern "C" fn lorakit_task_info_num_unsafe_labels(
+    info: *const LorakitTaskInfo,
+) -> usize {
     guarded_value(0, || {
         unsafe { info.as_ref() }.map_or(0, |i| i.unsafe_labels.len())
     })
