@@ -40,15 +40,19 @@ var (
 // Manifest mirrors lorakit.json (format_version 1). Unknown fields are tolerated so newer writers can add
 // information; the fields below are validated by Validate.
 type Manifest struct {
-	FormatVersion  int               `json:"format_version"`
-	Name           string            `json:"name"`
-	Task           string            `json:"task"`
-	Architecture   string            `json:"architecture"`
-	Base           BaseRef           `json:"base"`
-	Adapter        *Adapter          `json:"adapter"`
-	Labels         []string          `json:"labels"`
-	MaxSeqLen      int               `json:"max_seq_len"`
-	Pooling        string            `json:"pooling,omitempty"`
+	FormatVersion int      `json:"format_version"`
+	Name          string   `json:"name"`
+	Task          string   `json:"task"`
+	Architecture  string   `json:"architecture"`
+	Base          BaseRef  `json:"base"`
+	Adapter       *Adapter `json:"adapter"`
+	Labels        []string `json:"labels"`
+	MaxSeqLen     int      `json:"max_seq_len"`
+	Pooling       string   `json:"pooling,omitempty"`
+	// UnsafeLabels (sequence classification) are the labels that mean "unsafe"; each is one of Labels.
+	UnsafeLabels []string `json:"unsafe_labels,omitempty"`
+	// Normalize (embedding) says the vectors are L2-normalised.
+	Normalize      *bool             `json:"normalize,omitempty"`
 	Files          map[string]string `json:"files"`
 	CreatedAt      string            `json:"created_at,omitempty"`
 	LorakitVersion string            `json:"lorakit_version,omitempty"`
@@ -71,8 +75,18 @@ type Adapter struct {
 	ModulesToSave []string `json:"modules_to_save"`
 }
 
+// Manifest task kinds (docs/FORMAT.md "Tasks").
+const (
+	TaskSequenceClassification = "sequence_classification"
+	TaskTokenClassification    = "token_classification"
+	TaskEmbedding              = "embedding"
+)
+
 // KnownTasks are the manifest task kinds of format_version 1 (docs/FORMAT.md).
-var KnownTasks = []string{"sequence_classification", "token_classification", "embedding", "generative_classification"}
+var KnownTasks = []string{TaskSequenceClassification, TaskTokenClassification, TaskEmbedding, "generative_classification"}
+
+// ServedTasks are the task kinds a native loader runs (Scan's default).
+var ServedTasks = []string{TaskSequenceClassification, TaskTokenClassification, TaskEmbedding}
 
 // namePattern keeps serving names safe in URLs, JSON, logs and metric labels.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -139,8 +153,8 @@ func (m *Manifest) Validate() error {
 	if !archPattern.MatchString(m.Architecture) {
 		return bad("architecture %q must be a lower-case identifier", m.Architecture)
 	}
-	if len(m.Labels) == 0 {
-		return bad("labels must not be empty")
+	if len(m.Labels) == 0 && m.Task != TaskEmbedding {
+		return bad("labels must not be empty for %s", m.Task)
 	}
 	seen := make(map[string]bool, len(m.Labels))
 	for i, l := range m.Labels {
@@ -151,6 +165,11 @@ func (m *Manifest) Validate() error {
 			return bad("label %q appears twice", l)
 		}
 		seen[l] = true
+	}
+	for _, l := range m.UnsafeLabels {
+		if !seen[l] {
+			return bad("unsafe label %q is not one of the labels", l)
+		}
 	}
 	if m.MaxSeqLen <= 0 {
 		return bad("max_seq_len must be positive, got %d", m.MaxSeqLen)

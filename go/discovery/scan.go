@@ -67,7 +67,7 @@ type Skipped struct {
 
 // Options configure Scan.
 type Options struct {
-	// Tasks are the manifest task kinds to accept; empty means sequence_classification only.
+	// Tasks are the manifest task kinds to accept; empty means ServedTasks.
 	Tasks []string
 	// Aliases map a model ID or a manifest name to the serving task name it should answer to.
 	Aliases map[string]string
@@ -153,7 +153,7 @@ func Scan(root string, opts Options) (*Catalog, error) {
 	}
 	tasks := opts.Tasks
 	if len(tasks) == 0 {
-		tasks = []string{"sequence_classification"}
+		tasks = ServedTasks
 	}
 	abs, err := filepath.Abs(root)
 	if err != nil {

@@ -83,7 +83,11 @@ func TestScanRejectsBadManifests(t *testing.T) {
 		{"weights_unlisted", func(m map[string]any) { delete(m["files"].(map[string]any), "model.safetensors") }, discovery.ErrManifest},
 		{"adapter_type", func(m map[string]any) { m["adapter"] = map[string]any{"type": "ia3", "r": 8} }, discovery.ErrUnsupported},
 		{"reserved_name", func(m map[string]any) { m["name"] = "all" }, discovery.ErrManifest},
-		{"embedding_not_served", func(m map[string]any) { m["task"] = "embedding" }, discovery.ErrUnsupported},
+		{"generative_not_served", func(m map[string]any) { m["task"] = "generative_classification" }, discovery.ErrUnsupported},
+		{"token_without_labels", func(m map[string]any) {
+			m["task"], m["labels"] = "token_classification", []string{}
+		}, discovery.ErrManifest},
+		{"unknown_unsafe_label", func(m map[string]any) { m["unsafe_labels"] = []string{"negative", "nope"} }, discovery.ErrManifest},
 	}
 	root := t.TempDir()
 	for _, c := range cases {
@@ -110,6 +114,28 @@ func TestScanRejectsBadManifests(t *testing.T) {
 	}
 	if err := skipped(t, cat, "not_json"); !errors.Is(err, discovery.ErrManifest) {
 		t.Errorf("not_json: %v", err)
+	}
+}
+
+func TestScanAcceptsEveryServedTask(t *testing.T) {
+	root := t.TempDir()
+	discoverytest.WriteModel(t, root, "guard", discoverytest.Spec{Labels: []string{"benign", "jailbreak"},
+		UnsafeLabels: []string{"jailbreak"}})
+	discoverytest.WriteModel(t, root, "pii", discoverytest.Spec{Task: "token_classification",
+		Labels: []string{"O", "B-EMAIL", "I-EMAIL"}})
+	discoverytest.WriteModel(t, root, "embed", discoverytest.Spec{Task: "embedding", Labels: []string{}})
+	cat := scan(t, root, discovery.Options{})
+	if got := ids(cat.Models); strings.Join(got, ",") != "embed,guard,pii" || len(cat.Skipped) != 0 {
+		t.Fatalf("models %v, skipped %+v", got, cat.Skipped)
+	}
+	for _, m := range cat.Models {
+		if m.ID == "guard" && strings.Join(m.Manifest.UnsafeLabels, ",") != "jailbreak" {
+			t.Errorf("unsafe labels %v", m.Manifest.UnsafeLabels)
+		}
+	}
+	only := scan(t, root, discovery.Options{Tasks: []string{"embedding"}})
+	if got := ids(only.Models); strings.Join(got, ",") != "embed" || len(only.Skipped) != 2 {
+		t.Errorf("Tasks [embedding]: models %v, skipped %+v", got, only.Skipped)
 	}
 }
 

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"errors"
 	"math"
 	"net/http"
 	"strings"
@@ -34,21 +33,34 @@ type batchRequest struct {
 	Options  Options  `json:"options"`
 }
 
-// Classification is the answer for one text and one task.
+// Classification is the answer for one text and one task: a Prediction for sequence classification, the
+// Entities for token classification.
 type Classification struct {
-	Task           string             `json:"task"`  // the name the request routed by
-	Model          string             `json:"model"` // ID of the model that answered
+	Task  string `json:"task"`  // the name the request routed by
+	Model string `json:"model"` // ID of the model that answered
+	// *Prediction is nil for token classification, and then none of its fields appear.
+	*Prediction
+	// Entities (token classification) is present, possibly empty; nil (absent) for sequence classification.
+	Entities   []Entity `json:"entities,omitzero"`
+	TokensIn   int      `json:"tokens_in"`
+	TokensUsed int      `json:"tokens_used"`
+	Truncated  bool     `json:"truncated"`
+	// InferenceMS is this text's share of the measured batch inference time of its task, split in
+	// proportion to tokens used (the compute a text costs); for a single text it is the measured time.
+	InferenceMS float64 `json:"inference_ms"`
+}
+
+// Prediction is the sequence-classification part of a Classification.
+type Prediction struct {
 	Label          string             `json:"label"`
 	PredictedLabel string             `json:"predicted_label"`
 	Confidence     float32            `json:"confidence"`
 	BelowThreshold bool               `json:"below_threshold"`
 	Probabilities  map[string]float32 `json:"probabilities,omitempty"`
-	TokensIn       int                `json:"tokens_in"`
-	TokensUsed     int                `json:"tokens_used"`
-	Truncated      bool               `json:"truncated"`
-	// InferenceMS is this text's share of the measured batch inference time of its task, split in
-	// proportion to tokens used (the compute a text costs); for a single text it is the measured time.
-	InferenceMS float64 `json:"inference_ms"`
+	// Unsafe (the top label is a declared unsafe label) and UnsafeScore (their summed probability) are
+	// present only when the model's manifest declares unsafe_labels.
+	Unsafe      *bool    `json:"unsafe,omitempty"`
+	UnsafeScore *float32 `json:"unsafe_score,omitempty"`
 }
 
 type classifyResponse struct {
@@ -147,14 +159,15 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 		resp.Results[i].Index = i
 	}
 	if req.TaskType == discovery.AllTasks {
-		if len(g.tasks) == 0 {
-			writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no serving tasks are loaded"))
+		tasks := g.tasksOf(discovery.TaskSequenceClassification, discovery.TaskTokenClassification)
+		if len(tasks) == 0 {
+			writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no classification tasks are loaded"))
 			return
 		}
 		for i := range resp.Results {
-			resp.Results[i].Tasks = make(map[string]*Classification, len(g.tasks))
+			resp.Results[i].Tasks = make(map[string]*Classification, len(tasks))
 		}
-		for _, task := range g.tasks { // sequential: each call already uses every compute thread
+		for _, task := range tasks { // sequential: each call already uses every compute thread
 			results, timing, e := s.run(g.byTask[task], task, req.Texts, req.Options)
 			if e != nil {
 				writeError(w, e)
@@ -187,16 +200,23 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 
 // validate applies the request limits before any model work.
 func (s *Server) validate(texts []string, task string, opts Options) *apiError {
-	lim := s.cfg.Limits
 	switch {
 	case task == "":
 		return errorf(http.StatusBadRequest, codeInvalidRequest, "a task is required")
-	case len(texts) == 0:
-		return errorf(http.StatusBadRequest, codeInvalidRequest, "texts must not be empty")
-	case len(texts) > lim.MaxBatch:
-		return errorf(http.StatusRequestEntityTooLarge, codeBatchTooLarge, "%d texts exceed the batch limit of %d", len(texts), lim.MaxBatch)
 	case opts.ConfidenceThreshold < 0 || opts.ConfidenceThreshold > 1 || math.IsNaN(opts.ConfidenceThreshold):
 		return errorf(http.StatusBadRequest, codeInvalidRequest, "confidence_threshold must be within [0, 1], got %g", opts.ConfidenceThreshold)
+	}
+	return s.validateTexts("texts", texts)
+}
+
+// validateTexts applies the batch and text limits to one request's texts (field names the list).
+func (s *Server) validateTexts(field string, texts []string) *apiError {
+	lim := s.cfg.Limits
+	switch {
+	case len(texts) == 0:
+		return errorf(http.StatusBadRequest, codeInvalidRequest, "%s must not be empty", field)
+	case len(texts) > lim.MaxBatch:
+		return errorf(http.StatusRequestEntityTooLarge, codeBatchTooLarge, "%d texts exceed the batch limit of %d", len(texts), lim.MaxBatch)
 	}
 	for i, t := range texts {
 		if len(t) > lim.MaxTextBytes {
@@ -207,85 +227,7 @@ func (s *Server) validate(texts []string, task string, opts Options) *apiError {
 }
 
 func unknownTask(g *generation, name string) *apiError {
+	tasks := g.tasksOf(discovery.TaskSequenceClassification, discovery.TaskTokenClassification)
 	return errorf(http.StatusNotFound, codeUnknownTask, "no task or model named %q (tasks: %s, or %q)",
-		name, strings.Join(g.tasks, ", "), discovery.AllTasks)
-}
-
-// run classifies texts with one model and turns its output into per-text results.
-func (s *Server) run(m *LoadedModel, task string, texts []string, opts Options) ([]*Classification, TaskTiming, *apiError) {
-	timing := TaskTiming{Task: task, Model: m.Info.ID, Texts: len(texts)}
-	start := time.Now()
-	out, err := m.Classifier.Classify(texts)
-	timing.InferenceMS = msSince(start)
-	if err != nil {
-		if errors.Is(err, ErrInvalidInput) {
-			return nil, timing, errorf(http.StatusBadRequest, codeInvalidInput, "task %s: %v", task, err)
-		}
-		s.logger.Error("classification failed", "task", task, "model", m.Info.ID, "error", err.Error())
-		return nil, timing, errorf(http.StatusInternalServerError, codeModelError, "task %s: model %s failed: %v", task, m.Info.ID, err)
-	}
-	if msg := checkOutput(out, len(texts)); msg != "" {
-		s.logger.Error("invalid model output", "task", task, "model", m.Info.ID, "problem", msg)
-		return nil, timing, errorf(http.StatusInternalServerError, codeInvalidOutput, "task %s: model %s: %s", task, m.Info.ID, msg)
-	}
-	s.metrics.observeTexts(task, len(texts))
-	for _, n := range out.TokensUsed {
-		timing.TokensUsed += n
-	}
-	k := len(out.Labels)
-	results := make([]*Classification, len(texts))
-	for i := range texts {
-		row := out.Probabilities[i*k : (i+1)*k]
-		best := 0
-		for j, p := range row {
-			if p > row[best] {
-				best = j
-			}
-		}
-		c := &Classification{
-			Task: task, Model: m.Info.ID, Label: out.Labels[best], PredictedLabel: out.Labels[best],
-			Confidence: row[best], TokensIn: out.TokensIn[i], TokensUsed: out.TokensUsed[i],
-			Truncated: out.TokensUsed[i] < out.TokensIn[i], InferenceMS: share(timing, out.TokensUsed[i]),
-		}
-		if float64(row[best]) < opts.ConfidenceThreshold {
-			c.Label, c.BelowThreshold = UnknownLabel, true
-		}
-		if opts.ReturnProbabilities {
-			c.Probabilities = make(map[string]float32, k)
-			for j, p := range row {
-				c.Probabilities[out.Labels[j]] = p
-			}
-		}
-		results[i] = c
-	}
-	return results, timing, nil
-}
-
-// share splits a batch's measured time in proportion to the tokens each text used.
-func share(t TaskTiming, tokens int) float64 {
-	ms := t.InferenceMS / float64(t.Texts)
-	if t.TokensUsed > 0 {
-		ms = t.InferenceMS * float64(tokens) / float64(t.TokensUsed)
-	}
-	return math.Round(ms*1000) / 1000 // microseconds: finer digits would be noise
-}
-
-// checkOutput guards the JSON encoder and the argmax against a malformed or non-finite model answer.
-func checkOutput(out *Output, n int) string {
-	switch {
-	case out == nil:
-		return "no output"
-	case len(out.Labels) == 0:
-		return "no labels"
-	case len(out.Probabilities) != n*len(out.Labels):
-		return "probabilities do not match texts x labels"
-	case len(out.TokensIn) != n || len(out.TokensUsed) != n:
-		return "token counts do not match the number of texts"
-	}
-	for _, p := range out.Probabilities {
-		if math.IsNaN(float64(p)) || math.IsInf(float64(p), 0) || p < 0 || p > 1.0001 {
-			return "non-finite or out-of-range probabilities"
-		}
-	}
-	return ""
+		name, strings.Join(tasks, ", "), discovery.AllTasks)
 }

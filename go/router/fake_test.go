@@ -11,11 +11,13 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 
 	"lorakit/discovery"
 	"lorakit/discovery/discoverytest"
@@ -26,19 +28,22 @@ import (
 // (the rest spread evenly); otherwise the distribution is uniform. Tokens are words + 2 specials, truncated
 // at maxSeqLen, like a BERT tokenizer would report them.
 type fakeClassifier struct {
-	id        string
-	gen       int
-	labels    []string
-	maxSeqLen int
-	behaviour string        // "", "nan", "error", "input_error", "panic", "short"
-	gate      chan struct{} // when set, Classify waits for it to close (an in-flight request)
-	entered   chan struct{} // when set, receives one value per Classify call that reached the gate
-	closed    atomic.Bool
-	misuse    *atomic.Int64 // calls made after Close
-	delay     time.Duration // simulated compute time per call
+	id     string
+	gen    int
+	labels []string
+	// unsafeLabels (from the manifest) adds unsafe verdicts to Classify's output.
+	unsafeLabels []string
+	maxSeqLen    int
+	behaviour    string        // "", "nan", "error", "input_error", "panic", "short"
+	gate         chan struct{} // when set, Classify waits for it to close (an in-flight request)
+	entered      chan struct{} // when set, receives one value per Classify call that reached the gate
+	closed       atomic.Bool
+	misuse       *atomic.Int64 // calls made after Close
+	delay        time.Duration // simulated compute time per call
 }
 
-func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
+// begin is what every call does first: wait at the gate, simulate compute, and fail as configured.
+func (f *fakeClassifier) begin() error {
 	if f.entered != nil {
 		f.entered <- struct{}{}
 	}
@@ -48,15 +53,28 @@ func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
 	time.Sleep(f.delay)
 	if f.closed.Load() {
 		f.misuse.Add(1)
-		return nil, errors.New("classify on a closed model")
+		return errors.New("call on a closed model")
 	}
 	switch f.behaviour {
 	case "error":
-		return nil, errors.New("device lost")
+		return errors.New("device lost")
 	case "input_error":
-		return nil, fmt.Errorf("%w: text is not valid", router.ErrInvalidInput)
+		return fmt.Errorf("%w: text is not valid", router.ErrInvalidInput)
 	case "panic":
 		panic("fake classifier panic")
+	}
+	return nil
+}
+
+// tokens counts words + 2 specials, like a BERT tokenizer would report them.
+func (f *fakeClassifier) tokens(text string) (in, used int) {
+	n := len(strings.Fields(text)) + 2
+	return n, min(n, f.maxSeqLen)
+}
+
+func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
+	if err := f.begin(); err != nil {
+		return nil, err
 	}
 	k := len(f.labels)
 	out := &router.Output{Labels: f.labels}
@@ -83,12 +101,75 @@ func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
 			row[0] = float32(math.NaN())
 		}
 		out.Probabilities = append(out.Probabilities, row...)
-		n := len(strings.Fields(text)) + 2
-		out.TokensIn = append(out.TokensIn, n)
-		out.TokensUsed = append(out.TokensUsed, min(n, f.maxSeqLen))
+		in, used := f.tokens(text)
+		out.TokensIn = append(out.TokensIn, in)
+		out.TokensUsed = append(out.TokensUsed, used)
+		if f.unsafeLabels != nil {
+			best, score := 0, float32(0)
+			for j, l := range f.labels {
+				if row[j] > row[best] {
+					best = j
+				}
+				if slices.Contains(f.unsafeLabels, l) {
+					score += row[j]
+				}
+			}
+			out.Unsafe = append(out.Unsafe, slices.Contains(f.unsafeLabels, f.labels[best]))
+			out.UnsafeScore = append(out.UnsafeScore, score)
+		}
 	}
 	if f.behaviour == "short" {
 		out.TokensUsed = out.TokensUsed[:len(out.TokensUsed)-1]
+	}
+	return out, nil
+}
+
+// ExtractEntities finds every capitalised word as a NAME entity (score 0.9), in rune offsets.
+func (f *fakeClassifier) ExtractEntities(texts []string) (*router.EntityOutput, error) {
+	if err := f.begin(); err != nil {
+		return nil, err
+	}
+	out := &router.EntityOutput{}
+	for _, text := range texts {
+		row := []router.Entity{}
+		runes := []rune(text)
+		for start := 0; start < len(runes); {
+			end := start
+			for end < len(runes) && !unicode.IsSpace(runes[end]) {
+				end++
+			}
+			if end > start && unicode.IsUpper(runes[start]) {
+				row = append(row, router.Entity{Type: "NAME", Start: start, End: end, Text: string(runes[start:end]), Score: 0.9})
+			}
+			start = end + 1
+		}
+		if f.behaviour == "nan" && len(row) > 0 {
+			row[0].Score = float32(math.NaN())
+		}
+		out.Entities = append(out.Entities, row)
+		in, used := f.tokens(text)
+		out.TokensIn = append(out.TokensIn, in)
+		out.TokensUsed = append(out.TokensUsed, used)
+	}
+	return out, nil
+}
+
+// fakeDim is the width of fake embeddings: (count of 'a', count of 'b', 1), deliberately not normalised.
+const fakeDim = 3
+
+func (f *fakeClassifier) Embed(texts []string) (*router.EmbeddingOutput, error) {
+	if err := f.begin(); err != nil {
+		return nil, err
+	}
+	out := &router.EmbeddingOutput{Dim: fakeDim}
+	for _, text := range texts {
+		out.Values = append(out.Values, float32(strings.Count(text, "a")), float32(strings.Count(text, "b")), 1)
+		if f.behaviour == "nan" {
+			out.Values[len(out.Values)-1] = float32(math.Inf(1))
+		}
+		in, used := f.tokens(text)
+		out.TokensIn = append(out.TokensIn, in)
+		out.TokensUsed = append(out.TokensUsed, used)
 	}
 	return out, nil
 }
@@ -126,10 +207,20 @@ func (l *fakeLoader) Load(_ context.Context, cat *discovery.Catalog) (*router.Lo
 			set.Failed = append(set.Failed, router.LoadFailure{Info: m, Err: errors.New(reason)})
 			continue
 		}
-		f := &fakeClassifier{id: m.ID, gen: l.gen, labels: m.Manifest.Labels, maxSeqLen: m.Manifest.MaxSeqLen,
-			behaviour: l.behaviour[m.ID], gate: l.gate, entered: l.entered, misuse: &l.misuse, delay: l.delay}
+		f := &fakeClassifier{id: m.ID, gen: l.gen, labels: m.Manifest.Labels, unsafeLabels: m.Manifest.UnsafeLabels,
+			maxSeqLen: m.Manifest.MaxSeqLen, behaviour: l.behaviour[m.ID], gate: l.gate, entered: l.entered,
+			misuse: &l.misuse, delay: l.delay}
 		built = append(built, f)
-		set.Models = append(set.Models, router.LoadedModel{Info: m, Classifier: f, GoldenVerified: m.HasGolden()})
+		loaded := router.LoadedModel{Info: m, GoldenVerified: m.HasGolden()}
+		switch m.Manifest.Task {
+		case discovery.TaskTokenClassification:
+			loaded.Extractor = f
+		case discovery.TaskEmbedding:
+			loaded.Embedder, loaded.Dim = f, fakeDim
+		default:
+			loaded.Classifier = f
+		}
+		set.Models = append(set.Models, loaded)
 		set.Closers = append(set.Closers, f)
 	}
 	l.built = append(l.built, built)

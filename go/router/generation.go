@@ -15,7 +15,8 @@ import (
 	"lorakit/discovery"
 )
 
-// Classifier runs one loaded model on a batch of texts. Implementations must be safe for concurrent use.
+// Classifier runs one loaded sequence-classification model on a batch of texts. Implementations of this and
+// the other runners must be safe for concurrent use.
 type Classifier interface {
 	Classify(texts []string) (*Output, error)
 }
@@ -27,6 +28,43 @@ type Output struct {
 	Probabilities []float32
 	TokensIn      []int // per text, tokens before truncation
 	TokensUsed    []int // per text, tokens the model saw
+	// Unsafe and UnsafeScore (per text) are set when the manifest declares unsafe labels, nil otherwise.
+	Unsafe      []bool
+	UnsafeScore []float32
+}
+
+// EntityExtractor runs one loaded token-classification model (PII / NER) on a batch of texts.
+type EntityExtractor interface {
+	ExtractEntities(texts []string) (*EntityOutput, error)
+}
+
+// Entity is one span found in a text; Start and End (exclusive) count Unicode code points of the input.
+type Entity struct {
+	Type  string  `json:"type"`
+	Start int     `json:"start"`
+	End   int     `json:"end"`
+	Text  string  `json:"text"`
+	Score float32 `json:"score"`
+}
+
+// EntityOutput is an EntityExtractor's answer for a batch of n texts.
+type EntityOutput struct {
+	Entities   [][]Entity // per text, in order of appearance
+	TokensIn   []int
+	TokensUsed []int
+}
+
+// Embedder runs one loaded embedding model on a batch of texts.
+type Embedder interface {
+	Embed(texts []string) (*EmbeddingOutput, error)
+}
+
+// EmbeddingOutput is an Embedder's answer for a batch of n texts.
+type EmbeddingOutput struct {
+	Dim        int
+	Values     []float32 // row-major [n, Dim], pooled and normalised as the model's manifest says
+	TokensIn   []int
+	TokensUsed []int
 }
 
 // ErrInvalidInput marks classifier errors caused by the request (answered 400, not 500).
@@ -37,13 +75,21 @@ type Loader interface {
 	Load(ctx context.Context, cat *discovery.Catalog) (*LoadedSet, error)
 }
 
-// LoadedModel is one model a Loader made servable.
+// LoadedModel is one model a Loader made servable. The runner of its manifest task is set: Classifier
+// (sequence_classification), Extractor (token_classification) or Embedder (embedding).
 type LoadedModel struct {
 	Info       *discovery.Model
 	Classifier Classifier
+	Extractor  EntityExtractor
+	Embedder   Embedder
+	// Dim is the vector width of an embedding model (0 for others).
+	Dim int
 	// GoldenVerified is true when the model reproduced its golden vectors at load.
 	GoldenVerified bool
 }
+
+// Kind is the model's manifest task.
+func (m *LoadedModel) Kind() string { return m.Info.Manifest.Task }
 
 // LoadFailure is a discovered model the loader refused (load error, failed parity check, ...).
 type LoadFailure struct {
@@ -136,6 +182,19 @@ func (g *generation) resolve(name string) *LoadedModel {
 		return m
 	}
 	return g.byID[name]
+}
+
+// tasksOf lists the serving tasks (sorted) whose winner is of one of the manifest task kinds.
+func (g *generation) tasksOf(kinds ...string) []string {
+	var out []string
+	for _, task := range g.tasks {
+		for _, k := range kinds {
+			if g.byTask[task].Kind() == k {
+				out = append(out, task)
+			}
+		}
+	}
+	return out
 }
 
 // servingTask reports the task a model serves, or "" when another model wins its task.

@@ -101,6 +101,8 @@ func (s *Server) Handler() http.Handler {
 	routes := map[string]route{
 		"/api/v1/classify":       {"classify", http.MethodPost, s.handleClassify},
 		"/api/v1/classify/batch": {"classify_batch", http.MethodPost, s.handleBatch},
+		"/api/v1/embed":          {"embed", http.MethodPost, s.handleEmbed},
+		"/api/v1/similarity":     {"similarity", http.MethodPost, s.handleSimilarity},
 		"/api/v1/models":         {"models", http.MethodGet, s.handleModels},
 		"/health":                {"health", http.MethodGet, s.handleHealth},
 		"/metrics":               {"metrics", http.MethodGet, s.handleMetrics},

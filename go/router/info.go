@@ -17,7 +17,10 @@ type modelInfo struct {
 	Serving      bool     `json:"serving"` // false when another model wins its task (still addressable by id)
 	Kind         string   `json:"kind"`    // manifest task, e.g. sequence_classification
 	Architecture string   `json:"architecture"`
-	Labels       []string `json:"labels"`
+	Labels       []string `json:"labels"` // IOB2 tags for token classification, none for embeddings
+	UnsafeLabels []string `json:"unsafe_labels,omitempty"`
+	Dim          int      `json:"dim,omitempty"`       // embedding width
+	Normalize    *bool    `json:"normalize,omitempty"` // embeddings are L2-normalised
 	MaxSeqLen    int      `json:"max_seq_len"`
 	Mode         string   `json:"mode"`
 	Base         baseInfo `json:"base"`
@@ -57,7 +60,8 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 		man := m.Info.Manifest
 		resp.Models = append(resp.Models, modelInfo{
 			ID: m.Info.ID, Name: man.Name, Task: m.Info.ServingTask, Serving: g.servingTask(m) != "",
-			Kind: man.Task, Architecture: man.Architecture, Labels: man.Labels, MaxSeqLen: man.MaxSeqLen,
+			Kind: man.Task, Architecture: man.Architecture, Labels: nonNil(man.Labels), UnsafeLabels: man.UnsafeLabels,
+			Dim: m.Dim, Normalize: man.Normalize, MaxSeqLen: man.MaxSeqLen,
 			Mode: string(m.Info.Mode), Path: m.Info.Dir, Golden: m.GoldenVerified, Note: m.Info.Note,
 			Base: baseInfo{ID: man.Base.ID, Path: m.Info.BasePath, WeightsSHA256: man.Base.WeightsSHA256},
 		})
@@ -69,6 +73,13 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 		resp.Skipped = append(resp.Skipped, problem{ID: sk.ID, Path: sk.Dir, Reason: sk.Err.Error()})
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+func nonNil(list []string) []string {
+	if list == nil {
+		return []string{}
+	}
+	return list
 }
 
 type healthResponse struct {

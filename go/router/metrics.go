@@ -29,6 +29,7 @@ type metrics struct {
 	latency   map[string]*histogram
 	reloads   map[string]uint64 // result -> count
 	texts     map[string]uint64 // serving task -> texts classified
+	embedded  map[string]uint64 // serving task -> texts embedded
 	inFlight  atomic.Int64
 	models    atomic.Int64
 	tasks     atomic.Int64
@@ -40,7 +41,8 @@ type metrics struct {
 func newMetrics() *metrics {
 	return &metrics{
 		requests: map[requestKey]uint64{}, latency: map[string]*histogram{},
-		reloads: map[string]uint64{}, texts: map[string]uint64{}, startTime: time.Now(),
+		reloads: map[string]uint64{}, texts: map[string]uint64{}, embedded: map[string]uint64{},
+		startTime: time.Now(),
 	}
 }
 
@@ -74,6 +76,12 @@ func (m *metrics) observeReload(ok bool) {
 func (m *metrics) observeTexts(task string, n int) {
 	m.mu.Lock()
 	m.texts[task] += uint64(n)
+	m.mu.Unlock()
+}
+
+func (m *metrics) observeEmbedded(task string, n int) {
+	m.mu.Lock()
+	m.embedded[task] += uint64(n)
 	m.mu.Unlock()
 }
 
@@ -120,9 +128,13 @@ func (m *metrics) write(w io.Writer) {
 		fmt.Fprintf(b, "lorakit_router_request_duration_seconds_count{route=\"%s\"} %d\n", escapeLabel(route), h.total)
 	}
 
-	header("lorakit_router_texts_classified_total", "counter", "Texts classified by serving task.")
+	header("lorakit_router_texts_classified_total", "counter", "Texts classified (labels or entities) by serving task.")
 	for _, task := range sortedKeys(m.texts) {
 		fmt.Fprintf(b, "lorakit_router_texts_classified_total{task=\"%s\"} %d\n", escapeLabel(task), m.texts[task])
+	}
+	header("lorakit_router_texts_embedded_total", "counter", "Texts embedded (embed and similarity) by serving task.")
+	for _, task := range sortedKeys(m.embedded) {
+		fmt.Fprintf(b, "lorakit_router_texts_embedded_total{task=\"%s\"} %d\n", escapeLabel(task), m.embedded[task])
 	}
 
 	header("lorakit_router_reloads_total", "counter", "Model generation loads by result (the initial load included).")

@@ -12,7 +12,7 @@ import (
 )
 
 func writeText(w io.Writer, dir string, golden *lorakit.Golden, runs []modeRun, ok bool) {
-	fmt.Fprintf(w, "%s: %d texts, %d labels, tolerance %g\n", dir, golden.NumTexts, golden.NumLabels, golden.Tolerance)
+	fmt.Fprintf(w, "%s: %d texts, %s, tolerance %g\n", dir, golden.NumTexts, describeOutput(golden), golden.Tolerance)
 	table := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(table, "mode\toutput\tresult\tmax|diff|\tmismatches\tworst")
 	failed, total := 0, 0
@@ -40,6 +40,17 @@ func writeText(w io.Writer, dir string, golden *lorakit.Golden, runs []modeRun, 
 	}
 }
 
+// describeOutput names what the golden file holds.
+func describeOutput(g *lorakit.Golden) string {
+	switch g.Output {
+	case lorakit.OutputTokenLogits:
+		return fmt.Sprintf("token classification, %d tags", g.NumLabels)
+	case lorakit.OutputEmbeddings:
+		return fmt.Sprintf("embedding, dim %d", g.Dim)
+	}
+	return fmt.Sprintf("%d labels", g.NumLabels)
+}
+
 func mismatchText(c lorakit.Check) string {
 	if c.Mismatches < 0 {
 		return "-"
@@ -53,6 +64,8 @@ func worstText(c lorakit.Check) string {
 		return c.Detail
 	case c.Row < 0:
 		return "-"
+	case c.Output == "argmax" && c.Col >= 0:
+		return fmt.Sprintf("row %d token %d: expected %g, got %g", c.Row, c.Col, c.Expected, c.Got)
 	case c.Output == "argmax" || c.Output == "tokens_used":
 		return fmt.Sprintf("row %d: expected %g, got %g", c.Row, c.Expected, c.Got)
 	default:
@@ -99,6 +112,7 @@ type jsonWorst struct {
 type jsonReport struct {
 	ModelDir  string            `json:"model_dir"`
 	OK        bool              `json:"ok"`
+	Output    string            `json:"output,omitempty"` // the golden output: logits, token_logits or embeddings
 	NumTexts  int               `json:"num_texts,omitempty"`
 	Tolerance jsonFloat         `json:"tolerance,omitempty"`
 	Checks    []jsonCheck       `json:"checks"`
@@ -107,8 +121,8 @@ type jsonReport struct {
 }
 
 func writeJSON(w io.Writer, dir string, golden *lorakit.Golden, runs []modeRun, ok bool) {
-	report := jsonReport{ModelDir: dir, OK: ok, NumTexts: golden.NumTexts, Tolerance: jsonFloat(golden.Tolerance),
-		Checks: []jsonCheck{}}
+	report := jsonReport{ModelDir: dir, OK: ok, Output: golden.Output, NumTexts: golden.NumTexts,
+		Tolerance: jsonFloat(golden.Tolerance), Checks: []jsonCheck{}}
 	for _, r := range runs {
 		if r.Report == nil {
 			if report.Skipped == nil {

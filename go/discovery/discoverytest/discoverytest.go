@@ -16,7 +16,8 @@ type Spec struct {
 	Name         string
 	Architecture string   // default "bert"
 	Task         string   // default "sequence_classification"
-	Labels       []string // default ["negative", "positive"]
+	Labels       []string // default ["negative", "positive"]; an empty non-nil list stays empty (embeddings)
+	UnsafeLabels []string // written as unsafe_labels when set
 	// Adapter makes an adapter model on BasePath (absolute, or relative to the model dir) with BaseSHA.
 	Adapter  bool
 	BasePath string
@@ -72,6 +73,9 @@ func WriteModel(t testing.TB, root, id string, spec Spec) string {
 		"labels":         labels,
 		"max_seq_len":    128,
 		"files":          table,
+	}
+	if spec.UnsafeLabels != nil {
+		manifest["unsafe_labels"] = spec.UnsafeLabels
 	}
 	if spec.Adapter {
 		manifest["adapter"] = map[string]any{"type": "lora", "r": 8, "lora_alpha": 16, "use_rslora": false,

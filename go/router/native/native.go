@@ -81,10 +81,32 @@ func (r *loadRun) fail(m *discovery.Model, err error) {
 	r.set.Failed = append(r.set.Failed, router.LoadFailure{Info: m, Err: err})
 }
 
-func (r *loadRun) served(m *discovery.Model, c router.Classifier, verified bool) {
-	r.set.Models = append(r.set.Models, router.LoadedModel{Info: m, Classifier: c, GoldenVerified: verified})
-	r.logger.Info("model loaded", "id", m.ID, "serving_task", m.ServingTask, "mode", string(m.Mode),
-		"golden_verified", verified)
+// served adds task adapter ("" = the default) of model under the runner of its kind; it refuses a task whose
+// loaded kind differs from the manifest discovery read.
+func (r *loadRun) served(m *discovery.Model, model *lorakit.Model, adapter string, verified bool) error {
+	info, err := model.TaskInfo(adapter)
+	if err != nil {
+		return fmt.Errorf("reading task info: %w", err)
+	}
+	if info.Task != m.Manifest.Task {
+		return fmt.Errorf("the core loaded a %s task, the manifest says %s", info.Task, m.Manifest.Task)
+	}
+	run := &runner{model: model, adapter: adapter}
+	loaded := router.LoadedModel{Info: m, Dim: info.Dim, GoldenVerified: verified}
+	switch info.Task {
+	case lorakit.TaskSequenceClassification:
+		loaded.Classifier = run
+	case lorakit.TaskTokenClassification:
+		loaded.Extractor = run
+	case lorakit.TaskEmbedding:
+		loaded.Embedder = run
+	default:
+		return fmt.Errorf("%w: task %s has no runner", lorakit.ErrUnsupported, info.Task)
+	}
+	r.set.Models = append(r.set.Models, loaded)
+	r.logger.Info("model loaded", "id", m.ID, "serving_task", m.ServingTask, "kind", info.Task,
+		"mode", string(m.Mode), "golden_verified", verified)
+	return nil
 }
 
 // loadGroup loads one base and adds each adapter under its model ID. When the base itself cannot load,
@@ -113,17 +135,18 @@ func (r *loadRun) loadGroup(g discovery.BaseGroup) {
 			r.fail(m, fmt.Errorf("adding adapter: %w", err))
 			continue
 		}
-		c := &classifier{model: base, adapter: m.ID}
 		verified, err := r.verify(m, func(gold *lorakit.Golden) (*lorakit.ParityReport, error) {
 			return gold.CheckAdapter(base, m.ID)
 		})
+		if err == nil {
+			err = r.served(m, base, m.ID, verified)
+		}
 		if err != nil {
 			base.RemoveAdapter(m.ID)
 			r.fail(m, err)
 			continue
 		}
 		added++
-		r.served(m, c, verified)
 	}
 	if added == 0 {
 		base.Close()
@@ -142,13 +165,15 @@ func (r *loadRun) loadMerged(m *discovery.Model) {
 	verified, err := r.verify(m, func(gold *lorakit.Golden) (*lorakit.ParityReport, error) {
 		return gold.CheckModel(model)
 	})
+	if err == nil {
+		err = r.served(m, model, "", verified)
+	}
 	if err != nil {
 		model.Close()
 		r.fail(m, err)
 		return
 	}
 	r.set.Closers = append(r.set.Closers, model)
-	r.served(m, &classifier{model: model}, verified)
 }
 
 // verify runs the parity check when enabled; it returns whether the model was verified, or why it is refused.
@@ -197,24 +222,50 @@ func Describe(report *lorakit.ParityReport) string {
 	return strings.Join(parts, "; ")
 }
 
-// classifier serves one task of a model: a named adapter of a shared base, or ("") a merged model's own task.
-type classifier struct {
+// runner serves one task of a model: a named adapter of a shared base, or ("") a merged model's own task.
+type runner struct {
 	model   *lorakit.Model
 	adapter string
 }
 
-func (c *classifier) Classify(texts []string) (*router.Output, error) {
-	return output(c.model.ClassifyWith(c.adapter, texts))
-}
-
-// output converts a binding result; input errors become router.ErrInvalidInput so they are answered 400.
-func output(res *lorakit.Result, err error) (*router.Output, error) {
+func (c *runner) Classify(texts []string) (*router.Output, error) {
+	res, err := c.model.ClassifyWith(c.adapter, texts)
 	if err != nil {
-		if errors.Is(err, lorakit.ErrInput) {
-			return nil, fmt.Errorf("%w: %w", router.ErrInvalidInput, err)
-		}
-		return nil, err
+		return nil, inputError(err)
 	}
 	return &router.Output{Labels: res.Labels, Probabilities: res.Probabilities(), TokensIn: res.TokensIn,
+		TokensUsed: res.TokensUsed, Unsafe: res.Unsafe, UnsafeScore: res.UnsafeScore}, nil
+}
+
+func (c *runner) ExtractEntities(texts []string) (*router.EntityOutput, error) {
+	res, err := c.model.ExtractEntitiesWith(c.adapter, texts)
+	if err != nil {
+		return nil, inputError(err)
+	}
+	out := &router.EntityOutput{Entities: make([][]router.Entity, res.NumTexts), TokensIn: res.TokensIn,
+		TokensUsed: res.TokensUsed}
+	for i, row := range res.Entities {
+		out.Entities[i] = make([]router.Entity, len(row))
+		for j, e := range row {
+			out.Entities[i][j] = router.Entity(e)
+		}
+	}
+	return out, nil
+}
+
+func (c *runner) Embed(texts []string) (*router.EmbeddingOutput, error) {
+	res, err := c.model.EmbedWith(c.adapter, texts)
+	if err != nil {
+		return nil, inputError(err)
+	}
+	return &router.EmbeddingOutput{Dim: res.Dim, Values: res.Values, TokensIn: res.TokensIn,
 		TokensUsed: res.TokensUsed}, nil
+}
+
+// inputError marks binding input errors as router.ErrInvalidInput so they are answered 400.
+func inputError(err error) error {
+	if errors.Is(err, lorakit.ErrInput) {
+		return fmt.Errorf("%w: %w", router.ErrInvalidInput, err)
+	}
+	return err
 }

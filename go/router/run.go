@@ -1,0 +1,173 @@
+package router
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"time"
+
+	"lorakit/discovery"
+)
+
+// run answers one classification task over the whole batch with the runner of the model's kind.
+func (s *Server) run(m *LoadedModel, task string, texts []string, opts Options) ([]*Classification, TaskTiming, *apiError) {
+	timing := TaskTiming{Task: task, Model: m.Info.ID, Texts: len(texts)}
+	switch {
+	case m.Kind() == discovery.TaskSequenceClassification && m.Classifier != nil:
+		return s.runClassifier(m, timing, texts, opts)
+	case m.Kind() == discovery.TaskTokenClassification && m.Extractor != nil:
+		return s.runExtractor(m, timing, texts)
+	case m.Kind() == discovery.TaskEmbedding:
+		return nil, timing, errorf(http.StatusBadRequest, codeInvalidRequest,
+			"task %s is served by %s, an embedding model: use /api/v1/embed or /api/v1/similarity", task, m.Info.ID)
+	}
+	s.logger.Error("model without a runner for its task", "model", m.Info.ID, "kind", m.Kind())
+	return nil, timing, errorf(http.StatusInternalServerError, codeInternal, "model %s cannot run %s", m.Info.ID, m.Kind())
+}
+
+// modelFailure answers a runner error: the request's fault (400) or the model's (500, logged).
+func (s *Server) modelFailure(task string, m *LoadedModel, err error) *apiError {
+	if errors.Is(err, ErrInvalidInput) {
+		return errorf(http.StatusBadRequest, codeInvalidInput, "task %s: %v", task, err)
+	}
+	s.logger.Error("model call failed", "task", task, "model", m.Info.ID, "error", err.Error())
+	return errorf(http.StatusInternalServerError, codeModelError, "task %s: model %s failed: %v", task, m.Info.ID, err)
+}
+
+// invalidOutput answers a malformed or non-finite model answer (logged).
+func (s *Server) invalidOutput(task string, m *LoadedModel, msg string) *apiError {
+	s.logger.Error("invalid model output", "task", task, "model", m.Info.ID, "problem", msg)
+	return errorf(http.StatusInternalServerError, codeInvalidOutput, "task %s: model %s: %s", task, m.Info.ID, msg)
+}
+
+func (s *Server) runClassifier(m *LoadedModel, timing TaskTiming, texts []string, opts Options) ([]*Classification, TaskTiming, *apiError) {
+	task := timing.Task
+	start := time.Now()
+	out, err := m.Classifier.Classify(texts)
+	timing.InferenceMS = msSince(start)
+	if err != nil {
+		return nil, timing, s.modelFailure(task, m, err)
+	}
+	if msg := checkOutput(out, len(texts)); msg != "" {
+		return nil, timing, s.invalidOutput(task, m, msg)
+	}
+	s.metrics.observeTexts(task, len(texts))
+	timing.TokensUsed = sum(out.TokensUsed)
+	k := len(out.Labels)
+	results := make([]*Classification, len(texts))
+	for i := range texts {
+		row := out.Probabilities[i*k : (i+1)*k]
+		best := 0
+		for j, p := range row {
+			if p > row[best] {
+				best = j
+			}
+		}
+		p := &Prediction{Label: out.Labels[best], PredictedLabel: out.Labels[best], Confidence: row[best]}
+		if float64(row[best]) < opts.ConfidenceThreshold {
+			p.Label, p.BelowThreshold = UnknownLabel, true
+		}
+		if opts.ReturnProbabilities {
+			p.Probabilities = make(map[string]float32, k)
+			for j, prob := range row {
+				p.Probabilities[out.Labels[j]] = prob
+			}
+		}
+		if out.Unsafe != nil {
+			p.Unsafe, p.UnsafeScore = &out.Unsafe[i], &out.UnsafeScore[i]
+		}
+		results[i] = newResult(task, m, timing, out.TokensIn[i], out.TokensUsed[i])
+		results[i].Prediction = p
+	}
+	return results, timing, nil
+}
+
+func (s *Server) runExtractor(m *LoadedModel, timing TaskTiming, texts []string) ([]*Classification, TaskTiming, *apiError) {
+	task := timing.Task
+	start := time.Now()
+	out, err := m.Extractor.ExtractEntities(texts)
+	timing.InferenceMS = msSince(start)
+	if err != nil {
+		return nil, timing, s.modelFailure(task, m, err)
+	}
+	if msg := checkEntityOutput(out, len(texts)); msg != "" {
+		return nil, timing, s.invalidOutput(task, m, msg)
+	}
+	s.metrics.observeTexts(task, len(texts))
+	timing.TokensUsed = sum(out.TokensUsed)
+	results := make([]*Classification, len(texts))
+	for i := range texts {
+		results[i] = newResult(task, m, timing, out.TokensIn[i], out.TokensUsed[i])
+		results[i].Entities = append([]Entity{}, out.Entities[i]...) // present even when empty
+	}
+	return results, timing, nil
+}
+
+func newResult(task string, m *LoadedModel, timing TaskTiming, tokensIn, tokensUsed int) *Classification {
+	return &Classification{Task: task, Model: m.Info.ID, TokensIn: tokensIn, TokensUsed: tokensUsed,
+		Truncated: tokensUsed < tokensIn, InferenceMS: share(timing, tokensUsed)}
+}
+
+func sum(values []int) int {
+	total := 0
+	for _, v := range values {
+		total += v
+	}
+	return total
+}
+
+// share splits a batch's measured time in proportion to the tokens each text used.
+func share(t TaskTiming, tokens int) float64 {
+	ms := t.InferenceMS / float64(t.Texts)
+	if t.TokensUsed > 0 {
+		ms = t.InferenceMS * float64(tokens) / float64(t.TokensUsed)
+	}
+	return math.Round(ms*1000) / 1000 // microseconds: finer digits would be noise
+}
+
+// checkOutput guards the JSON encoder and the argmax against a malformed or non-finite model answer.
+func checkOutput(out *Output, n int) string {
+	switch {
+	case out == nil:
+		return "no output"
+	case len(out.Labels) == 0:
+		return "no labels"
+	case len(out.Probabilities) != n*len(out.Labels):
+		return "probabilities do not match texts x labels"
+	case len(out.TokensIn) != n || len(out.TokensUsed) != n:
+		return "token counts do not match the number of texts"
+	case out.Unsafe != nil && (len(out.Unsafe) != n || len(out.UnsafeScore) != n):
+		return "unsafe verdicts do not match the number of texts"
+	}
+	for _, values := range [][]float32{out.Probabilities, out.UnsafeScore} {
+		for _, p := range values {
+			if !probability(p) {
+				return "non-finite or out-of-range probabilities"
+			}
+		}
+	}
+	return ""
+}
+
+func checkEntityOutput(out *EntityOutput, n int) string {
+	switch {
+	case out == nil:
+		return "no output"
+	case len(out.Entities) != n:
+		return "entity lists do not match the number of texts"
+	case len(out.TokensIn) != n || len(out.TokensUsed) != n:
+		return "token counts do not match the number of texts"
+	}
+	for _, row := range out.Entities {
+		for _, e := range row {
+			if !probability(e.Score) || e.Start < 0 || e.End < e.Start {
+				return "an entity has a non-finite or out-of-range score, or an inverted span"
+			}
+		}
+	}
+	return ""
+}
+
+func probability(p float32) bool {
+	return !math.IsNaN(float64(p)) && !math.IsInf(float64(p), 0) && p >= 0 && p <= 1.0001
+}
