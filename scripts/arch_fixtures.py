@@ -3,7 +3,8 @@ the family's kind (byte-level BPE for RoBERTa, Unigram for DeBERTa-v3, WordPiece
 in-process on the fixture texts: nothing is downloaded.
 
 Each entry of ARCH_FIXTURES gives one `tiny_<name>_base` and one LoRA model directory `tiny_<name>_lora` with
-the architecture's default targets and head modules from the native registry.
+the architecture's default targets and head modules from the native registry; make_fixtures.py adds a token
+classification LoRA `tiny_<name>_token_lora` on each base.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class ArchFixture:
     tokenizer: Callable[[Sequence[str]], Any]
     config: Callable[[Any], PretrainedConfig]
     labels: tuple[str, ...]
+    token_labels: tuple[str, ...] = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")  # IOB2 tags of tiny_<name>_token_lora
 
 
 def roberta_config(tok: Any) -> PretrainedConfig:
@@ -113,10 +115,14 @@ def deberta_v2_config(tok: Any) -> PretrainedConfig:
 
 
 ARCH_FIXTURES: tuple[ArchFixture, ...] = (
-    ArchFixture("roberta", roberta_tokenizer, roberta_config, ("negative", "neutral", "positive")),
+    # Token tags in other orders too: no runtime may assume that label 0 is "O".
+    ArchFixture("roberta", roberta_tokenizer, roberta_config, ("negative", "neutral", "positive"),
+                ("B-LOC", "I-LOC", "O", "B-PER", "I-PER")),
     ArchFixture("modernbert", wordpiece_tokenizer, modernbert_config("cls"), ("billing", "card", "other")),
-    ArchFixture("modernbert_mean", wordpiece_tokenizer, modernbert_config("mean"), ("benign", "malicious")),
-    ArchFixture("debertav3", unigram_tokenizer, deberta_v3_config, ("benign", "injection", "jailbreak")),
+    ArchFixture("modernbert_mean", wordpiece_tokenizer, modernbert_config("mean"), ("benign", "malicious"),
+                ("B-ORG", "I-ORG", "O")),
+    ArchFixture("debertav3", unigram_tokenizer, deberta_v3_config, ("benign", "injection", "jailbreak"),
+                ("I-PER", "B-PER", "O", "B-LOC", "I-LOC")),
     ArchFixture("debertav2", unigram_tokenizer, deberta_v2_config, ("a", "b")),
 )
 

@@ -10,6 +10,9 @@ OUT_DIR/tiny_bert_full/     full fine-tune (no adapter); 2 labels
 OUT_DIR/minilm_lora/        (--with-minilm) a few real training steps of LoRA on all-MiniLM-L6-v2; 2 labels
 OUT_DIR/tiny_<arch>_base/, tiny_<arch>_lora/   the same for RoBERTa, ModernBERT (cls and mean pooling),
                              DeBERTa-v3 and DeBERTa-v2 layouts (scripts/arch_fixtures.py), default LoRA targets
+OUT_DIR/tiny_bert_token_lora/, tiny_<arch>_token_lora/   token classification (IOB2 tags), randomised LoRA
+OUT_DIR/tiny_bert_embed_lora/ (mean, normalised), tiny_roberta_embed_lora/ (cls, raw)   embeddings
+OUT_DIR/task_fixtures.json   [{"name", "task", "base"}] of the token and embedding fixtures, for cargo and go tests
 """
 
 from __future__ import annotations
@@ -31,12 +34,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, BertModel  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+)
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from lorakit.atomic import atomic_directory  # noqa: E402
 from lorakit.export import export_model  # noqa: E402
 from lorakit.models import default_target_modules, head_modules, minilm_path  # noqa: E402
+from lorakit.tasks import task_head_modules  # noqa: E402
 
 from arch_fixtures import ARCH_FIXTURES, build_arch_fixture  # noqa: E402
 
@@ -69,6 +80,18 @@ MINILM_TRAIN = (
     ("translate good morning into Spanish", 0),
     ("what is the capital of Australia", 0),
 )
+# Golden texts of the token fixtures: names, places, accents and emoji before entities (character offsets).
+TOKEN_TEXTS = (
+    "Alice Johnson flew from Paris to New York on Monday",
+    "my colleague Jean-Luc Picard lives in São Paulo",
+    "Dr. Müller met Ana María López at the Café Zürich 🚀 in Berlin",
+    "send the report to Bob Smith, 42 Baker Street, London",
+    "Ich heiße Jürgen und wohne in Köln",
+    "no names here, only an ordinary sentence",
+    "Tokyo, Osaka and Kyoto are cities; Hiroshi Tanaka visited all three",
+    "call Maria at +1 555 0100 before she leaves Lisbon",
+)
+TOKEN_LABELS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
 TINY_MAX_SEQ_LEN = 32
 
 
@@ -177,6 +200,70 @@ def export_default_lora(base: Path, out: Path, labels: Sequence[str], examples: 
     return export_fixture(model, base, out, labels, examples, TINY_MAX_SEQ_LEN, f"lorakit-fixtures/tiny-{model_type}")
 
 
+def export_token_lora(base: Path, out: Path, labels: Sequence[str], examples: Sequence[str] = TOKEN_TEXTS,
+                      seed: int = 61) -> Path:
+    """Token classification LoRA r=4 with the default targets and the head modules a token model has."""
+    torch.manual_seed(seed)
+    model = AutoModelForTokenClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)})
+    model_type = model.config.model_type
+    config = LoraConfig(task_type=TaskType.TOKEN_CLS, r=4, lora_alpha=8, lora_dropout=0.0,
+                        target_modules=default_target_modules(model_type),
+                        modules_to_save=task_head_modules(model, "token_classification"))
+    model = get_peft_model(model, config)
+    randomize_lora(model, seed=seed + 1)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    return export_model(model, tokenizer, out, labels=labels, max_seq_len=TINY_MAX_SEQ_LEN, base_path=base,
+                        base_id=f"lorakit-fixtures/tiny-{model_type}", golden_examples=examples, metrics={},
+                        task="token_classification")
+
+
+def export_embed_lora(base: Path, out: Path, pooling: str, normalize: bool, seed: int = 71) -> Path:
+    """Embedding LoRA on the bare encoder (the pooler excluded, as embedding training does)."""
+    torch.manual_seed(seed)
+    model = AutoModel.from_pretrained(base)
+    excluded = [name for name, module in model.named_modules()
+                if name.startswith("pooler.") and isinstance(module, torch.nn.Linear)]
+    config = LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=4, lora_alpha=8, lora_dropout=0.0,
+                        target_modules=default_target_modules(model.config.model_type),
+                        exclude_modules=excluded or None)
+    model = get_peft_model(model, config)
+    randomize_lora(model, seed=seed + 1)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    return export_model(model, tokenizer, out, labels=[], max_seq_len=TINY_MAX_SEQ_LEN, base_path=base,
+                        base_id=f"lorakit-fixtures/tiny-{model.config.model_type}", golden_examples=FIXTURE_TEXTS,
+                        metrics={}, task="embedding", pooling=pooling, normalize=normalize)
+
+
+def build_token_lora(base: Path, out: Path) -> Path:
+    return export_token_lora(base, out, TOKEN_LABELS)
+
+
+def build_embed_lora(base: Path, out: Path) -> Path:
+    return export_embed_lora(base, out, pooling="mean", normalize=True)
+
+
+def build_task_fixtures(out: Path, log: Any = print) -> list[dict[str, str]]:
+    """Token fixtures on every tiny base, embedding fixtures on BERT and RoBERTa; the bases must exist."""
+    entries = [("tiny_bert_token_lora", "token_classification", "tiny_bert_base", build_token_lora),
+               ("tiny_bert_embed_lora", "embedding", "tiny_bert_base", build_embed_lora)]
+    for fixture in ARCH_FIXTURES:
+        def token(base: Path, target: Path, labels: Sequence[str] = fixture.token_labels) -> Path:
+            return export_token_lora(base, target, labels)
+
+        entries.append((f"tiny_{fixture.name}_token_lora", "token_classification", f"tiny_{fixture.name}_base", token))
+    entries.append(("tiny_roberta_embed_lora", "embedding", "tiny_roberta_base",
+                    lambda base, target: export_embed_lora(base, target, pooling="cls", normalize=False)))
+    listed = []
+    for name, task, base, build in entries:
+        started = time.perf_counter()
+        log(summary(build(out / base, out / name), started))
+        listed.append({"name": name, "task": task, "base": base})
+    (out / "task_fixtures.json").write_text(json.dumps(listed, indent=1) + "\n", "utf-8")
+    return listed
+
+
 def build_minilm_lora(out: Path, steps: int = 8) -> Path:
     base = minilm_path()
     labels = ["benign", "malicious"]
@@ -199,7 +286,7 @@ def build_minilm_lora(out: Path, steps: int = 8) -> Path:
 
 def summary(path: Path, started: float) -> str:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return f"{path.name:<18} {size / 1e6:7.2f} MB  {time.perf_counter() - started:5.1f} s  {path}"
+    return f"{path.name:<26} {size / 1e6:7.2f} MB  {time.perf_counter() - started:5.1f} s  {path}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -226,6 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(summary(path, started))
     # The list the cargo and go tests iterate, so a new entry in ARCH_FIXTURES is tested everywhere.
     (out / "arch_fixtures.json").write_text(json.dumps([f.name for f in ARCH_FIXTURES]) + "\n", "utf-8")
+    build_task_fixtures(out)
     if args.with_minilm:
         started = time.perf_counter()
         print(summary(build_minilm_lora(out / "minilm_lora"), started))

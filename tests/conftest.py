@@ -48,6 +48,15 @@ def fixtures_dir(tmp_path_factory: pytest.TempPathFactory, fixture_builder: Modu
     return out
 
 
+@pytest.fixture(scope="session")
+def task_fixtures(fixtures_dir: Path, fixture_builder: ModuleType) -> Path:
+    """The token classification and embedding fixtures on tiny_bert_base, next to the others."""
+    base = fixtures_dir / "tiny_bert_base"
+    fixture_builder.build_token_lora(base, fixtures_dir / "tiny_bert_token_lora")
+    fixture_builder.build_embed_lora(base, fixtures_dir / "tiny_bert_embed_lora")
+    return fixtures_dir
+
+
 WORDS = {
     "positive": "great lovely excellent good fine happy superb".split(),
     "negative": "bad awful terrible poor sad horrible worst".split(),
@@ -75,3 +84,67 @@ def labelled_csv(tmp_path: Path) -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     # transformers 5 warns about its own deprecated alias whenever PEFT wraps a model; not ours to fix.
     config.addinivalue_line("filterwarnings", "ignore:.*is_gradient_checkpointing.*:FutureWarning")
+
+
+NAMES = ["Ana Lopez", "Bob Smith", "Zoë Müller", "Li Wei", "Omar Haddad", "Eve Stone", "Jean Picard", "Mia Rossi"]
+CITIES = ["Paris", "New York", "Köln", "Lisbon", "Tokyo", "São Paulo", "Cairo", "Oslo"]
+TEMPLATES = ["{name} lives in {city}", "yesterday {name} flew to {city} again", "{city} welcomed {name}",
+             "a letter from {city} for {name}", "nothing to see here", "{name} met {name2} in {city}"]
+
+
+def write_token_jsonl(path: Path, rows: int = 90, seed: int = 0) -> Path:
+    """Character-span records from templates (template_id is the group), some without entities."""
+    import json
+
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(rows):
+            template_id = i % len(TEMPLATES)
+            text, spans = "", []
+            parts = TEMPLATES[template_id].replace("{", "\0{").replace("}", "}\0").split("\0")
+            for part in parts:
+                if part in ("{name}", "{name2}", "{city}"):
+                    value = rng.choice(CITIES if part == "{city}" else NAMES)
+                    spans.append({"start": len(text), "end": len(text) + len(value),
+                                  "label": "LOC" if part == "{city}" else "PER"})
+                    text += value
+                else:
+                    text += part
+            handle.write(json.dumps({"text": text, "spans": spans, "template_id": template_id},
+                                    ensure_ascii=False) + "\n")
+    return path
+
+
+def write_pairs_csv(path: Path, rows: int = 48, seed: int = 0) -> Path:
+    """Scored pairs: same-topic pairs score high, cross-topic pairs low."""
+    rng = random.Random(seed)
+    topics = list(WORDS)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "text_pair", "score"])
+        for i in range(rows):
+            first = topics[i % len(topics)]
+            second = first if i % 2 == 0 else topics[(i + 1) % len(topics)]
+            writer.writerow([" ".join(rng.choice(WORDS[first]) for _ in range(4)),
+                             " ".join(rng.choice(WORDS[second]) for _ in range(4)), 0.9 if first == second else 0.1])
+    return path
+
+
+GUARD_LABELS = ["negative", "neutral", "positive"]
+# "positive" is declared unsafe on purpose: a verdict read from label text ("injection", "unsafe") would differ.
+GUARD_UNSAFE = ["positive", "neutral"]
+
+
+def export_guard(fixture_builder: ModuleType, base: Path, out: Path) -> Path:
+    """A sequence classifier declaring `unsafe_labels`, with LoRA as tiny_bert_lora_a (its top labels vary)."""
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoTokenizer
+
+    from lorakit.export import export_model
+
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=4, lora_alpha=8, modules_to_save=["classifier"],
+                        target_modules=["query", "key", "value", "dense"])
+    model = get_peft_model(fixture_builder.classifier(base, GUARD_LABELS, seed=11), config)
+    fixture_builder.randomize_lora(model, seed=12)
+    return export_model(model, AutoTokenizer.from_pretrained(base), out, labels=GUARD_LABELS, max_seq_len=32,
+                        base_path=base, golden_examples=fixture_builder.FIXTURE_TEXTS, unsafe_labels=GUARD_UNSAFE)

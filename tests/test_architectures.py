@@ -33,6 +33,18 @@ def arch_fixtures(tmp_path_factory: pytest.TempPathFactory, fixture_builder: Mod
     return built
 
 
+@pytest.fixture(scope="session")
+def arch_token_fixtures(arch_fixtures: dict[str, Path], fixture_builder: ModuleType) -> dict[str, Path]:
+    """tiny_<name>_token_lora on each tiny base (the head modules a token model has: no DeBERTa pooler)."""
+    built = {}
+    for fixture in ARCH_FIXTURES:
+        out = arch_fixtures[fixture.name].parent
+        built[fixture.name] = fixture_builder.export_token_lora(out / f"tiny_{fixture.name}_base",
+                                                                out / f"tiny_{fixture.name}_token_lora",
+                                                                fixture.token_labels)
+    return built
+
+
 def test_registry_is_the_native_table() -> None:
     served = {entry["model_type"] for entry in native.architectures()}
     assert {"bert", "roberta", "modernbert", "deberta-v2"} <= served
@@ -55,6 +67,18 @@ def test_every_backend_matches_golden(arch_fixtures: dict[str, Path], name: str)
     assert report["ok"] is True
     for backend in NATIVE_BACKENDS:
         assert report["backends"][backend]["max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.parametrize("name", [fixture.name for fixture in ARCH_FIXTURES])
+def test_every_backend_matches_golden_token_classification(arch_token_fixtures: dict[str, Path], name: str) -> None:
+    report = verify_model(arch_token_fixtures[name])
+    failed = {backend: (result.get("worst"), result.get("entities_mismatch"))
+              for backend, result in report["backends"].items() if not result["ok"]}
+    assert not failed, failed
+    assert NATIVE_BACKENDS | {"torch-unmerged", "torch-merged", "onnxruntime"} <= set(report["backends"])
+    manifest = json.loads((arch_token_fixtures[name] / "lorakit.json").read_text())
+    expected_head = ["classifier", "head"] if manifest["architecture"] == "modernbert" else ["classifier"]
+    assert manifest["adapter"]["modules_to_save"] == expected_head
 
 
 def test_manifest_records_architecture_and_pooling(arch_fixtures: dict[str, Path]) -> None:

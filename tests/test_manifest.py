@@ -189,3 +189,68 @@ def test_the_writer_cannot_build_what_the_reader_refuses(tmp_path: Path) -> None
     raw = copy.deepcopy(valid())
     write_manifest(tmp_path, Manifest.from_json(raw))
     assert json.loads((tmp_path / MANIFEST_FILE).read_text("utf-8")) == raw
+
+
+def task_manifest(task: str, **fields: Any) -> dict[str, Any]:
+    raw = valid()
+    raw["task"] = task
+    if task == "token_classification":
+        raw |= {"labels": ["O", "B-PER", "I-PER"], "pooling": None, "aggregation": "first"}
+    if task == "embedding":
+        raw |= {"labels": [], "pooling": "mean", "normalize": True}
+        raw["adapter"]["modules_to_save"] = []
+    return raw | fields
+
+
+def test_task_fields_are_typed() -> None:
+    unsafe = Manifest.from_json(valid() | {"labels": ["benign", "injection", "jailbreak"],
+                                           "unsafe_labels": ["jailbreak", "injection"]})
+    assert unsafe.unsafe_labels == ("jailbreak", "injection")
+    assert Manifest.from_json(valid()).unsafe_labels is None
+    token = Manifest.from_json(task_manifest("token_classification"))
+    assert token.aggregation == "first" and token.pooling is None and token.normalize is None
+    embedding = Manifest.from_json(task_manifest("embedding"))
+    assert embedding.labels == () and embedding.pooling == "mean" and embedding.normalize is True
+    assert "unsafe_labels" not in embedding.to_json() and embedding.to_json()["normalize"] is True
+    assert Manifest.from_json(embedding.to_json()) == embedding
+
+
+TASK_REJECTED = [
+    (valid() | {"unsafe_labels": ["malware"]}, "unsafe_labels", "'malware' not in labels"),
+    (valid() | {"unsafe_labels": []}, "unsafe_labels", "must not be empty"),
+    (valid() | {"unsafe_labels": "negative"}, "unsafe_labels", "expected a list"),
+    (valid() | {"normalize": True}, "normalize", "belongs to task 'embedding'"),
+    (valid() | {"aggregation": "first"}, "aggregation", "belongs to task 'token_classification'"),
+    (task_manifest("embedding", labels=["a", "b"]), "labels", "must be empty for an embedding model"),
+    (task_manifest("embedding", pooling="pooler"), "pooling", "'pooler' is not an embedding pooling"),
+    (task_manifest("embedding", pooling=None), "pooling", "None is not an embedding pooling"),
+    (task_manifest("embedding", normalize=None), "normalize", "missing"),
+    (task_manifest("embedding", normalize="yes"), "normalize", "expected true or false"),
+    (task_manifest("embedding", unsafe_labels=["a"]), "unsafe_labels", "belongs to task 'sequence_classification'"),
+    (task_manifest("token_classification", labels=[]), "labels", "must not be empty"),
+    (task_manifest("token_classification", labels=["O", "PER"]), "labels", "'PER' is not an IOB2 tag"),
+    (task_manifest("token_classification", labels=["O", "B-"]), "labels", "'B-' is not an IOB2 tag"),
+    (task_manifest("token_classification", aggregation=None), "aggregation", "missing"),
+    (task_manifest("token_classification", aggregation="max"), "aggregation", "'max' is not supported"),
+    (task_manifest("token_classification", normalize=False), "normalize", "belongs to task 'embedding'"),
+]
+
+
+@pytest.mark.parametrize(("raw", "field_name", "words"), TASK_REJECTED,
+                         ids=[f"{r[1]}:{r[2]}" for r in TASK_REJECTED])
+def test_task_field_defects_are_one_line_errors(raw: Any, field_name: str, words: str, tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(raw), "utf-8")
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / MANIFEST_FILE}: {field_name}: "), message
+    assert words in message and "\n" not in message
+
+
+def test_task_fixture_manifests_round_trip(task_fixtures: Path, tmp_path: Path) -> None:
+    for name in ("tiny_bert_token_lora", "tiny_bert_embed_lora"):
+        text = (task_fixtures / name / MANIFEST_FILE).read_text("utf-8")
+        manifest = read_manifest(task_fixtures / name)
+        assert manifest.to_json() == json.loads(text)
+        write_manifest(tmp_path, manifest)
+        assert (tmp_path / MANIFEST_FILE).read_text("utf-8") == text
