@@ -72,11 +72,7 @@ impl TextTokenizer {
             )));
         }
         let tok_err = |e| Error::Input(format!("tokenization failed: {e}"));
-        let mut raw = match spans {
-            Spans::Skip => self.inner.encode_fast(text, false),
-            Spans::Keep => self.inner.encode_char_offsets(text, false),
-        }
-        .map_err(tok_err)?;
+        let mut raw = self.inner.encode_fast(text, false).map_err(tok_err)?;
         let tokens_in = raw.len() + self.added_tokens;
         if tokens_in > max_len {
             raw.truncate(max_len - self.added_tokens, 0, TruncationDirection::Right);
@@ -85,20 +81,27 @@ impl TextTokenizer {
         let ids = full.get_ids().iter().map(|&i| i as i64).collect();
         let spans = match spans {
             Spans::Skip => Vec::new(),
-            Spans::Keep => full
-                .get_offsets()
-                .iter()
-                .copied()
-                .zip(full.get_word_ids().iter().copied())
-                .zip(full.get_special_tokens_mask())
-                .map(|((offsets, word), &special)| {
-                    if special == 1 {
-                        ((0, 0), None)
-                    } else {
-                        (offsets, word)
-                    }
-                })
-                .collect(),
+            Spans::Keep => {
+                // Offsets from one full pass: post-processors that trim offsets (byte-level BPE) must run once.
+                let spanned = self
+                    .inner
+                    .encode_char_offsets(text, true)
+                    .map_err(tok_err)?;
+                let mut content = spanned
+                    .get_offsets()
+                    .iter()
+                    .zip(spanned.get_word_ids())
+                    .zip(spanned.get_special_tokens_mask())
+                    .filter(|(_, &special)| special == 0)
+                    .map(|((&offsets, &word), _)| (offsets, word));
+                full.get_special_tokens_mask()
+                    .iter()
+                    .map(|&special| match special {
+                        0 => content.next().unwrap_or(((0, 0), None)),
+                        _ => ((0, 0), None),
+                    })
+                    .collect()
+            }
         };
         Ok(TokenizedText {
             ids,
