@@ -205,6 +205,17 @@ func TestUnsafeVerdictsComeFromTheManifest(t *testing.T) {
 	}
 }
 
+// failing names the failed checks of a report with their detail.
+func failing(report *ParityReport) string {
+	var out []string
+	for _, c := range report.Checks {
+		if !c.OK {
+			out = append(out, fmt.Sprintf("%s (%d mismatches, max |diff| %g) %s", c.Output, c.Mismatches, c.MaxAbsDiff, c.Detail))
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
 func TestTaskCallsAreSafeConcurrentlyAndEndAtClose(t *testing.T) {
 	// One shared base per base fixture, every task fixture added to its own base.
 	bases := map[string]*Model{}
@@ -238,7 +249,8 @@ func TestTaskCallsAreSafeConcurrentlyAndEndAtClose(t *testing.T) {
 				c := calls[(w+k)%len(calls)]
 				report, err := c.golden.CheckAdapter(bases[c.base], c.adapter)
 				if err == nil && !report.OK {
-					err = fmt.Errorf("%s on %s: a concurrent result differs from golden", c.adapter, c.base)
+					err = fmt.Errorf("%s on %s: a concurrent result differs from golden: %s", c.adapter, c.base,
+						failing(report))
 				}
 				if err != nil {
 					errs <- err
