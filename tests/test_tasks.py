@@ -48,9 +48,9 @@ def embedding_model(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path
     data = write_pairs_csv(work / "pairs.csv")
     out = work / "model"
     code = main(tiny_train("embedding", data, out, fixtures_dir / "tiny_bert_base", "--score-column", "score",
-                           "--epochs", "1"))
+                           "--epochs", "1", "--pooling", "cls", "--checkpoint-dir", str(work / "run")))
     assert code == 0
-    return {"data": data, "model": out}
+    return {"data": data, "model": out, "run": work / "run"}
 
 
 def test_token_training_writes_a_token_model_directory(token_model: dict[str, Path]) -> None:
@@ -132,7 +132,7 @@ def test_embedding_training_export_verify_eval_predict(embedding_model: dict[str
     model = embedding_model["model"]
     manifest = read_manifest(model)
     assert manifest.task == "embedding" and manifest.labels == () and manifest.max_seq_len == 32
-    assert manifest.pooling == "mean" and manifest.normalize is True
+    assert manifest.pooling == "cls" and manifest.normalize is True
     assert json.loads((model / "config.json").read_text())["id2label"] == {}
     golden = read_golden(model)
     assert golden.output == "embeddings" and golden.values.shape == (len(golden.texts), 32)
@@ -147,6 +147,16 @@ def test_embedding_training_export_verify_eval_predict(embedding_model: dict[str
     assert main(["predict", str(model), "--backend", "torch", "--json", "--text", "good", "--text", "bad"]) == 0
     vectors = np.array([r["embedding"] for r in json.loads(capsys.readouterr().out)])
     assert vectors.shape == (2, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_embedding_reexport_from_the_checkpoint(embedding_model: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    assert main(["export", str(embedding_model["run"]), "--output", str(out)]) == 0
+    first, again = read_manifest(embedding_model["model"]), read_manifest(out)
+    assert (again.task, again.pooling, again.normalize, again.labels) == ("embedding", "cls", True, ())
+    assert again.files["adapter_model.safetensors"] == first.files["adapter_model.safetensors"]
+    assert torch.equal(read_golden(out).values, read_golden(embedding_model["model"]).values)
+    assert verify_model(out)["ok"] is True
 
 
 @pytest.mark.parametrize("name", ["tiny_bert_token_lora", "tiny_bert_embed_lora"])

@@ -27,7 +27,15 @@ TASK_OPTIONS = {
     "best_metric": ("sequence-classification", "token-classification"),
     "score_column": ("embedding",), "pooling": ("embedding",), "normalize": ("embedding",),
 }
-Formatter = argparse.ArgumentDefaultsHelpFormatter
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
     train.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     train.add_argument("--epochs", type=float, default=3.0, help="training epochs")
-    train.add_argument("--learning-rate", type=float, help="default 2e-4 (LoRA) or 5e-5 (--full)")
+    train.add_argument("--learning-rate", type=float, help="default 2e-4 (LoRA), 1e-3 (LoRA, token "
+                       "classification) or 5e-5 (--full)")
     train.add_argument("--batch-size", type=int, default=16, help="examples (or pairs) per step")
     train.add_argument("--gradient-accumulation", type=int, default=1, help="steps per optimizer update")
     train.add_argument("--warmup", type=float, default=0.1, help="warmup as a fraction of the training steps")
