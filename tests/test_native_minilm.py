@@ -95,3 +95,22 @@ def test_two_minilm_adapters_share_one_base(minilm_lora: Path, minilm_rslora: Pa
     assert guard.logits.shape == (2, 2) and intent.logits.shape == (2, 4)
     alone = native.Model.load(minilm_rslora, merged=True).classify(FRESH_TEXTS[:2])
     np.testing.assert_allclose(intent.logits, alone.logits, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_native_embeddings_of_the_untuned_minilm_equal_sentence_transformers(tmp_path: Path) -> None:
+    """The reference for the untuned base is stock all-MiniLM-L6-v2 through sentence-transformers."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoTokenizer
+
+    from lorakit.export import export_model
+
+    base = minilm_path()
+    out = export_model(AutoModel.from_pretrained(base), AutoTokenizer.from_pretrained(base), tmp_path / "minilm_embed",
+                       labels=[], max_seq_len=256, base_path=base, task="embedding", pooling="mean", normalize=True,
+                       golden_examples=FRESH_TEXTS)
+    model = native.Model.load(out, merged=True, threads=2)
+    assert_parity(model.verify_golden(), "untuned MiniLM embeddings")
+    texts = [*FRESH_TEXTS, "word " * 400]  # the last one is truncated to 256 tokens by both
+    expected = SentenceTransformer(str(base), device="cpu").encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(model.embed(texts), expected, atol=1e-4, rtol=0)
