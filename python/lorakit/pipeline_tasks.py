@@ -112,8 +112,10 @@ def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: P
     if not result.stats["world_process_zero"]:
         return {}
     log_training(result, log)
+    # The scale training inferred from all pairs: one part alone may hold only low scores.
     validation, test = (evaluate_embedding(result.model, result.tokenizer, part, config.max_seq_len, config.pooling,
-                                           config.normalize) for part in (validation_part, test_part))
+                                           config.normalize, score_scale=result.stats["score_scale"])
+                        for part in (validation_part, test_part))
     for part, metrics_of_part in (("validation", validation), ("test", test)):
         metrics_of_part["row_ids_sha256"] = ids_digest(getattr(split, part))
     full_metrics = {"validation": validation, "test": test, "training": result.stats, "config": config.to_json(),
