@@ -1,9 +1,9 @@
 //! Sentence embeddings through the C ABI: one owned result with row-major vectors.
 
-use crate::guard::{arg_ref, guarded_out, guarded_value, opt_arg_str, LorakitStatus};
-use crate::model::LorakitModel;
+use crate::guard::{guarded_out, guarded_value, LorakitStatus};
+use crate::model::{text_call, LorakitModel};
 use crate::results::data_or_null;
-use crate::texts::{borrow_texts, LorakitText};
+use crate::texts::LorakitText;
 use lorakit_core::Embeddings;
 use std::ffi::c_char;
 use std::ptr;
@@ -30,10 +30,8 @@ pub unsafe extern "C" fn lorakit_model_embed(
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
     guarded_out(err_out, out, || {
-        let model = unsafe { arg_ref(model, "model") }?;
-        let adapter = unsafe { opt_arg_str(adapter, "adapter") }?;
-        let texts = unsafe { borrow_texts(texts, count) }?;
-        let embeddings = model.model.embed(&texts, adapter)?;
+        let (model, adapter, texts) = unsafe { text_call(model, adapter, texts, count) }?;
+        let embeddings = model.embed(&texts, adapter)?;
         Ok(LorakitEmbeddings { embeddings })
     })
 }

@@ -1,10 +1,8 @@
 //! Token classification (PII / NER) through the C ABI: the owned entities result, and masking entity spans out
 //! of a text with the core's `mask_entities` (one implementation for every binding).
 
-use crate::guard::{
-    arg_ref, arg_str, c_string_lossless, guarded_out, guarded_value, opt_arg_str, LorakitStatus,
-};
-use crate::model::LorakitModel;
+use crate::guard::{arg_str, c_string_lossless, guarded_out, guarded_value, LorakitStatus};
+use crate::model::{text_call, LorakitModel};
 use crate::results::{data_or_null, LorakitStrings};
 use crate::texts::{borrow_texts, LorakitText};
 use lorakit_core::{Entity, Error, TokenClassification};
@@ -106,10 +104,8 @@ pub unsafe extern "C" fn lorakit_model_extract_entities(
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
     guarded_out(err_out, out, || {
-        let model = unsafe { arg_ref(model, "model") }?;
-        let adapter = unsafe { opt_arg_str(adapter, "adapter") }?;
-        let texts = unsafe { borrow_texts(texts, count) }?;
-        let result = model.model.extract_entities(&texts, adapter)?;
+        let (model, adapter, texts) = unsafe { text_call(model, adapter, texts, count) }?;
+        let result = model.extract_entities(&texts, adapter)?;
         Ok(LorakitEntities::new(result))
     })
 }

@@ -42,6 +42,23 @@ impl LorakitModel {
     }
 }
 
+/// The arguments every per-text call shares, checked: the live model, the task (`adapter`, NULL = the default
+/// one) and the texts.
+///
+/// # Safety
+/// As `lorakit_model_classify`.
+pub(crate) unsafe fn text_call<'a>(
+    model: *const LorakitModel,
+    adapter: *const c_char,
+    texts: *const LorakitText,
+    count: usize,
+) -> Result<(&'a Model, Option<&'a str>, Vec<&'a str>), Error> {
+    let model = unsafe { arg_ref(model, "model") }?;
+    let adapter = unsafe { opt_arg_str(adapter, "adapter") }?;
+    let texts = unsafe { borrow_texts(texts, count) }?;
+    Ok((&model.model, adapter, texts))
+}
+
 /// Loads a lorakit model directory. `merged` = true reads `model.safetensors`; false loads the manifest's base
 /// and applies the directory's PEFT adapter at runtime (more adapters of that base may then be added). The
 /// directory's task, named after the manifest, is the default task. `opts` may be NULL (defaults). On success
@@ -163,10 +180,8 @@ pub unsafe extern "C" fn lorakit_model_classify(
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
     guarded_out(err_out, out, || {
-        let model = unsafe { arg_ref(model, "model") }?;
-        let adapter = unsafe { opt_arg_str(adapter, "adapter") }?;
-        let texts = unsafe { borrow_texts(texts, count) }?;
-        let classification = model.model.classify(&texts, adapter)?;
+        let (model, adapter, texts) = unsafe { text_call(model, adapter, texts, count) }?;
+        let classification = model.classify(&texts, adapter)?;
         Ok(LorakitResult::new(classification))
     })
 }
@@ -186,10 +201,8 @@ pub unsafe extern "C" fn lorakit_model_tokenize(
     err_out: *mut *mut c_char,
 ) -> LorakitStatus {
     guarded_out(err_out, out, || {
-        let model = unsafe { arg_ref(model, "model") }?;
-        let adapter = unsafe { opt_arg_str(adapter, "adapter") }?;
-        let texts = unsafe { borrow_texts(texts, count) }?;
-        let encoding = model.model.tokenize(&texts, adapter)?;
+        let (model, adapter, texts) = unsafe { text_call(model, adapter, texts, count) }?;
+        let encoding = model.tokenize(&texts, adapter)?;
         Ok(LorakitEncoding::new(encoding))
     })
 }
@@ -211,19 +224,13 @@ pub unsafe extern "C" fn lorakit_model_time_classify(
 ) -> LorakitStatus {
     guarded(err_out, || {
         check_out(elapsed_ns, "elapsed_ns")?;
-        let model = unsafe { arg_ref(model, "model") }?;
-        let adapter = unsafe { opt_arg_str(adapter, "adapter") }?;
-        let texts = unsafe { borrow_texts(texts, count) }?;
+        let (model, adapter, texts) = unsafe { text_call(model, adapter, texts, count) }?;
         if iterations == 0 {
             return Err(Error::Input("iterations must be at least 1".into()));
         }
         let start = Instant::now();
         for _ in 0..iterations {
-            std::hint::black_box(
-                model
-                    .model
-                    .classify(std::hint::black_box(&texts), adapter)?,
-            );
+            std::hint::black_box(model.classify(std::hint::black_box(&texts), adapter)?);
         }
         let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         unsafe { *elapsed_ns = nanos };
