@@ -113,9 +113,8 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g := s.cur.acquire()
+	g := s.acquireOrUnavailable(w)
 	if g == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no models are loaded"))
 		return
 	}
 	defer g.release()
@@ -147,9 +146,8 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g := s.cur.acquire()
+	g := s.acquireOrUnavailable(w)
 	if g == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no models are loaded"))
 		return
 	}
 	defer g.release()

@@ -58,9 +58,8 @@ func (s *Server) handleEmbed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g := s.cur.acquire()
+	g := s.acquireOrUnavailable(w)
 	if g == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no models are loaded"))
 		return
 	}
 	defer g.release()
@@ -110,9 +109,8 @@ func (s *Server) handleSimilarity(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g := s.cur.acquire()
+	g := s.acquireOrUnavailable(w)
 	if g == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no models are loaded"))
 		return
 	}
 	defer g.release()

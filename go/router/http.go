@@ -173,3 +173,13 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController and MaxBytesReader reach the underlying writer.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// acquireOrUnavailable is acquire for request handlers: with no generation loaded it answers 503 no_models and
+// returns nil.
+func (s *Server) acquireOrUnavailable(w http.ResponseWriter) *generation {
+	g := s.cur.acquire()
+	if g == nil {
+		writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no models are loaded"))
+	}
+	return g
+}

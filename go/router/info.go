@@ -45,9 +45,8 @@ type modelsResponse struct {
 }
 
 func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
-	g := s.cur.acquire()
+	g := s.acquireOrUnavailable(w)
 	if g == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no models are loaded"))
 		return
 	}
 	defer g.release()
