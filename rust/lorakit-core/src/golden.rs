@@ -9,7 +9,7 @@ use crate::base::Backbone;
 use crate::entities::Entity;
 use crate::error::{Error, Result};
 use crate::manifest::TaskKind;
-use crate::runtime::Runtime;
+use crate::runtime::{token_result, Runtime};
 use crate::task::Task;
 use crate::{Encoding, GoldenReport};
 
@@ -309,21 +309,18 @@ pub(crate) fn verify(runtime: &Runtime, backbone: &Backbone, task: &Task) -> Res
         }
     }
     let texts: Vec<&str> = golden.texts.iter().map(String::as_str).collect();
-    let (padded, outputs, entities) = match task.head.kind() {
-        TaskKind::TokenClassification => {
-            let result = runtime.extract_entities(backbone, task, &texts)?;
-            let padded = runtime.install(|| -> Result<Encoding> {
-                let rows = runtime.tokenize(task, &texts)?;
-                Ok(task.tokenizer.pad(&rows.iter().collect::<Vec<_>>()))
-            })?;
-            (padded, result.token_logits, Some(result.entities))
-        }
-        _ => runtime.install(|| -> Result<_> {
-            let rows = runtime.tokenize(task, &texts)?;
-            let padded = task.tokenizer.pad(&rows.iter().collect::<Vec<_>>());
-            Ok((padded, runtime.outputs(backbone, task, &rows)?, None))
-        })?,
-    };
+    let (padded, outputs, entities) = runtime.install(|| -> Result<_> {
+        let rows = runtime.tokenize(task, &texts)?;
+        let padded = task.tokenizer.pad(&rows.iter().collect::<Vec<_>>());
+        let outputs = runtime.outputs(backbone, task, &rows)?;
+        Ok(match task.head.kind() {
+            TaskKind::TokenClassification => {
+                let result = token_result(task, &texts, &rows, outputs);
+                (padded, result.token_logits, Some(result.entities))
+            }
+            _ => (padded, outputs, None),
+        })
+    })?;
     let width = match task.head.kind() {
         TaskKind::Embedding => backbone.config.hidden_size(),
         _ => task.labels.len(),

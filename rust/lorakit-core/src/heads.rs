@@ -28,6 +28,14 @@ impl Pooling {
             other => Err(Error::Unsupported(format!("classifier_pooling {other:?}"))),
         }
     }
+
+    /// The hidden rows this pooling reads.
+    pub fn rows(self) -> Rows {
+        match self {
+            Pooling::Cls => Rows::First,
+            Pooling::Mean => Rows::All,
+        }
+    }
 }
 
 /// pool -> [dense -> activation -> norm] -> out. Heads are per task, so LoRA on their dense layers is folded in.
@@ -40,13 +48,6 @@ pub(crate) struct ClassificationHead {
 }
 
 impl ClassificationHead {
-    pub fn rows(&self) -> Rows {
-        match self.pooling {
-            Pooling::Cls => Rows::First,
-            Pooling::Mean => Rows::All,
-        }
-    }
-
     /// `hidden` is `[batch, rows, hidden]`; returns logits `[batch, num_labels]`.
     pub fn forward(&self, hidden: &Tensor, mask: &AttentionMask) -> Result<Tensor> {
         self.transform(&pool(self.pooling, hidden, mask)?)
@@ -131,12 +132,9 @@ impl Head {
     /// Which hidden rows the head reads.
     pub fn rows(&self) -> Rows {
         match self {
-            Head::SequenceClassification(h) => h.rows(),
+            Head::SequenceClassification(h) => h.pooling.rows(),
             Head::TokenClassification(_) => Rows::All,
-            Head::Embedding(e) => match e.pooling {
-                Pooling::Cls => Rows::First,
-                Pooling::Mean => Rows::All,
-            },
+            Head::Embedding(e) => e.pooling.rows(),
         }
     }
 

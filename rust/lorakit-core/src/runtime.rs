@@ -215,7 +215,7 @@ fn expect_kind(task: &Task, kind: TaskKind, call: &str) -> Result<()> {
 }
 
 /// Entities decoded from the token logits of each text.
-fn token_result(
+pub(crate) fn token_result(
     task: &Task,
     texts: &[&str],
     rows: &[TokenizedText],
