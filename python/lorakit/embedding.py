@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,6 @@ from transformers import (
     AutoModel,
     AutoTokenizer,
     EarlyStoppingCallback,
-    ProgressCallback,
     Trainer,
     TrainingArguments,
     set_seed,
@@ -37,7 +35,7 @@ from ._native import max_positions
 from .data import read_records
 from .errors import DataError, LorakitError
 from .models import default_target_modules
-from .train import PostfixProgress, parameter_counts
+from .train import PostfixProgress, parameter_counts, run_trainer
 
 POOLINGS = ("mean", "cls")
 DEFAULT_MAX_SEQ_LEN = 256  # all-MiniLM-L6-v2's sentence_bert_config.json
@@ -392,21 +390,12 @@ def train_embedding(base: Path, train: list[Pair], validation: list[Pair], confi
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience)],
         pooling=config.pooling, normalize=config.normalize, scored=scored,
     )
-    if progress:
-        trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(EmbeddingProgress)
-    started = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - started
-    best = trainer.state.best_model_checkpoint
-    trained = cast(torch.nn.Module, trainer.model)
+    trained, run_stats = run_trainer(trainer, EmbeddingProgress if progress else None)
     stats_out = parameter_counts(trained) | {
-        "train_seconds": round(seconds, 2), "epochs": config.epochs, "train_examples": len(train_set),
+        "train_seconds": run_stats.pop("train_seconds"), "epochs": config.epochs, "train_examples": len(train_set),
         "validation_examples": len(validation_set), "loss": "cosine" if scored else "ranking", "score_scale": scale,
         "max_seq_len": max_seq_len, "pooling": config.pooling, "normalize": config.normalize,
-        "best_checkpoint": Path(best).name if best else None, "best_metric": best_metric,
-        "best_metric_value": trainer.state.best_metric, "world_process_zero": trainer.is_world_process_zero(),
-        "device": str(trainer.args.device),
-    }
+        "best_metric": best_metric,
+    } | run_stats
     return EmbeddingTrainResult(model=trained.to("cpu").float().eval(), tokenizer=tokenizer,
                                 history=list(trainer.state.log_history), stats=stats_out)

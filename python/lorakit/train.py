@@ -234,19 +234,25 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
         model=model, args=args, train_dataset=train_set, eval_dataset=validation_set, data_collator=collator,
         compute_metrics=compute_metrics, compute_loss_func=loss_func,
     )
-    if progress:
+    trained, run_stats = run_trainer(trainer, PostfixProgress if progress else None)
+    stats = parameter_counts(trained) | {"train_seconds": run_stats.pop("train_seconds"), "epochs": config.epochs,
+                                         "train_examples": len(train_set), "best_metric": config.best_metric}
+    return TrainResult(model=trained.to("cpu").float().eval(), tokenizer=tokenizer,
+                       history=list(trainer.state.log_history), stats=stats | run_stats)
+
+
+def run_trainer(trainer: Trainer, bar: type[ProgressCallback] | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train (with `bar` as the one progress bar, or none); the trained model and the stats every task reports:
+    train_seconds, best_checkpoint, best_metric_value, world_process_zero, device."""
+    if bar is not None:
         trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(PostfixProgress)
+        trainer.add_callback(bar)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
     best = trainer.state.best_model_checkpoint
-    trained = cast(torch.nn.Module, trainer.model)
-    stats = parameter_counts(trained) | {
-        "train_seconds": round(seconds, 2), "epochs": config.epochs, "train_examples": len(train_set),
-        "best_checkpoint": Path(best).name if best else None, "best_metric": config.best_metric,
+    return cast(torch.nn.Module, trainer.model), {
+        "train_seconds": round(seconds, 2), "best_checkpoint": Path(best).name if best else None,
         "best_metric_value": trainer.state.best_metric, "world_process_zero": trainer.is_world_process_zero(),
         "device": str(trainer.args.device),
     }
-    return TrainResult(model=trained.to("cpu").float().eval(), tokenizer=tokenizer,
-                       history=list(trainer.state.log_history), stats=stats)
