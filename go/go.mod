@@ -1,3 +1,3 @@
-module lorakit
+module github.com/lorakit/lorakit/go
 
 go 1.26

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/discovery"
-	"lorakit/discovery/discoverytest"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/discovery/discoverytest"
 )
 
 func TestPlanGroupsAdaptersByBaseWeights(t *testing.T) {

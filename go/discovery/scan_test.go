@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/discovery"
-	"lorakit/discovery/discoverytest"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/discovery/discoverytest"
 )
 
 func scan(t *testing.T, root string, opts discovery.Options) *discovery.Catalog {

@@ -3,8 +3,8 @@ package lorakit
 import (
 	"testing"
 
-	"lorakit/discovery"
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 // Every architecture fixture reproduces its golden vectors through CGO: merged, runtime, and as an adapter

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 // BenchmarkCGOOverhead compares one Classify of a tiny batch through the Go binding with the same core call

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 func TestConcurrentClassifyGivesGoldenResults(t *testing.T) {

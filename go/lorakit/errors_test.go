@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 func TestEveryStatusMapsToItsSentinel(t *testing.T) {

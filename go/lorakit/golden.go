@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strconv"
 
-	"lorakit/internal/safetensors"
+	"github.com/lorakit/lorakit/go/internal/safetensors"
 )
 
 // GoldenFile is the name of the parity-vector file inside a model directory (docs/FORMAT.md).

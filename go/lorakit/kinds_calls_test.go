@@ -13,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 func TestExtractEntitiesEqualsGolden(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 // fixtureOf returns the first task fixture of kind task; the list must hold one.

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 // malformedCase is one entry of $LORAKIT_FIXTURES/malformed/cases.json (scripts/make_malformed.py).

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 func loadGolden(t testing.TB, dir string) *Golden {

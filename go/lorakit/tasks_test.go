@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 func loadBase(t testing.TB) *Model {

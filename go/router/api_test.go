@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"lorakit/router"
+	"github.com/lorakit/lorakit/go/router"
 )
 
 func TestClassifySingle(t *testing.T) {

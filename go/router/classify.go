@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"lorakit/discovery"
+	"github.com/lorakit/lorakit/go/discovery"
 )
 
 // UnknownLabel is the label of a result whose confidence is below the requested threshold.

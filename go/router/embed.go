@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"lorakit/discovery"
+	"github.com/lorakit/lorakit/go/discovery"
 )
 
 type embedRequest struct {

@@ -19,9 +19,9 @@ import (
 	"time"
 	"unicode"
 
-	"lorakit/discovery"
-	"lorakit/discovery/discoverytest"
-	"lorakit/router"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/discovery/discoverytest"
+	"github.com/lorakit/lorakit/go/router"
 )
 
 // fakeClassifier answers deterministically: a label whose name appears in the text gets 0.9 of the mass

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"lorakit/discovery"
+	"github.com/lorakit/lorakit/go/discovery"
 )
 
 // Classifier runs one loaded sequence-classification model on a batch of texts. Implementations of this and

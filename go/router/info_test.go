@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/router"
+	"github.com/lorakit/lorakit/go/router"
 )
 
 func TestHealthAndNoModels(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"lorakit/discovery/discoverytest"
+	"github.com/lorakit/lorakit/go/discovery/discoverytest"
 )
 
 func allClosed(models []*fakeClassifier) bool {

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"lorakit/discovery"
+	"github.com/lorakit/lorakit/go/discovery"
 )
 
 // run answers one classification task over the whole batch with the runner of the model's kind.

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"lorakit/discovery"
+	"github.com/lorakit/lorakit/go/discovery"
 )
 
 // Limits bound what one request may ask for; exceeding one is a 413 JSON error.

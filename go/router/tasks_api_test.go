@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/discovery/discoverytest"
-	"lorakit/router"
+	"github.com/lorakit/lorakit/go/discovery/discoverytest"
+	"github.com/lorakit/lorakit/go/router"
 )
 
 // taskRoot writes a models root with every task kind: guard (sequence classification with unsafe labels),

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"lorakit/discovery"
-	"lorakit/router"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/router"
 )
 
 // config is everything the command line decides.

@@ -18,10 +18,10 @@ import (
 	"syscall"
 	"time"
 
-	"lorakit/discovery"
-	"lorakit/lorakit"
-	"lorakit/router"
-	"lorakit/router/native"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/lorakit"
+	"github.com/lorakit/lorakit/go/router"
+	"github.com/lorakit/lorakit/go/router/native"
 )
 
 func main() {

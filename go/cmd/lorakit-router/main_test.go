@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"lorakit/discovery"
-	"lorakit/lorakit"
-	"lorakit/lorakit/lorakittest"
-	"lorakit/router/routertest"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/lorakit"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/router/routertest"
 )
 
 var client = &http.Client{Timeout: 30 * time.Second}

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"lorakit/lorakit/lorakittest"
-	"lorakit/router/routertest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/router/routertest"
 )
 
 // process is the built lorakit-router running as a child, with its JSON log lines collected.

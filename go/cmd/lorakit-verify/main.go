@@ -17,7 +17,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"lorakit/lorakit"
+	"github.com/lorakit/lorakit/go/lorakit"
 )
 
 const (

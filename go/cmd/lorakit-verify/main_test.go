@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/discovery"
-	"lorakit/lorakit"
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/lorakit"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 func runVerify(t *testing.T, args ...string) (code int, stdout, stderr string) {

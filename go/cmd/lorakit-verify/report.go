@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 
-	"lorakit/lorakit"
+	"github.com/lorakit/lorakit/go/lorakit"
 )
 
 func writeText(w io.Writer, dir string, golden *lorakit.Golden, runs []modeRun, ok bool) {

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"lorakit/internal/safetensors"
+	"github.com/lorakit/lorakit/go/internal/safetensors"
 )
 
 // replaceInt64 overwrites element index of an I64 tensor inside raw safetensors bytes.

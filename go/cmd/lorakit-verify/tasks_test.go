@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/internal/safetensors"
-	"lorakit/lorakit"
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/internal/safetensors"
+	"github.com/lorakit/lorakit/go/lorakit"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 // outputsOf are the rows of each task's report besides input_ids, attention_mask and tokens_used.

@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"lorakit/internal/safetensors"
+	"github.com/lorakit/lorakit/go/internal/safetensors"
 )
 
 // FixturesEnv names the environment variable holding the fixtures root (`make fixtures` writes it).

@@ -13,9 +13,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"lorakit/discovery"
-	"lorakit/lorakit"
-	"lorakit/router"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/lorakit"
+	"github.com/lorakit/lorakit/go/router"
 )
 
 // Architectures are the encoder families the native core serves, for discovery.Options.Architectures.

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/discovery"
-	"lorakit/lorakit"
-	"lorakit/lorakit/lorakittest"
-	"lorakit/router"
-	"lorakit/router/native"
-	"lorakit/router/routertest"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/lorakit"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/router"
+	"github.com/lorakit/lorakit/go/router/native"
+	"github.com/lorakit/lorakit/go/router/routertest"
 )
 
 func load(t *testing.T, root string, verify bool) *router.LoadedSet {

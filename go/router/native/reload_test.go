@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"lorakit/discovery"
-	"lorakit/lorakit"
-	"lorakit/router"
-	"lorakit/router/native"
-	"lorakit/router/routertest"
+	"github.com/lorakit/lorakit/go/discovery"
+	"github.com/lorakit/lorakit/go/lorakit"
+	"github.com/lorakit/lorakit/go/router"
+	"github.com/lorakit/lorakit/go/router/native"
+	"github.com/lorakit/lorakit/go/router/routertest"
 )
 
 // Real models under concurrent requests while generations are swapped: no request fails, and every retired

@@ -11,11 +11,11 @@ import (
 	"strings"
 	"testing"
 
-	"lorakit/lorakit"
-	"lorakit/lorakit/lorakittest"
-	"lorakit/router"
-	"lorakit/router/native"
-	"lorakit/router/routertest"
+	"github.com/lorakit/lorakit/go/lorakit"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/router"
+	"github.com/lorakit/lorakit/go/router/native"
+	"github.com/lorakit/lorakit/go/router/routertest"
 )
 
 // taskRoot copies every task fixture (task_fixtures.json) and its base into one models root.

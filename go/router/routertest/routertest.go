@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"lorakit/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
 )
 
 // Fixture models: two adapters on one base, and a merged-only model.
