@@ -36,8 +36,24 @@ fn mask_entities(text: &str, entities: Vec<Bound<'_, pyo3::types::PyDict>>) -> P
     Ok(lorakit_core::mask_entities(text, &entities))
 }
 
+/// Imports numpy and initialises its C API now, so a missing or unusable numpy is an `ImportError` of this module
+/// rather than a panic inside the first call that returns an array (rust-numpy panics there).
+fn require_numpy(py: Python<'_>) -> PyResult<()> {
+    let unusable = |why: String| {
+        pyo3::exceptions::PyImportError::new_err(format!(
+            "lorakit._native needs numpy>=2 ({why}): pip install 'numpy>=2'"
+        ))
+    };
+    py.import("numpy").map_err(|e| unusable(e.to_string()))?;
+    std::panic::catch_unwind(|| {
+        numpy::PyArray1::<f32>::zeros(py, 0, false);
+    })
+    .map_err(|_| unusable("its C API cannot be loaded".into()))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    require_numpy(m.py())?;
     m.add("__version__", lorakit_core::version())?;
     m.add_class::<model::Model>()?;
     m.add_function(wrap_pyfunction!(architectures, m)?)?;
