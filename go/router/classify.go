@@ -123,7 +123,7 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 		writeError(w, unknownTask(g, req.Task))
 		return
 	}
-	results, _, e := s.run(m, req.Task, []string{*req.Text}, req.Options)
+	results, _, e := s.run(r.Context(), m, req.Task, []string{*req.Text}, req.Options)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -166,7 +166,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 			resp.Results[i].Tasks = make(map[string]*Classification, len(tasks))
 		}
 		for _, task := range tasks { // sequential: each call already uses every compute thread
-			results, timing, e := s.run(g.byTask[task], task, req.Texts, req.Options)
+			results, timing, e := s.run(r.Context(), g.byTask[task], task, req.Texts, req.Options)
 			if e != nil {
 				writeError(w, e)
 				return
@@ -182,7 +182,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 			writeError(w, unknownTask(g, req.TaskType))
 			return
 		}
-		results, timing, e := s.run(m, req.TaskType, req.Texts, req.Options)
+		results, timing, e := s.run(r.Context(), m, req.TaskType, req.Texts, req.Options)
 		if e != nil {
 			writeError(w, e)
 			return

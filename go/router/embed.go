@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -68,7 +69,7 @@ func (s *Server) handleEmbed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	out, timing, e := s.embed(m, task, req.Texts)
+	out, timing, e := s.embed(r.Context(), m, task, req.Texts)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -119,7 +120,7 @@ func (s *Server) handleSimilarity(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	out, timing, e := s.embed(m, task, texts)
+	out, timing, e := s.embed(r.Context(), m, task, texts)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -175,20 +176,21 @@ func resolveEmbedder(g *generation, name string) (*LoadedModel, string, *apiErro
 }
 
 // embed runs the model over texts and checks the answer before anything is encoded.
-func (s *Server) embed(m *LoadedModel, task string, texts []string) (*EmbeddingOutput, embedTiming, *apiError) {
+func (s *Server) embed(ctx context.Context, m *LoadedModel, task string, texts []string) (*EmbeddingOutput, embedTiming, *apiError) {
 	var timing embedTiming
 	if m.Embedder == nil {
-		s.logger.Error("model without a runner for its task", "model", m.Info.ID, "kind", m.Kind())
+		s.logger.ErrorContext(ctx, "model without a runner for its task", "model", m.Info.ID, "kind", m.Kind())
 		return nil, timing, errorf(http.StatusInternalServerError, codeInternal, "model %s cannot embed", m.Info.ID)
 	}
 	start := time.Now()
 	out, err := m.Embedder.Embed(texts)
 	timing.InferenceMS = msSince(start)
+	s.metrics.observeInference(m.Info.ID, time.Since(start))
 	if err != nil {
-		return nil, timing, s.modelFailure(task, m, err)
+		return nil, timing, s.modelFailure(ctx, task, m, err)
 	}
 	if msg := checkEmbeddings(out, len(texts)); msg != "" {
-		return nil, timing, s.invalidOutput(task, m, msg)
+		return nil, timing, s.invalidOutput(ctx, task, m, msg)
 	}
 	s.metrics.observeEmbedded(task, len(texts))
 	timing.TokensUsed = sum(out.TokensUsed)

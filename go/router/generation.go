@@ -28,6 +28,8 @@ type Output struct {
 	Probabilities []float32
 	TokensIn      []int // per text, tokens before truncation
 	TokensUsed    []int // per text, tokens the model saw
+	// Logits, row-major like Probabilities, are the raw scores (TEI's raw_scores); nil when the runner has none.
+	Logits []float32
 	// Unsafe and UnsafeScore (per text) are set when the manifest declares unsafe labels, nil otherwise.
 	Unsafe      []bool
 	UnsafeScore []float32

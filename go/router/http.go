@@ -23,6 +23,8 @@ const (
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"
 	codeNoModels         = "no_models"
+	codeModelUnavailable = "model_unavailable"
+	codeInputTooLong     = "input_too_long"
 	codeInvalidInput     = "invalid_input"
 	codeModelError       = "model_error"
 	codeInvalidOutput    = "invalid_model_output"
@@ -90,39 +92,74 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) *api
 	return nil
 }
 
+// Route is one registered route of the API: its method and exact path. The metrics label of a request is
+// its route's path, so labels come from this table only.
+type Route struct {
+	Method string
+	Path   string
+}
+
 type route struct {
-	name    string // metrics label
-	method  string
+	Route
 	handler func(w http.ResponseWriter, r *http.Request)
 }
 
-// Handler returns the HTTP API: routing, method checks, panic recovery, access logs and metrics.
+// routes is the API's route table: the OpenAPI document (openapi.yaml) describes exactly these.
+func (s *Server) routes() []route {
+	return []route{
+		{Route{http.MethodPost, "/api/v1/classify"}, s.handleClassify},
+		{Route{http.MethodPost, "/api/v1/classify/batch"}, s.handleBatch},
+		{Route{http.MethodPost, "/api/v1/classify/intent"}, s.handleIntent},
+		{Route{http.MethodPost, "/api/v1/classify/pii"}, s.handlePII},
+		{Route{http.MethodPost, "/api/v1/classify/security"}, s.handleSecurity},
+		{Route{http.MethodPost, "/api/v1/embed"}, s.handleEmbed},
+		{Route{http.MethodPost, "/api/v1/similarity"}, s.handleSimilarity},
+		{Route{http.MethodGet, "/api/v1/models"}, s.handleModels},
+		{Route{http.MethodPost, "/predict"}, s.handlePredict},
+		{Route{http.MethodPost, "/embed"}, s.handleTEIEmbed},
+		{Route{http.MethodGet, "/health"}, s.handleHealth},
+		{Route{http.MethodGet, "/metrics"}, s.metrics.handler().ServeHTTP},
+		{Route{http.MethodGet, "/openapi.json"}, handleOpenAPI},
+	}
+}
+
+// Routes lists the registered routes (for tests and documentation checks).
+func (s *Server) Routes() []Route {
+	var out []Route
+	for _, rt := range s.routes() {
+		out = append(out, rt.Route)
+	}
+	return out
+}
+
+// quietRoutes are logged at debug: probes and scrapes would drown the access log.
+var quietRoutes = map[string]bool{"/health": true, "/metrics": true}
+
+// Handler returns the HTTP API: routing, method checks, request ids, panic recovery, access logs and metrics.
 func (s *Server) Handler() http.Handler {
-	routes := map[string]route{
-		"/api/v1/classify":       {"classify", http.MethodPost, s.handleClassify},
-		"/api/v1/classify/batch": {"classify_batch", http.MethodPost, s.handleBatch},
-		"/api/v1/embed":          {"embed", http.MethodPost, s.handleEmbed},
-		"/api/v1/similarity":     {"similarity", http.MethodPost, s.handleSimilarity},
-		"/api/v1/models":         {"models", http.MethodGet, s.handleModels},
-		"/health":                {"health", http.MethodGet, s.handleHealth},
-		"/metrics":               {"metrics", http.MethodGet, s.handleMetrics},
+	byPath := map[string]route{}
+	for _, rt := range s.routes() {
+		byPath[rt.Path] = rt
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rt, ok := routes[r.URL.Path]
-		name := rt.name
+		id := requestID(r.Header.Get(RequestIDHeader))
+		w.Header().Set(RequestIDHeader, id)
+		r = r.WithContext(withRequestID(r.Context(), id))
+		rt, ok := byPath[r.URL.Path]
+		label := rt.Path
 		if !ok {
-			name = "other"
+			label = unmatchedRoute
 		}
 		rec := &statusRecorder{ResponseWriter: w}
-		s.metrics.inFlight.Add(1)
+		s.metrics.inFlight.Inc()
 		defer func() {
-			s.metrics.inFlight.Add(-1)
+			s.metrics.inFlight.Dec()
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				s.logger.Error("panic while serving", "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				s.logger.ErrorContext(r.Context(), "panic while serving", "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				if !rec.wroteHeader {
 					writeError(rec, errorf(http.StatusInternalServerError, codeInternal, "internal error"))
 				}
@@ -131,9 +168,9 @@ func (s *Server) Handler() http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
-			s.metrics.observeRequest(name, status, time.Since(start))
+			s.metrics.observeRequest(label, status, time.Since(start))
 			level := slog.LevelInfo
-			if name == "health" || name == "metrics" { // probes and scrapes would drown the access log
+			if quietRoutes[label] {
 				level = slog.LevelDebug
 			}
 			s.logger.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", status,
@@ -142,9 +179,9 @@ func (s *Server) Handler() http.Handler {
 		switch {
 		case !ok:
 			writeError(rec, errorf(http.StatusNotFound, codeNotFound, "no route %s", r.URL.Path))
-		case r.Method != rt.method:
-			rec.Header().Set("Allow", rt.method)
-			writeError(rec, errorf(http.StatusMethodNotAllowed, codeMethodNotAllowed, "%s needs %s, got %s", r.URL.Path, rt.method, r.Method))
+		case r.Method != rt.Method:
+			rec.Header().Set("Allow", rt.Method)
+			writeError(rec, errorf(http.StatusMethodNotAllowed, codeMethodNotAllowed, "%s needs %s, got %s", r.URL.Path, rt.Method, r.Method))
 		default:
 			rt.handler(rec, r)
 		}
@@ -179,7 +216,11 @@ func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter 
 func (s *Server) acquireOrUnavailable(w http.ResponseWriter) *generation {
 	g := s.cur.acquire()
 	if g == nil {
-		writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no models are loaded"))
+		msg := "no models are loaded"
+		if s.loading.Load() {
+			msg = "models are loading"
+		}
+		writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "%s", msg))
 	}
 	return g
 }

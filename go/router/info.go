@@ -82,7 +82,9 @@ func nonNil(list []string) []string {
 }
 
 type healthResponse struct {
-	Status     string   `json:"status"` // "ok", or "no_models" (503) while nothing can be served
+	// Status is "ok", or (503) "loading" before the first generation is in, "no_models" while nothing can be
+	// served.
+	Status     string   `json:"status"`
 	Generation uint64   `json:"generation"`
 	Models     int      `json:"models"`
 	Tasks      []string `json:"tasks"`
@@ -91,6 +93,9 @@ type healthResponse struct {
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	resp := healthResponse{Status: "no_models", Tasks: []string{}}
 	g := s.cur.acquire()
+	if g == nil && s.loading.Load() {
+		resp.Status = "loading"
+	}
 	if g != nil {
 		defer g.release()
 		resp.Generation, resp.Models, resp.Tasks = g.id, len(g.models), g.tasks
@@ -100,9 +105,4 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		resp.Status, status = "ok", http.StatusOK
 	}
 	writeJSON(w, status, resp)
-}
-
-func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	s.metrics.write(w)
 }

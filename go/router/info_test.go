@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -114,45 +113,49 @@ func TestMetrics(t *testing.T) {
 	h.do("POST", "/api/v1/classify", `{"text": "music", "task": "nope"}`)
 	h.do("POST", "/api/v1/classify/batch", `{"texts": ["a", "b"], "task_type": "all"}`)
 	h.do("GET", "/nowhere", "")
-	status, raw := h.raw("GET", "/metrics", "")
-	if status != 200 {
-		t.Fatalf("status %d", status)
-	}
-	text := string(raw)
-	for _, want := range []string{
-		`lorakit_router_requests_total{route="classify",code="200"} 1`,
-		`lorakit_router_requests_total{route="classify",code="404"} 1`,
-		`lorakit_router_requests_total{route="classify_batch",code="200"} 1`,
-		`lorakit_router_requests_total{route="other",code="404"} 1`,
-		`lorakit_router_request_duration_seconds_bucket{route="classify",le="+Inf"} 2`,
-		`lorakit_router_request_duration_seconds_count{route="classify_batch"} 1`,
-		`lorakit_router_texts_classified_total{task="intent"} 3`,
-		`lorakit_router_texts_classified_total{task="pii"} 2`,
-		`lorakit_router_reloads_total{result="success"} 1`,
-		`lorakit_router_reloads_total{result="failure"} 0`,
-		`lorakit_router_models_loaded 4`,
-		`lorakit_router_tasks_served 3`,
-		`lorakit_router_generation 1`,
-		"# TYPE lorakit_router_request_duration_seconds histogram",
+	h.do("GET", "/user/supplied/path/42", "")
+	m := h.metrics()
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"lorakit_router_requests_total", map[string]string{"route": "/api/v1/classify", "code": "200"}, 1},
+		{"lorakit_router_requests_total", map[string]string{"route": "/api/v1/classify", "code": "404"}, 1},
+		{"lorakit_router_requests_total", map[string]string{"route": "/api/v1/classify/batch", "code": "200"}, 1},
+		{"lorakit_router_requests_total", map[string]string{"route": "unmatched", "code": "404"}, 2},
+		{"lorakit_router_request_duration_seconds", map[string]string{"route": "/api/v1/classify"}, 2},
+		{"lorakit_router_request_duration_seconds", map[string]string{"route": "/api/v1/classify/batch"}, 1},
+		// One core call per model: the single classify, then "all" runs intent_bert, jailbreak and pii once each.
+		{"lorakit_router_inference_duration_seconds", map[string]string{"model": "intent_bert"}, 2},
+		{"lorakit_router_inference_duration_seconds", map[string]string{"model": "pii"}, 1},
+		{"lorakit_router_texts_classified_total", map[string]string{"task": "intent"}, 3},
+		{"lorakit_router_texts_classified_total", map[string]string{"task": "pii"}, 2},
+		{"lorakit_router_reloads_total", map[string]string{"result": "success"}, 1},
+		{"lorakit_router_reloads_total", map[string]string{"result": "failure"}, 0},
+		{"lorakit_router_models_loaded", nil, 4},
+		{"lorakit_router_tasks_served", nil, 3},
+		{"lorakit_router_generation", nil, 1},
 	} {
-		if !strings.Contains(text, want+"\n") && !strings.Contains(text, want) {
-			t.Errorf("metrics lack %q", want)
+		if got, ok := m.value(c.name, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
-	// Every sample line is "name{labels} value" or "name value".
-	sample := regexp.MustCompile(`^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$`)
-	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
-		if !strings.HasPrefix(line, "#") && !sample.MatchString(line) {
-			t.Errorf("malformed sample line %q", line)
+	// Raw paths never become label values; model labels are loaded model ids only.
+	for _, v := range m.labelValues("lorakit_router_requests_total", "route") {
+		if strings.Contains(v, "nowhere") || strings.Contains(v, "user") {
+			t.Errorf("route label %q comes from a raw URL path", v)
 		}
 	}
-	// Buckets are cumulative.
-	bucket := regexp.MustCompile(`lorakit_router_request_duration_seconds_bucket\{route="classify",le="[^"]+"\} (\d+)`)
-	prev := "0"
-	for _, m := range bucket.FindAllStringSubmatch(text, -1) {
-		if len(m[1]) < len(prev) || (len(m[1]) == len(prev) && m[1] < prev) {
-			t.Errorf("bucket counts decrease: %s after %s", m[1], prev)
+	for _, v := range m.labelValues("lorakit_router_inference_duration_seconds", "model") {
+		if !map[string]bool{"intent_bert": true, "intent_roberta": true, "jailbreak": true, "pii": true}[v] {
+			t.Errorf("model label %q is not a loaded model", v)
 		}
-		prev = m[1]
+	}
+	// The standard process and Go runtime collectors are registered.
+	for _, name := range []string{"process_cpu_seconds_total", "go_goroutines", "lorakit_router_uptime_seconds"} {
+		if _, ok := m[name]; !ok {
+			t.Errorf("metrics lack %s", name)
+		}
 	}
 }

@@ -1,172 +1,131 @@
 package router
 
 import (
-	"fmt"
-	"io"
-	"sort"
-	"strings"
-	"sync"
-	"sync/atomic"
+	"net/http"
+	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// latencyBuckets are the upper bounds (seconds) of the request latency histogram.
-var latencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+// unmatchedRoute is the route label of requests that matched no registered route: raw paths never become
+// label values, so a scanner cannot grow the series count.
+const unmatchedRoute = "unmatched"
 
-type histogram struct {
-	counts []uint64 // per bucket (not cumulative); the last slot is +Inf
-	sum    float64
-	total  uint64
-}
+// latencyBuckets (seconds) cover sub-millisecond tiny models up to long batches.
+var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
-type requestKey struct{ route, code string }
-
-// metrics is the router's Prometheus registry, written by hand in the text exposition format.
-// Label values are bounded: routes come from a fixed table, tasks from the loaded models.
+// metrics is the router's own Prometheus registry (one per Server, so tests and embedders never share
+// state). Label values are bounded: route from the registered route table, code from HTTP status codes,
+// model and task from the current generation (series of models that left are deleted at the swap).
 type metrics struct {
-	mu        sync.Mutex
-	requests  map[requestKey]uint64
-	latency   map[string]*histogram
-	reloads   map[string]uint64 // result -> count
-	texts     map[string]uint64 // serving task -> texts classified
-	embedded  map[string]uint64 // serving task -> texts embedded
-	inFlight  atomic.Int64
-	models    atomic.Int64
-	tasks     atomic.Int64
-	gen       atomic.Uint64
-	lastLoad  atomic.Int64 // unix seconds of the last successful load
-	startTime time.Time
+	registry  *prometheus.Registry
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	inference *prometheus.HistogramVec
+	texts     *prometheus.CounterVec
+	embedded  *prometheus.CounterVec
+	reloads   *prometheus.CounterVec
+	inFlight  prometheus.Gauge
+	models    prometheus.Gauge
+	tasks     prometheus.Gauge
+	gen       prometheus.Gauge
+	lastLoad  prometheus.Gauge
 }
 
 func newMetrics() *metrics {
-	return &metrics{
-		requests: map[requestKey]uint64{}, latency: map[string]*histogram{},
-		reloads: map[string]uint64{}, texts: map[string]uint64{}, embedded: map[string]uint64{},
-		startTime: time.Now(),
+	start := time.Now()
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lorakit_router_requests_total", Help: "HTTP requests by route pattern and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lorakit_router_request_duration_seconds", Help: "HTTP request latency by route pattern.",
+			Buckets: latencyBuckets,
+		}, []string{"route"}),
+		inference: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lorakit_router_inference_duration_seconds", Help: "Measured core inference time of one batch call, by model id.",
+			Buckets: latencyBuckets,
+		}, []string{"model"}),
+		texts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lorakit_router_texts_classified_total", Help: "Texts classified (labels or entities) by serving task.",
+		}, []string{"task"}),
+		embedded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lorakit_router_texts_embedded_total", Help: "Texts embedded (embed and similarity) by serving task.",
+		}, []string{"task"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lorakit_router_reloads_total", Help: "Model generation loads by result (the initial load included).",
+		}, []string{"result"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lorakit_router_in_flight_requests", Help: "Requests being served."}),
+		models:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "lorakit_router_models_loaded", Help: "Models in the current generation."}),
+		tasks:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "lorakit_router_tasks_served", Help: "Serving tasks in the current generation."}),
+		gen:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "lorakit_router_generation", Help: "Sequence number of the current generation."}),
+		lastLoad: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lorakit_router_last_successful_load_timestamp_seconds", Help: "Unix time of the last successful load.",
+		}),
 	}
+	uptime := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "lorakit_router_uptime_seconds", Help: "Seconds since the router started.",
+	}, func() float64 { return time.Since(start).Seconds() })
+	for _, result := range []string{"success", "failure"} {
+		m.reloads.WithLabelValues(result) // both series exist from the start, so a failure rate needs no absent()
+	}
+	m.registry.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(),
+		m.requests, m.latency, m.inference, m.texts, m.embedded, m.reloads,
+		m.inFlight, m.models, m.tasks, m.gen, m.lastLoad, uptime,
+	)
+	return m
 }
 
 func (m *metrics) observeRequest(route string, code int, d time.Duration) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.requests[requestKey{route, fmt.Sprint(code)}]++
-	h := m.latency[route]
-	if h == nil {
-		h = &histogram{counts: make([]uint64, len(latencyBuckets)+1)}
-		m.latency[route] = h
-	}
-	s := d.Seconds()
-	i := sort.SearchFloat64s(latencyBuckets, s) // first bound >= s: "le" semantics
-	h.counts[i]++
-	h.sum += s
-	h.total++
+	m.requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
 }
 
 func (m *metrics) observeReload(ok bool) {
-	result := "failure"
-	if ok {
-		result = "success"
-		m.lastLoad.Store(time.Now().Unix())
+	if !ok {
+		m.reloads.WithLabelValues("failure").Inc()
+		return
 	}
-	m.mu.Lock()
-	m.reloads[result]++
-	m.mu.Unlock()
+	m.reloads.WithLabelValues("success").Inc()
+	m.lastLoad.SetToCurrentTime()
 }
 
-func (m *metrics) observeTexts(task string, n int) {
-	m.mu.Lock()
-	m.texts[task] += uint64(n)
-	m.mu.Unlock()
+// observeInference records one core call of model id (an id of the current generation).
+func (m *metrics) observeInference(model string, d time.Duration) {
+	m.inference.WithLabelValues(model).Observe(d.Seconds())
 }
 
-func (m *metrics) observeEmbedded(task string, n int) {
-	m.mu.Lock()
-	m.embedded[task] += uint64(n)
-	m.mu.Unlock()
-}
+func (m *metrics) observeTexts(task string, n int) { m.texts.WithLabelValues(task).Add(float64(n)) }
 
-func (m *metrics) setGeneration(g *generation) {
-	m.gen.Store(g.id)
-	m.models.Store(int64(len(g.models)))
-	m.tasks.Store(int64(len(g.tasks)))
-}
+func (m *metrics) observeEmbedded(task string, n int) { m.embedded.WithLabelValues(task).Add(float64(n)) }
 
-// write renders every metric in the Prometheus text format (version 0.0.4), series in a stable order.
-func (m *metrics) write(w io.Writer) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	b := &strings.Builder{}
-	header := func(name, kind, help string) {
-		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, kind)
+// setGeneration publishes the new generation and deletes the series of models and tasks it no longer serves.
+func (m *metrics) setGeneration(prev, g *generation) {
+	m.gen.Set(float64(g.id))
+	m.models.Set(float64(len(g.models)))
+	m.tasks.Set(float64(len(g.tasks)))
+	if prev == nil {
+		return
 	}
-
-	header("lorakit_router_requests_total", "counter", "HTTP requests by route and status code.")
-	keys := make([]requestKey, 0, len(m.requests))
-	for k := range m.requests {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		if keys[i].route != keys[j].route {
-			return keys[i].route < keys[j].route
+	for id := range prev.byID {
+		if _, kept := g.byID[id]; !kept {
+			m.inference.DeleteLabelValues(id)
 		}
-		return keys[i].code < keys[j].code
-	})
-	for _, k := range keys {
-		fmt.Fprintf(b, "lorakit_router_requests_total{route=\"%s\",code=\"%s\"} %d\n", escapeLabel(k.route), k.code, m.requests[k])
 	}
-
-	header("lorakit_router_request_duration_seconds", "histogram", "HTTP request latency by route.")
-	for _, route := range sortedKeys(m.latency) {
-		h := m.latency[route]
-		var cum uint64
-		for i, le := range latencyBuckets {
-			cum += h.counts[i]
-			fmt.Fprintf(b, "lorakit_router_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %d\n", escapeLabel(route), le, cum)
+	for task := range prev.byTask {
+		if _, kept := g.byTask[task]; !kept {
+			m.texts.DeleteLabelValues(task)
+			m.embedded.DeleteLabelValues(task)
 		}
-		fmt.Fprintf(b, "lorakit_router_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %d\n", escapeLabel(route), h.total)
-		fmt.Fprintf(b, "lorakit_router_request_duration_seconds_sum{route=\"%s\"} %g\n", escapeLabel(route), h.sum)
-		fmt.Fprintf(b, "lorakit_router_request_duration_seconds_count{route=\"%s\"} %d\n", escapeLabel(route), h.total)
 	}
-
-	header("lorakit_router_texts_classified_total", "counter", "Texts classified (labels or entities) by serving task.")
-	for _, task := range sortedKeys(m.texts) {
-		fmt.Fprintf(b, "lorakit_router_texts_classified_total{task=\"%s\"} %d\n", escapeLabel(task), m.texts[task])
-	}
-	header("lorakit_router_texts_embedded_total", "counter", "Texts embedded (embed and similarity) by serving task.")
-	for _, task := range sortedKeys(m.embedded) {
-		fmt.Fprintf(b, "lorakit_router_texts_embedded_total{task=\"%s\"} %d\n", escapeLabel(task), m.embedded[task])
-	}
-
-	header("lorakit_router_reloads_total", "counter", "Model generation loads by result (the initial load included).")
-	for _, result := range []string{"success", "failure"} {
-		fmt.Fprintf(b, "lorakit_router_reloads_total{result=\"%s\"} %d\n", result, m.reloads[result])
-	}
-
-	header("lorakit_router_models_loaded", "gauge", "Models in the current generation.")
-	fmt.Fprintf(b, "lorakit_router_models_loaded %d\n", m.models.Load())
-	header("lorakit_router_tasks_served", "gauge", "Serving tasks in the current generation.")
-	fmt.Fprintf(b, "lorakit_router_tasks_served %d\n", m.tasks.Load())
-	header("lorakit_router_generation", "gauge", "Sequence number of the current generation.")
-	fmt.Fprintf(b, "lorakit_router_generation %d\n", m.gen.Load())
-	header("lorakit_router_last_successful_load_timestamp_seconds", "gauge", "Unix time of the last successful load.")
-	fmt.Fprintf(b, "lorakit_router_last_successful_load_timestamp_seconds %d\n", m.lastLoad.Load())
-	header("lorakit_router_in_flight_requests", "gauge", "Requests being served.")
-	fmt.Fprintf(b, "lorakit_router_in_flight_requests %d\n", m.inFlight.Load())
-	header("lorakit_router_uptime_seconds", "gauge", "Seconds since the router started.")
-	fmt.Fprintf(b, "lorakit_router_uptime_seconds %g\n", time.Since(m.startTime).Seconds())
-	io.WriteString(w, b.String())
 }
 
-// escapeLabel escapes a label value as the text format requires.
-func escapeLabel(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -10,59 +11,69 @@ import (
 )
 
 // run answers one classification task over the whole batch with the runner of the model's kind.
-func (s *Server) run(m *LoadedModel, task string, texts []string, opts Options) ([]*Classification, TaskTiming, *apiError) {
+func (s *Server) run(ctx context.Context, m *LoadedModel, task string, texts []string, opts Options) ([]*Classification, TaskTiming, *apiError) {
 	timing := TaskTiming{Task: task, Model: m.Info.ID, Texts: len(texts)}
 	switch {
 	case m.Kind() == discovery.TaskSequenceClassification && m.Classifier != nil:
-		return s.runClassifier(m, timing, texts, opts)
+		return s.runClassifier(ctx, m, timing, texts, opts)
 	case m.Kind() == discovery.TaskTokenClassification && m.Extractor != nil:
-		return s.runExtractor(m, timing, texts)
+		return s.runExtractor(ctx, m, timing, texts)
 	case m.Kind() == discovery.TaskEmbedding:
 		return nil, timing, errorf(http.StatusBadRequest, codeInvalidRequest,
 			"task %s is served by %s, an embedding model: use /api/v1/embed or /api/v1/similarity", task, m.Info.ID)
 	}
-	s.logger.Error("model without a runner for its task", "model", m.Info.ID, "kind", m.Kind())
+	s.logger.ErrorContext(ctx, "model without a runner for its task", "model", m.Info.ID, "kind", m.Kind())
 	return nil, timing, errorf(http.StatusInternalServerError, codeInternal, "model %s cannot run %s", m.Info.ID, m.Kind())
 }
 
 // modelFailure answers a runner error: the request's fault (400) or the model's (500, logged).
-func (s *Server) modelFailure(task string, m *LoadedModel, err error) *apiError {
+func (s *Server) modelFailure(ctx context.Context, task string, m *LoadedModel, err error) *apiError {
 	if errors.Is(err, ErrInvalidInput) {
 		return errorf(http.StatusBadRequest, codeInvalidInput, "task %s: %v", task, err)
 	}
-	s.logger.Error("model call failed", "task", task, "model", m.Info.ID, "error", err.Error())
+	s.logger.ErrorContext(ctx, "model call failed", "task", task, "model", m.Info.ID, "error", err.Error())
 	return errorf(http.StatusInternalServerError, codeModelError, "task %s: model %s failed: %v", task, m.Info.ID, err)
 }
 
 // invalidOutput answers a malformed or non-finite model answer (logged).
-func (s *Server) invalidOutput(task string, m *LoadedModel, msg string) *apiError {
-	s.logger.Error("invalid model output", "task", task, "model", m.Info.ID, "problem", msg)
+func (s *Server) invalidOutput(ctx context.Context, task string, m *LoadedModel, msg string) *apiError {
+	s.logger.ErrorContext(ctx, "invalid model output", "task", task, "model", m.Info.ID, "problem", msg)
 	return errorf(http.StatusInternalServerError, codeInvalidOutput, "task %s: model %s: %s", task, m.Info.ID, msg)
 }
 
-func (s *Server) runClassifier(m *LoadedModel, timing TaskTiming, texts []string, opts Options) ([]*Classification, TaskTiming, *apiError) {
+// classifyRaw runs a sequence classifier over the batch and checks its answer before anyone reads it.
+func (s *Server) classifyRaw(ctx context.Context, m *LoadedModel, timing TaskTiming, texts []string) (*Output, TaskTiming, *apiError) {
 	task := timing.Task
+	if m.Classifier == nil {
+		s.logger.ErrorContext(ctx, "model without a runner for its task", "model", m.Info.ID, "kind", m.Kind())
+		return nil, timing, errorf(http.StatusInternalServerError, codeInternal, "model %s cannot classify", m.Info.ID)
+	}
 	start := time.Now()
 	out, err := m.Classifier.Classify(texts)
 	timing.InferenceMS = msSince(start)
+	s.metrics.observeInference(m.Info.ID, time.Since(start))
 	if err != nil {
-		return nil, timing, s.modelFailure(task, m, err)
+		return nil, timing, s.modelFailure(ctx, task, m, err)
 	}
 	if msg := checkOutput(out, len(texts)); msg != "" {
-		return nil, timing, s.invalidOutput(task, m, msg)
+		return nil, timing, s.invalidOutput(ctx, task, m, msg)
 	}
 	s.metrics.observeTexts(task, len(texts))
 	timing.TokensUsed = sum(out.TokensUsed)
+	return out, timing, nil
+}
+
+func (s *Server) runClassifier(ctx context.Context, m *LoadedModel, timing TaskTiming, texts []string, opts Options) ([]*Classification, TaskTiming, *apiError) {
+	task := timing.Task
+	out, timing, e := s.classifyRaw(ctx, m, timing, texts)
+	if e != nil {
+		return nil, timing, e
+	}
 	k := len(out.Labels)
 	results := make([]*Classification, len(texts))
 	for i := range texts {
 		row := out.Probabilities[i*k : (i+1)*k]
-		best := 0
-		for j, p := range row {
-			if p > row[best] {
-				best = j
-			}
-		}
+		best := argmax(row)
 		p := &Prediction{Label: out.Labels[best], PredictedLabel: out.Labels[best], Confidence: row[best]}
 		if float64(row[best]) < opts.ConfidenceThreshold {
 			p.Label, p.BelowThreshold = UnknownLabel, true
@@ -82,16 +93,17 @@ func (s *Server) runClassifier(m *LoadedModel, timing TaskTiming, texts []string
 	return results, timing, nil
 }
 
-func (s *Server) runExtractor(m *LoadedModel, timing TaskTiming, texts []string) ([]*Classification, TaskTiming, *apiError) {
+func (s *Server) runExtractor(ctx context.Context, m *LoadedModel, timing TaskTiming, texts []string) ([]*Classification, TaskTiming, *apiError) {
 	task := timing.Task
 	start := time.Now()
 	out, err := m.Extractor.ExtractEntities(texts)
 	timing.InferenceMS = msSince(start)
+	s.metrics.observeInference(m.Info.ID, time.Since(start))
 	if err != nil {
-		return nil, timing, s.modelFailure(task, m, err)
+		return nil, timing, s.modelFailure(ctx, task, m, err)
 	}
 	if msg := checkEntityOutput(out, len(texts)); msg != "" {
-		return nil, timing, s.invalidOutput(task, m, msg)
+		return nil, timing, s.invalidOutput(ctx, task, m, msg)
 	}
 	s.metrics.observeTexts(task, len(texts))
 	timing.TokensUsed = sum(out.TokensUsed)
@@ -101,6 +113,16 @@ func (s *Server) runExtractor(m *LoadedModel, timing TaskTiming, texts []string)
 		results[i].Entities = append([]Entity{}, out.Entities[i]...) // present even when empty
 	}
 	return results, timing, nil
+}
+
+func argmax(row []float32) int {
+	best := 0
+	for j, p := range row {
+		if p > row[best] {
+			best = j
+		}
+	}
+	return best
 }
 
 func newResult(task string, m *LoadedModel, timing TaskTiming, tokensIn, tokensUsed int) *Classification {
@@ -138,6 +160,13 @@ func checkOutput(out *Output, n int) string {
 		return "token counts do not match the number of texts"
 	case out.Unsafe != nil && (len(out.Unsafe) != n || len(out.UnsafeScore) != n):
 		return "unsafe verdicts do not match the number of texts"
+	case out.Logits != nil && len(out.Logits) != len(out.Probabilities):
+		return "logits do not match the probabilities"
+	}
+	for _, v := range out.Logits {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return "non-finite logits"
+		}
 	}
 	for _, values := range [][]float32{out.Probabilities, out.UnsafeScore} {
 		for _, p := range values {

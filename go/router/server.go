@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lorakit/lorakit/go/discovery"
@@ -40,6 +41,8 @@ type Config struct {
 	Loader   Loader
 	Limits   Limits
 	Logger   *slog.Logger
+	// Compat names the model behind each compatibility route; empty fields pick a default (compat.go).
+	Compat CompatModels
 }
 
 // Server owns the current generation of models and the HTTP API over it.
@@ -51,6 +54,7 @@ type Server struct {
 	reloadMu sync.Mutex // one load at a time
 	nextID   uint64
 	lastFP   string // manifest fingerprint of the last load attempt
+	loading  atomic.Bool
 }
 
 // New validates the configuration; call Reload to load the first generation.
@@ -83,7 +87,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Discovery.Logger == nil {
 		cfg.Discovery.Logger = cfg.Logger
 	}
-	return &Server{cfg: cfg, logger: cfg.Logger, metrics: newMetrics()}, nil
+	if _, err := openAPIDocument(); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	logger := slog.New(requestIDHandler{cfg.Logger.Handler()})
+	return &Server{cfg: cfg, logger: logger, metrics: newMetrics()}, nil
 }
 
 // Reload scans the models root, loads a complete new generation and swaps it in atomically. Requests keep
@@ -93,6 +101,8 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) Reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	s.loading.Store(true)
+	defer s.loading.Store(false)
 	start := time.Now()
 	g, err := s.build(ctx)
 	s.metrics.observeReload(err == nil)
@@ -100,8 +110,8 @@ func (s *Server) Reload(ctx context.Context) error {
 		s.logger.Error("reload failed; keeping the current generation", "error", err.Error())
 		return err
 	}
-	s.cur.swap(g)
-	s.metrics.setGeneration(g)
+	prev := s.cur.swap(g)
+	s.metrics.setGeneration(prev, g)
 	s.logger.Info("generation loaded", "generation", g.id, "models", len(g.models), "tasks", g.tasks,
 		"failed", len(g.failed), "skipped", len(g.catalog.Skipped), "duration_ms", msSince(start))
 	return nil

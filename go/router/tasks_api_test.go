@@ -249,15 +249,20 @@ func TestModelsListTaskOutputsAndMetricsCountEmbeddings(t *testing.T) {
 	h.do("POST", "/api/v1/embed", `{"texts": ["a", "b"]}`)
 	h.do("POST", "/api/v1/similarity", `{"texts_a": ["a"], "texts_b": ["b"]}`)
 	h.do("POST", "/api/v1/classify/batch", `{"texts": ["Ada"], "task_type": "names"}`)
-	_, raw := h.raw("GET", "/metrics", "")
-	for _, line := range []string{
-		`lorakit_router_texts_embedded_total{task="embedder"} 4`,
-		`lorakit_router_texts_classified_total{task="names"} 1`,
-		`lorakit_router_requests_total{route="embed",code="200"} 1`,
-		`lorakit_router_requests_total{route="similarity",code="200"} 1`,
+	m := h.metrics()
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"lorakit_router_texts_embedded_total", map[string]string{"task": "embedder"}, 4},
+		{"lorakit_router_texts_classified_total", map[string]string{"task": "names"}, 1},
+		{"lorakit_router_requests_total", map[string]string{"route": "/api/v1/embed", "code": "200"}, 1},
+		{"lorakit_router_requests_total", map[string]string{"route": "/api/v1/similarity", "code": "200"}, 1},
+		{"lorakit_router_inference_duration_seconds", map[string]string{"model": "embedder"}, 2},
 	} {
-		if !strings.Contains(string(raw), line+"\n") {
-			t.Errorf("metrics lack %q", line)
+		if got, ok := m.value(c.name, c.labels); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
 }

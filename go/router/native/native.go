@@ -233,7 +233,7 @@ func (c *runner) Classify(texts []string) (*router.Output, error) {
 	if err != nil {
 		return nil, inputError(err)
 	}
-	return &router.Output{Labels: res.Labels, Probabilities: res.Probabilities(), TokensIn: res.TokensIn,
+	return &router.Output{Labels: res.Labels, Probabilities: res.Probabilities(), Logits: res.Logits, TokensIn: res.TokensIn,
 		TokensUsed: res.TokensUsed, Unsafe: res.Unsafe, UnsafeScore: res.UnsafeScore}, nil
 }
 
