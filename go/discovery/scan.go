@@ -75,6 +75,9 @@ type Options struct {
 	// lorakit.Architectures); a manifest naming another is skipped with ErrUnsupported. Empty accepts every
 	// architecture, leaving refusals to the loader.
 	Architectures []Architecture
+	// ResolveBase finds the base directory of an adapter model directory (the router passes the native core's
+	// rule, lorakit.ResolveBase, which also searches LORAKIT_BASES); nil uses the recorded base.path only.
+	ResolveBase func(modelDir string) (string, error)
 	// Logger receives one record per discovered or skipped directory; nil discards.
 	Logger *slog.Logger
 }
@@ -246,12 +249,11 @@ func (s *scanner) inspect(id, dir string) (*Model, error) {
 	if man.Adapter == nil {
 		return m, nil
 	}
-	basePath := man.Base.Path
-	if !filepath.IsAbs(basePath) {
-		basePath = filepath.Join(dir, filepath.FromSlash(basePath))
+	basePath, err := s.resolveBase(dir, man)
+	if err == nil {
+		err = s.checkBase(basePath, man.Base.WeightsSHA256)
 	}
-	basePath = filepath.Clean(basePath)
-	if err := s.checkBase(basePath, man.Base.WeightsSHA256); err != nil {
+	if err != nil {
 		if man.Lists(baseWeightsFile) {
 			m.Note = fmt.Sprintf("serving merged weights: %v", err)
 			return m, nil
@@ -271,6 +273,22 @@ func (s *scanner) servingTask(id, name string) string {
 		return t
 	}
 	return name
+}
+
+// resolveBase is the base directory of an adapter model: by the configured rule, else the recorded path.
+func (s *scanner) resolveBase(dir string, man *Manifest) (string, error) {
+	if s.opts.ResolveBase != nil {
+		p, err := s.opts.ResolveBase(dir)
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrBase, err)
+		}
+		return filepath.Clean(p), nil
+	}
+	p := man.Base.Path
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(dir, filepath.FromSlash(p))
+	}
+	return filepath.Clean(p), nil
 }
 
 // checkBase verifies that the base directory holds the weights the adapter was trained on.

@@ -1,6 +1,7 @@
 """Type stubs of the PyO3 extension `lorakit._native` (checked with `python -m mypy.stubtest lorakit._native`)."""
 
 from os import PathLike
+from pathlib import Path
 from typing import Any, final
 
 import numpy as np
@@ -58,6 +59,7 @@ from lorakit.errors import (
 def architectures() -> list[dict[str, Any]]: ...
 def max_positions(path: str | PathLike[str]) -> int: ...
 def mask_entities(text: str, entities: list[dict[str, Any]]) -> str: ...
+def resolve_base(model_dir: str | PathLike[str]) -> Path: ...
 
 @final
 class ClassificationResult:

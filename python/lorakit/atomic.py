@@ -24,6 +24,17 @@ def fsync_tree(root: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
+def usual_permissions(root: Path) -> None:
+    """Files 0666 and directories 0777 minus the umask, as `cp` or `touch` would make them: some writers
+    (safetensors among them) create files 0600, which would hide a published model from its server's user."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o777 & ~mask)
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), 0o666 & ~mask)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -47,6 +58,7 @@ def atomic_directory(final: Path, may_replace: Callable[[Path], bool]) -> Iterat
     tmp.mkdir()
     try:
         yield tmp
+        usual_permissions(tmp)
         fsync_tree(tmp)
         publish(tmp, final, may_replace)
     except BaseException:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,11 @@ def export_model(
     unsafe_labels: Sequence[str] | None = None,
     pooling: str | None = None,
     normalize: bool | None = None,
+    check: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write the model directory `out_dir`; `model` is a PeftModel (LoRA) or a plain HF model (full fine-tune) of
     `task`: its head gives `labels` (none for an embedding, whose `pooling` and `normalize` are required).
+    `check`, when given, runs on the complete directory before it is published; raising publishes nothing.
 
     Nothing is visible at `out_dir` until every file is written and fsynced; on any error no directory is left.
     An existing lorakit model directory is replaced; any other existing path is refused.
@@ -124,6 +127,8 @@ def export_model(
             aggregation="first" if task == TOKEN else None,
         )
         write_manifest(tmp, manifest)
+        if check is not None:
+            check(tmp)
     return out_dir
 
 
@@ -216,10 +221,9 @@ def set_labels(config: Any, labels: list[str]) -> None:
 
 
 def manifest_base_path(base_path: Path, out_dir: Path) -> str:
-    """A sibling base is recorded relative (the pair stays movable); anything else absolute."""
-    if base_path.parent == out_dir.parent:
-        return f"../{base_path.name}"
-    return str(base_path)
+    """Relative to the model directory, never an absolute path into this machine: the pair moves together, and a
+    copy elsewhere finds its base by id and sha256 on LORAKIT_BASES (docs/FORMAT.md, "Finding the base")."""
+    return Path(os.path.relpath(base_path, out_dir)).as_posix()
 
 
 def write_report(report: Path, report_dir: Path | None, metrics: dict[str, Any] | None) -> None:

@@ -115,11 +115,15 @@ class Manifest:
         }
 
     def base_dir(self, model_dir: Path) -> Path | None:
-        """The base model directory: absolute, or relative to the model directory; None when not recorded."""
-        if not self.base.path:
+        """The adapter's base directory, found by the native core's rule (the recorded base.path, else the
+        directory on LORAKIT_BASES with the recorded weights sha256); None for a full fine-tune.
+
+        Raises IoError (a ModelDirError) naming what was tried when no candidate holds the base."""
+        if self.adapter is None:
             return None
-        path = Path(self.base.path)
-        return path if path.is_absolute() else (Path(model_dir) / path).resolve()
+        from ._native import resolve_base
+
+        return Path(resolve_base(model_dir))
 
 
 def _check_invariants(m: Manifest, source: str) -> None:

@@ -9,6 +9,7 @@ pub mod error;
 mod golden;
 mod heads;
 mod kernels;
+mod locate;
 mod lora;
 mod manifest;
 mod model;
@@ -23,6 +24,7 @@ mod weights;
 
 pub use entities::{mask_entities, Entity};
 pub use error::{Error, ErrorKind, Result};
+pub use locate::{resolve_base, BASES_ENV};
 pub use model::{Model, TaskInfo};
 pub use models::{architectures, max_positions, ArchitectureInfo};
 pub use outputs::{Classification, Embeddings, Encoding, GoldenReport, TokenClassification};

@@ -14,6 +14,7 @@ pub(crate) const SUPPORTED_FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct BaseRef {
     pub path: Option<String>,
+    pub id: Option<String>,
     pub weights_sha256: Option<String>,
 }
 
@@ -168,22 +169,9 @@ impl ModelDir {
         read_file(&self.dir.join(name)).map(Some)
     }
 
-    /// Directory of the base model named by the manifest (absolute, or relative to the model directory).
+    /// Directory of the base model named by the manifest: its recorded path, else found on `LORAKIT_BASES`.
     pub fn base_dir(&self) -> Result<PathBuf> {
-        let path = self
-            .manifest
-            .base
-            .as_ref()
-            .and_then(|b| b.path.as_deref())
-            .ok_or_else(|| {
-                Error::Config(format!("{}: base.path is missing", self.dir.display()))
-            })?;
-        let p = Path::new(path);
-        Ok(if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.dir.join(p)
-        })
+        crate::locate::locate(self, std::env::var_os(crate::locate::BASES_ENV))
     }
 
     pub fn base_weights_sha256(&self) -> Result<&str> {

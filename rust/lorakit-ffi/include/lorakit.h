@@ -167,6 +167,18 @@ extern "C" {
 const char *lorakit_version(void);
 
 /*
+ The base directory of the adapter model directory `model_dir`: its recorded `base.path` when that exists,
+ else the directory on `LORAKIT_BASES` whose weights have the recorded sha256 (`LORAKIT_IO` when none does).
+ On success `*out` receives a string to release with `lorakit_string_free`; it stays NULL on failure.
+
+ # Safety
+ `model_dir` must be NULL or NUL-terminated; `out` writable.
+ */
+LorakitStatus lorakit_resolve_base(const char *model_dir,
+                                   char **out,
+                                   char **err_out);
+
+/*
  Embeds `count` texts with task `adapter` (NULL = the default task). A task of another kind is
  `LORAKIT_INPUT` naming the call it needs. On success `*out` receives a result to release with
  `lorakit_embeddings_free`.

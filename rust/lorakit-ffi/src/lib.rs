@@ -12,6 +12,7 @@
 //! - Model handles may be used from many threads at once; a handle must not be freed while another
 //!   thread is still using it (bindings enforce this, e.g. the Go package's Close).
 
+mod base;
 mod embeddings;
 mod entities;
 mod guard;
@@ -21,6 +22,7 @@ mod results;
 mod tasks;
 mod texts;
 
+pub use base::*;
 pub use embeddings::*;
 pub use entities::*;
 pub use guard::*;

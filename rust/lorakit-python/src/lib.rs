@@ -26,6 +26,13 @@ fn max_positions(path: std::path::PathBuf) -> PyResult<usize> {
     lorakit_core::max_positions(&bytes, &path.display().to_string()).map_err(errors::to_py)
 }
 
+/// The base directory of the adapter model directory `model_dir`: its recorded `base.path`, else the directory
+/// on `LORAKIT_BASES` holding weights with the recorded sha256.
+#[pyfunction]
+fn resolve_base(model_dir: std::path::PathBuf) -> PyResult<std::path::PathBuf> {
+    lorakit_core::resolve_base(&model_dir).map_err(errors::to_py)
+}
+
 /// `text` with every entity (`{type, start, end}` dicts, character offsets) replaced by `[TYPE]`.
 #[pyfunction]
 fn mask_entities(text: &str, entities: Vec<Bound<'_, pyo3::types::PyDict>>) -> PyResult<String> {
@@ -59,6 +66,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(architectures, m)?)?;
     m.add_function(wrap_pyfunction!(max_positions, m)?)?;
     m.add_function(wrap_pyfunction!(mask_entities, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_base, m)?)?;
     m.add_class::<tasks::TokenClassificationResult>()?;
     m.add_class::<convert::ClassificationResult>()?;
     errors::register(m)?;
