@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LorakitError
+from .extras import MissingExtraError, require_train
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -38,8 +39,40 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose help shows defaults; sub-commands inherit the class, so every verb's does too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
+
+
+def version_text() -> str:
+    """The package version and the native core's (or why the core cannot be loaded)."""
+    from . import __version__
+
+    try:
+        from ._native import __version__ as core_version
+    except ImportError as exc:
+        return f"lorakit {__version__} (native core unavailable: {' '.join(str(exc).split())})"
+    return f"lorakit {__version__} (native core {core_version})"
+
+
+class VersionAction(argparse.Action):
+    """`--version`, computed only when asked: it loads the native extension."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lorakit", description=__doc__)
+    parser = Parser(prog="lorakit", description=__doc__)
+    parser.add_argument("--version", action=VersionAction, help="print the package and native core versions")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     train = verbs.add_parser("train", help="train (LoRA or --full), evaluate and export a model directory",
@@ -89,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model_dir", type=Path, help="a lorakit model directory (any task)")
     add_data_arguments(evaluate)
     evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
+    evaluate.add_argument("--backend", choices=["native", "torch"], default="native",
+                          help="native: the Rust core on the merged weights; torch: PyTorch (metrics need the "
+                          "training extra either way)")
 
     export = verbs.add_parser("export", help="re-export a model directory from a training checkpoint",
                               formatter_class=Formatter)
@@ -97,14 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
     export.add_argument("--onnx", action="store_true", help="also write model.onnx")
 
+    add_import_parser(verbs)
+
     predict = verbs.add_parser("predict", help="labels, entity spans or vectors for texts",
                                formatter_class=Formatter)
     predict.add_argument("model_dir", type=Path, help="a lorakit model directory (any task)")
-    predict.add_argument("--text", action="append", required=True, help="text to run on (repeatable)")
+    texts = predict.add_mutually_exclusive_group(required=True)
+    texts.add_argument("--text", action="append", help="text to run on (repeatable)")
+    texts.add_argument("--input", help="file of texts, '-' for stdin: one text per line, or JSON Lines with a "
+                       "\"text\" field (.jsonl, or --input-format jsonl)")
+    predict.add_argument("--input-format", choices=["auto", "lines", "jsonl"], default="auto",
+                         help="auto: jsonl for a .jsonl file, lines otherwise (stdin included)")
     predict.add_argument("--top-k", type=int, default=3, help="sequence classification: labels shown per text")
     predict.add_argument("--mask", action="store_true", help="token classification: print each text with its "
                          "entities replaced by [TYPE]")
-    predict.add_argument("--json", action="store_true", help="print results as JSON")
+    predict.add_argument("--json", action="store_true", help="print one JSON array, one object per text in input "
+                         "order (labels and probabilities, entity spans, or the embedding)")
     predict.add_argument("--backend", choices=["native", "torch"], default="native",
                          help="native: the Rust core on the merged weights; torch: PyTorch")
 
@@ -112,7 +156,44 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=Formatter)
     verify.add_argument("model_dir", type=Path, help="a lorakit model directory (any task)")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.add_argument("--backends", type=backend_list, help="comma-separated, from torch, onnx, native "
+                        "(default: every installed one; the others are reported as not run)")
     return parser
+
+
+def backend_list(value: str) -> tuple[str, ...]:
+    from .verify import BACKEND_GROUPS
+
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = [name for name in names if name not in BACKEND_GROUPS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{value!r}: choose from {', '.join(BACKEND_GROUPS)}")
+    return names
+
+
+def add_import_parser(verbs: Any) -> None:
+    imported = verbs.add_parser("import", help="turn a stock PEFT adapter (with --base) or a fine-tuned Hugging "
+                                "Face classifier into a model directory", formatter_class=Formatter)
+    imported.add_argument("source", type=Path, help="PEFT adapter directory (adapter_config.json + "
+                          "adapter_model.safetensors); without --base: a *ForSequenceClassification or "
+                          "*ForTokenClassification directory (config.json, model.safetensors, tokenizer)")
+    imported.add_argument("--base", type=Path, help="base model directory the adapter was trained on")
+    imported.add_argument("--output", required=True, type=Path, help="model directory to write")
+    names = imported.add_mutually_exclusive_group()
+    names.add_argument("--labels", help="comma-separated label names in head output order (default: id2label of "
+                       "a config.json beside the adapter, else of the base; LABEL_0, LABEL_1, ... are refused)")
+    names.add_argument("--labels-file", type=Path, help="label names, one per line, in head output order")
+    imported.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
+    imported.add_argument("--max-seq-len", type=int, help="tokens per text; default 128 (embedding: the base's "
+                          "sentence_bert_config.json max_seq_length, else 256), within the base's positions")
+    imported.add_argument("--task", choices=TASK_CHOICES, help="default: the adapter's task_type (none: "
+                          "embedding) or the head class in config.json; given, it must agree")
+    imported.add_argument("--golden-examples", type=Path, help="texts for the golden vectors, one per line (up "
+                          "to 16, before the built-in edge cases)")
+    imported.add_argument("--pooling", choices=["mean", "cls"], help="embedding: how token vectors become one "
+                          "vector (default mean)")
+    imported.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="embedding: L2-normalise "
+                          "the vector (default on)")
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,21 +224,40 @@ def data_spec(args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    quiet_libraries()
+    if not native_only(args):
+        quiet_libraries()
     try:
         return run(args)
+    except MissingExtraError as exc:  # already a whole sentence naming the command and the extra
+        print(exc, file=sys.stderr)
+        return exc.exit_code
     except LorakitError as exc:  # Python-side and native (Rust core) errors alike
         print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # unreadable input, unwritable output, full disk: the user's to fix, not a crash
         print(f"lorakit {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # a broken install (native extension or numpy missing): say what, on one line
+        print(f"lorakit {args.verb}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lorakit {args.verb}: interrupted", file=sys.stderr)
         return 130
 
 
+def native_only(args: argparse.Namespace) -> bool:
+    """Commands served by the native core alone: they must not even import transformers."""
+    if args.verb == "predict":
+        return bool(args.backend == "native")
+    return bool(args.verb == "verify" and args.backends == ("native",))
+
+
 def quiet_libraries() -> None:
+    """Silence transformers' and torch's chatter, where they are installed (a serving install has neither)."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        return
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -172,12 +272,15 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "eval":
         return run_eval(args)
     if args.verb == "export":
+        require_train("lorakit export")
         from .pipeline import export_checkpoint
 
         print(export_checkpoint(args.checkpoint, args.output, onnx=args.onnx, name=args.name))
         return 0
     if args.verb == "predict":
         return run_predict(args)
+    if args.verb == "import":
+        return run_import(args)
     return run_verify(args)
 
 
@@ -189,6 +292,7 @@ def check_task_options(args: argparse.Namespace, defaults: argparse.Namespace) -
 
 
 def run_train(args: argparse.Namespace) -> int:
+    require_train("lorakit train")
     from .manifest import EMBEDDING
     from .pipeline import resolve_base, train_and_export
     from .tasks import BY_CLI
@@ -230,16 +334,46 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from .inference import evaluate_model_dir, format_metrics
 
-    metrics = evaluate_model_dir(args.model_dir, data_spec(args))
+    require_train("lorakit eval", "metrics come from scikit-learn, seqeval and scipy")
+    metrics = evaluate_model_dir(args.model_dir, data_spec(args), backend=args.backend)
     print(json.dumps(metrics) if args.json else format_metrics(metrics))
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
     from .inference import format_predictions, predict
+    from .texts import read_texts
 
-    results = predict(args.model_dir, args.text, args.backend, top_k=args.top_k, mask=args.mask)
+    if args.backend == "torch":
+        require_train("lorakit predict --backend torch")
+    texts = args.text if args.input is None else read_texts(args.input, args.input_format)
+    results = predict(args.model_dir, texts, args.backend, top_k=args.top_k, mask=args.mask)
     print(json.dumps(results, ensure_ascii=False) if args.json else format_predictions(results, args.mask))
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from .importer import import_adapter, import_full, parse_labels, read_lines
+    from .manifest import read_manifest
+    from .tasks import BY_CLI
+
+    labels = parse_labels(args.labels) if args.labels is not None else \
+        read_lines(args.labels_file, "labels") if args.labels_file is not None else None
+    examples = read_lines(args.golden_examples, "golden examples") if args.golden_examples is not None else []
+    task = BY_CLI[args.task].name if args.task else None
+    common: dict[str, Any] = {"labels": labels, "name": args.name, "max_seq_len": args.max_seq_len, "task": task,
+                              "golden_examples": examples}
+    if args.base is not None:
+        output = import_adapter(args.source, args.base, args.output, pooling=args.pooling, normalize=args.normalize,
+                                log=lambda line: print(f"lorakit import: {line}", file=sys.stderr), **common)
+    elif args.pooling is not None or args.normalize is not None:
+        raise LorakitError("--pooling and --normalize apply to embedding adapters, which need --base")
+    else:
+        output = import_full(args.source, args.output, **common)
+    manifest = read_manifest(output)
+    kind = f"LoRA r={manifest.adapter.r}" if manifest.adapter else "full"
+    print(f"imported {manifest.task} ({kind}, {manifest.architecture}), labels: {', '.join(manifest.labels) or '-'}")
+    print(f"model directory: {output}")
     return 0
 
 
@@ -250,7 +384,7 @@ def run_verify(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"checking {name} ...", file=sys.stderr)
 
-    report = verify_model(args.model_dir, progress=progress)
+    report = verify_model(args.model_dir, progress=progress, backends=args.backends)
     print(json.dumps(report) if args.json else format_report(report))
     return 0 if report["ok"] else 1
 

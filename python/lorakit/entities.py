@@ -117,7 +117,8 @@ def token_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_seq_len: 
     device = next(model.parameters()).device
     rows: list[dict[str, Any]] = []
     starts = range(0, len(texts), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not progress or len(starts) < 2, leave=False):
+    # disable=None: tqdm draws no bar when stderr is not a terminal (logs, pipes)
+    for start in tqdm(starts, desc=desc, disable=True if not progress or len(starts) < 2 else None, leave=False):
         chunk = list(texts[start:start + batch_size])
         batch = tokenize(tokenizer, chunk, max_seq_len)
         logits = model(**{name: tensor.to(device) for name, tensor in batch.items()}).logits.float().cpu().numpy()
@@ -149,15 +150,23 @@ def evaluate_tokens(model: Any, tokenizer: Any, examples: Sequence[TokenExample]
     labelled sub-tokens, and the fingerprint of the row ids evaluated."""
     texts = [example.text for example in examples]
     rows = token_logits(model, tokenizer, texts, max_seq_len, progress=True, desc=desc)
+    entities = [decode_entities(text, row["logits"], row["word_ids"], row["offsets"], labels)
+                for text, row in zip(texts, rows, strict=True)]
+    return token_metrics(tokenizer, examples, labels, max_seq_len, entities, [row["logits"] for row in rows])
+
+
+def token_metrics(tokenizer: Any, examples: Sequence[TokenExample], labels: Sequence[str], max_seq_len: int,
+                  entities: Sequence[Sequence[Entity]], logits: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Entity metrics of predicted `entities` and the loss of token `logits` [tokens_used, C] per example, from
+    any backend; gold and predicted spans are both read as tags of the tokenizer's words."""
     gold, predicted = [], []
-    for example, row, words in zip(examples, rows, full_words(tokenizer, texts), strict=True):
-        entities = decode_entities(example.text, row["logits"], row["word_ids"], row["offsets"], labels)
+    for example, found, words in zip(examples, entities, full_words(tokenizer, [e.text for e in examples]),
+                                     strict=True):
         gold.append(word_tags(words, example.spans))
-        predicted.append(word_tags(words, [Span(e["start"], e["end"], e["type"]) for e in entities]))
+        predicted.append(word_tags(words, [Span(int(e["start"]), int(e["end"]), str(e["type"])) for e in found]))
     metrics = entity_metrics(gold, predicted)
     aligned = align_labels(tokenizer, examples, labels, max_seq_len)
-    losses = [(row["logits"], item["labels"]) for row, item in zip(rows, aligned, strict=True)]
-    metrics["loss"] = token_loss(losses)
+    metrics["loss"] = token_loss([(row, item["labels"]) for row, item in zip(logits, aligned, strict=True)])
     return {"n": len(examples), **metrics, "row_ids_sha256": ids_digest([e.row_id for e in examples])}
 
 

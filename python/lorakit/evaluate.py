@@ -1,4 +1,5 @@
-"""Evaluation: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix."""
+"""Evaluation: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (scikit-learn, of the
+training extra), from logits of any backend."""
 
 from __future__ import annotations
 
@@ -6,25 +7,28 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-from tqdm.auto import tqdm
 
 from .data import Dataset, Example, ids_digest
-from .golden import tokenize
 
 
-@torch.no_grad()
 def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_seq_len: int,
                    batch_size: int = 64, progress: bool = True, desc: str = "predict") -> np.ndarray:
-    """fp32 logits [len(texts), num_labels], batched, on the model's device."""
+    """fp32 logits [len(texts), num_labels] of a torch model, batched, on the model's device."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .golden import tokenize
+
     model.eval()
     device = next(model.parameters()).device
     chunks = []
     starts = range(0, len(texts), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not progress or len(starts) < 2, leave=False):
+    # disable=None: tqdm draws no bar when stderr is not a terminal (logs, pipes)
+    for start in tqdm(starts, desc=desc, disable=True if not progress or len(starts) < 2 else None, leave=False):
         batch = tokenize(tokenizer, texts[start:start + batch_size], max_seq_len)
-        logits = model(**{name: tensor.to(device) for name, tensor in batch.items()}).logits
+        with torch.no_grad():
+            logits = model(**{name: tensor.to(device) for name, tensor in batch.items()}).logits
         chunks.append(logits.float().cpu().numpy())
     if not chunks:
         return np.zeros((0, model.config.num_labels), dtype=np.float32)
@@ -45,10 +49,15 @@ def classification_metrics(true_ids: Sequence[int], pred_ids: Sequence[int], lab
     }
 
 
-def evaluate_examples(model: torch.nn.Module, tokenizer: Any, dataset: Dataset, examples: Sequence[Example],
+def evaluate_examples(model: Any, tokenizer: Any, dataset: Dataset, examples: Sequence[Example],
                       max_seq_len: int, desc: str = "evaluate") -> dict[str, Any]:
-    """Metrics on `examples`, plus the fingerprint of the row ids they came from."""
+    """Metrics of a torch model on `examples`, plus the fingerprint of the row ids they came from."""
     logits = predict_logits(model, tokenizer, [example.text for example in examples], max_seq_len, desc=desc)
+    return logits_metrics(logits, dataset, examples)
+
+
+def logits_metrics(logits: np.ndarray, dataset: Dataset, examples: Sequence[Example]) -> dict[str, Any]:
+    """Metrics of logits [len(examples), C] (any backend), the loss, and the row ids' fingerprint."""
     true_ids = dataset.label_ids(examples)
     metrics = classification_metrics(true_ids, logits.argmax(axis=1).tolist(), dataset.labels)
     metrics["loss"] = cross_entropy(logits, true_ids)
@@ -57,10 +66,13 @@ def evaluate_examples(model: torch.nn.Module, tokenizer: Any, dataset: Dataset, 
 
 
 def cross_entropy(logits: np.ndarray, true_ids: Sequence[int]) -> float:
+    """Mean cross-entropy of the true labels (log-softmax in float64, shifted by the row maximum)."""
     if len(true_ids) == 0:
         return float("nan")
-    tensor = torch.from_numpy(logits)
-    return float(torch.nn.functional.cross_entropy(tensor, torch.tensor(list(true_ids))))
+    values = np.asarray(logits, dtype=np.float64)
+    shifted = values - values.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_probabilities[np.arange(len(true_ids)), list(true_ids)].mean())
 
 
 def summary_line(name: str, metrics: dict[str, Any]) -> str:

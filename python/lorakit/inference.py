@@ -1,7 +1,8 @@
 """`lorakit predict` and `lorakit eval` for every task: which backend computes what, and the result records.
 
 Sequence classification gives labels (and, when the manifest declares `unsafe_labels`, a verdict), token
-classification entity spans (optionally the masked text), embeddings vectors.
+classification entity spans (optionally the masked text), embeddings vectors. The native paths import neither
+torch nor transformers: they run in a serving install (`pip install lorakit`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import numpy as np
 
 from .errors import UnsupportedError
 from .manifest import EMBEDDING, SEQUENCE, TOKEN, Manifest, read_manifest
+
+# Texts per native call: long inputs (`predict --input`) stay under the core's max_batch.
+NATIVE_BATCH = 256
 
 
 def unsafe_verdicts(probabilities: np.ndarray, labels: Sequence[str],
@@ -35,6 +39,28 @@ def native_model(model_dir: Path, method: str) -> Any:
     return Model.load(str(model_dir), merged=True)
 
 
+def batches(texts: Sequence[str]) -> list[list[str]]:
+    return [list(texts[start:start + NATIVE_BATCH]) for start in range(0, len(texts), NATIVE_BATCH)]
+
+
+def native_logits(model_dir: Path, texts: Sequence[str]) -> np.ndarray:
+    """Sequence classification logits [len(texts), C] from the native core."""
+    model = native_model(model_dir, "classify")
+    return np.concatenate([np.asarray(model.classify(chunk).logits) for chunk in batches(texts)])
+
+
+def native_entities(model_dir: Path, texts: Sequence[str]) -> tuple[list[list[dict[str, Any]]], list[np.ndarray]]:
+    """Per text: the native core's entity spans and its token logits [tokens_used, C]."""
+    model = native_model(model_dir, "extract_entities")
+    entities: list[list[dict[str, Any]]] = []
+    logits: list[np.ndarray] = []
+    for chunk in batches(texts):
+        result = model.extract_entities(chunk)
+        entities += [[dict(entity) for entity in row] for row in result.entities]
+        logits += [np.asarray(row) for row in result.token_logits]
+    return entities, logits
+
+
 def predict(model_dir: Path, texts: list[str], backend: str, top_k: int = 3,
             mask: bool = False) -> list[dict[str, Any]]:
     manifest = read_manifest(model_dir)
@@ -52,9 +78,13 @@ def predict_labels(model_dir: Path, manifest: Manifest, texts: list[str], backen
                    top_k: int) -> list[dict[str, Any]]:
     labels = list(manifest.labels)
     if backend == "native":
-        result = native_model(model_dir, "classify").classify(texts)
-        probabilities = np.asarray(result.probabilities)
-        verdicts = (result.unsafe, result.unsafe_scores) if manifest.unsafe_labels else None
+        model = native_model(model_dir, "classify")
+        parts = [model.classify(chunk) for chunk in batches(texts)]
+        probabilities = np.concatenate([np.asarray(part.probabilities) for part in parts])
+        verdicts = None
+        if manifest.unsafe_labels:
+            verdicts = ([flag for part in parts for flag in part.unsafe or []],
+                        [score for part in parts for score in part.unsafe_scores or []])
     else:
         import torch
 
@@ -78,12 +108,12 @@ def predict_labels(model_dir: Path, manifest: Manifest, texts: list[str], backen
 
 def predict_entities(model_dir: Path, manifest: Manifest, texts: list[str], backend: str,
                      mask: bool) -> list[dict[str, Any]]:
-    from .entities import mask_entities
-
     if backend == "native":
-        found = native_model(model_dir, "extract_entities").extract_entities(texts).entities
+        from ._native import mask_entities
+
+        found = native_entities(model_dir, texts)[0]
     else:
-        from .entities import extract_entities
+        from .entities import extract_entities, mask_entities
         from .loading import load_merged, load_tokenizer
 
         found = extract_entities(load_merged(model_dir, manifest), load_tokenizer(model_dir), texts,
@@ -92,14 +122,15 @@ def predict_entities(model_dir: Path, manifest: Manifest, texts: list[str], back
     for text, entities in zip(texts, found, strict=True):
         result: dict[str, Any] = {"text": text, "entities": [dict(entity) for entity in entities]}
         if mask:
-            result["masked"] = mask_entities(text, entities)
+            result["masked"] = mask_entities(text, [dict(entity) for entity in entities])
         results.append(result)
     return results
 
 
 def embed(model_dir: Path, manifest: Manifest, texts: list[str], backend: str) -> np.ndarray:
     if backend == "native":
-        return np.asarray(native_model(model_dir, "embed").embed(texts))
+        model = native_model(model_dir, "embed")
+        return np.concatenate([np.asarray(model.embed(chunk)) for chunk in batches(texts)])
     from .embedding import encode
     from .loading import load_merged, load_tokenizer
 
@@ -128,32 +159,54 @@ def format_predictions(results: list[dict[str, Any]], mask: bool) -> str:
     return "\n".join(lines)
 
 
-def evaluate_model_dir(model_dir: Path, data: Any) -> dict[str, Any]:
-    """Metrics of the merged model on a labelled file (`data`: a pipeline.DataSpec)."""
-    from .loading import load_merged, load_tokenizer
-
+def evaluate_model_dir(model_dir: Path, data: Any, backend: str = "native") -> dict[str, Any]:
+    """Metrics of the merged model on a labelled file (`data`: a pipeline.DataSpec), predicted by the native core
+    (default) or torch. The metrics themselves need the training extra (scikit-learn, seqeval, scipy)."""
     manifest = read_manifest(model_dir)
     if manifest.task == TOKEN:
-        from .entities import evaluate_tokens
-        from .tokens import load_token_dataset
-
-        tokens = load_token_dataset(data.path, text_column=data.text_column, spans_column=data.spans_column,
-                                    tokens_column=data.tokens_column, tags_column=data.tags_column,
-                                    labels=list(manifest.labels))
-        return evaluate_tokens(load_merged(model_dir, manifest), load_tokenizer(model_dir), tokens.examples,
-                               list(manifest.labels), manifest.max_seq_len)
+        return evaluate_token_file(model_dir, manifest, data, backend)
     if manifest.task == EMBEDDING:
-        from .embedding import evaluate_embedding, load_pairs
-
-        pairs = load_pairs(data.path, data.text_column, data.text_pair_column, data.score_column)
-        return evaluate_embedding(load_merged(model_dir, manifest), load_tokenizer(model_dir), pairs,
-                                  manifest.max_seq_len, str(manifest.pooling), bool(manifest.normalize))
+        return evaluate_pair_file(model_dir, manifest, data, backend)
     from .data import load_dataset
-    from .evaluate import evaluate_examples
+    from .evaluate import evaluate_examples, logits_metrics
 
     dataset = load_dataset(data.path, data.text_column, data.label_column, labels=list(manifest.labels))
+    if backend == "native":
+        logits = native_logits(model_dir, [example.text for example in dataset.examples])
+        return logits_metrics(logits, dataset, dataset.examples)
+    from .loading import load_merged, load_tokenizer
+
     return evaluate_examples(load_merged(model_dir, manifest), load_tokenizer(model_dir), dataset, dataset.examples,
                              manifest.max_seq_len)
+
+
+def evaluate_token_file(model_dir: Path, manifest: Manifest, data: Any, backend: str) -> dict[str, Any]:
+    from .entities import evaluate_tokens, token_metrics
+    from .loading import load_merged, load_tokenizer
+    from .tokens import load_token_dataset
+
+    labels = list(manifest.labels)
+    tokens = load_token_dataset(data.path, text_column=data.text_column, spans_column=data.spans_column,
+                                tokens_column=data.tokens_column, tags_column=data.tags_column, labels=labels)
+    tokenizer = load_tokenizer(model_dir)  # the words gold spans are tagged on, as in training
+    if backend == "native":
+        entities, logits = native_entities(model_dir, [example.text for example in tokens.examples])
+        return token_metrics(tokenizer, tokens.examples, labels, manifest.max_seq_len, entities, logits)
+    return evaluate_tokens(load_merged(model_dir, manifest), tokenizer, tokens.examples, labels, manifest.max_seq_len)
+
+
+def evaluate_pair_file(model_dir: Path, manifest: Manifest, data: Any, backend: str) -> dict[str, Any]:
+    from .embedding import evaluate_embedding, load_pairs, vector_metrics
+
+    pairs = load_pairs(data.path, data.text_column, data.text_pair_column, data.score_column)
+    if backend == "native":
+        vectors = embed(model_dir, manifest, [text for pair in pairs for text in (pair.text, pair.text_pair)],
+                        backend)
+        return vector_metrics(vectors[0::2], vectors[1::2], pairs)
+    from .loading import load_merged, load_tokenizer
+
+    return evaluate_embedding(load_merged(model_dir, manifest), load_tokenizer(model_dir), pairs,
+                              manifest.max_seq_len, str(manifest.pooling), bool(manifest.normalize))
 
 
 def summary_line(name: str, metrics: dict[str, Any]) -> str:

@@ -1,20 +1,39 @@
 """`lorakit verify`: recompute the golden outputs (logits, token logits + entities, embeddings) with every
-available backend and compare."""
+available backend and compare.
+
+The torch and ONNX backends need the training extra and are imported only when they run; `--backends native`
+needs only the serving install.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .errors import LorakitError, ModelDirError
-from .golden import Golden, compute_logits, read_golden, tokenize
-from .loading import load_merged, load_tokenizer, load_unmerged, one_line
+from .extras import MissingExtraError, has_train, require_train
 from .manifest import Manifest, check_files, read_manifest
+
+if TYPE_CHECKING:
+    import torch
+
+    from .golden import Golden
+
+# What `--backends` chooses from: each group is one or more rows of the report.
+BACKEND_GROUPS = ("torch", "onnx", "native")
+GOLDEN_FILE = "golden.safetensors"
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (library messages often span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def compare(golden: Golden, input_ids: np.ndarray, values: np.ndarray,
@@ -77,6 +96,9 @@ def entity_mismatch(expected: list[list[dict[str, Any]]], actual: list[list[dict
 def recompute(model_dir: Path, golden: Golden, manifest: Manifest, model: Any,
               onnx_path: Path | None = None) -> dict[str, Any]:
     """Recompute the golden outputs from the texts with a torch model or an ONNX file, and compare."""
+    from .golden import compute_logits, tokenize
+    from .loading import load_tokenizer
+
     tokenizer = load_tokenizer(model_dir)
     batch = tokenize(tokenizer, golden.texts, golden.max_seq_len)
     if onnx_path is not None:
@@ -105,6 +127,9 @@ def torch_backend(load: Callable[[], torch.nn.Module], manifest: Manifest) -> Ca
 
 def onnx_backend(manifest: Manifest) -> Callable[[Path, Golden], dict[str, Any]]:
     def run(model_dir: Path, golden: Golden) -> dict[str, Any]:
+        from .golden import tokenize
+        from .loading import load_merged, load_tokenizer
+
         with tempfile.TemporaryDirectory() as scratch:
             path = model_dir / "model.onnx"
             if not path.is_file():
@@ -141,24 +166,67 @@ def native_results(model_dir: Path) -> dict[str, dict[str, Any]]:
     return dict(native.verify_backends(str(model_dir)))
 
 
-def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None,
+                 backends: Sequence[str] | None = None) -> dict[str, Any]:
     """{"ok", "checksums": {"ok", "mismatched"}, "backends": {name: {max_abs_diff, argmax_equal, ids_equal, ok,
-    worst}}}; a backend that raises is reported as failed with its error, never skipped silently."""
+    worst}}}; a backend that raises is reported as failed with its error, never skipped silently.
+
+    `backends`: groups of BACKEND_GROUPS to run; each must be installed (else MissingExtraError). None: every
+    group, those not installed reported as not run (never counted as a pass).
+    """
+    chosen = BACKEND_GROUPS if backends is None else tuple(dict.fromkeys(backends))
+    explicit = backends is not None
+    if explicit and {"torch", "onnx"} & set(chosen):
+        require_train(f"lorakit verify --backends {','.join(chosen)}")
+    if explicit and "onnx" in chosen and importlib.util.find_spec("onnxruntime") is None:
+        raise MissingExtraError("lorakit verify --backends onnx needs the onnx extra: pip install 'lorakit[onnx]'")
     model_dir = Path(model_dir).absolute()
     manifest = read_manifest(model_dir)
-    golden = read_golden(model_dir)
+    texts, tolerance = golden_header(model_dir)
     mismatched = check_files(model_dir, manifest)
-    backends: dict[str, Callable[[Path, Golden], dict[str, Any]]] = {}
-    if manifest.adapter is not None:
-        backends["torch-unmerged"] = torch_backend(lambda: load_unmerged(model_dir, manifest), manifest)
-    backends["torch-merged"] = torch_backend(lambda: load_merged(model_dir, manifest), manifest)
     results: dict[str, dict[str, Any]] = {}
-    try:
-        import onnxruntime  # noqa: F401
+    if "torch" in chosen or "onnx" in chosen:
+        if has_train():
+            results.update(python_backends(model_dir, manifest, chosen, progress))
+        else:
+            reason = "torch is not installed (pip install 'lorakit[train]')"
+            results.update({name: not_run(reason) for name in python_backend_names(manifest, chosen)})
+    if "native" in chosen:
+        if progress:
+            progress("native")
+        try:
+            results.update(native_results(model_dir))
+        except Exception as exc:  # a broken native build must show up as a failed backend, not a crash
+            results["native"] = failed(f"{type(exc).__name__}: {one_line(exc)}")
+    ran = [result for result in results.values() if not result.get("not_run")]
+    ok = not mismatched and bool(ran) and all(result.get("ok") is True for result in ran)
+    return {"ok": ok, "model_dir": str(model_dir), "tolerance": tolerance, "texts": texts,
+            "checksums": {"ok": not mismatched, "mismatched": mismatched}, "backends": results}
 
-        backends["onnxruntime"] = onnx_backend(manifest)
-    except ImportError:
-        results["onnxruntime"] = not_run("onnxruntime is not installed (pip install lorakit[onnx])")
+
+def python_backend_names(manifest: Manifest, chosen: Sequence[str]) -> list[str]:
+    names = (["torch-unmerged"] if manifest.adapter is not None else []) + ["torch-merged"]
+    return (names if "torch" in chosen else []) + (["onnxruntime"] if "onnx" in chosen else [])
+
+
+def python_backends(model_dir: Path, manifest: Manifest, chosen: Sequence[str],
+                    progress: Callable[[str], None] | None) -> dict[str, dict[str, Any]]:
+    """The torch (merged and unmerged) and ONNX Runtime rows of the report."""
+    from .golden import read_golden
+    from .loading import load_merged, load_unmerged
+
+    golden = read_golden(model_dir)
+    backends: dict[str, Callable[[Path, Golden], dict[str, Any]]] = {}
+    if "torch" in chosen:
+        if manifest.adapter is not None:
+            backends["torch-unmerged"] = torch_backend(lambda: load_unmerged(model_dir, manifest), manifest)
+        backends["torch-merged"] = torch_backend(lambda: load_merged(model_dir, manifest), manifest)
+    results: dict[str, dict[str, Any]] = {}
+    if "onnx" in chosen:
+        if importlib.util.find_spec("onnxruntime") is None:
+            results["onnxruntime"] = not_run("onnxruntime is not installed (pip install 'lorakit[onnx]')")
+        else:
+            backends["onnxruntime"] = onnx_backend(manifest)
     for name, backend in backends.items():
         if progress:
             progress(name)
@@ -166,16 +234,27 @@ def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None)
             results[name] = backend(model_dir, golden)
         except LorakitError as exc:
             results[name] = failed(one_line(exc))
-    if progress:
-        progress("native")
+    return {name: results[name] for name in python_backend_names(manifest, chosen)}
+
+
+def golden_header(model_dir: Path) -> tuple[int, float]:
+    """(number of texts, tolerance) from golden.safetensors' metadata, read without torch or safetensors: the
+    file starts with the little-endian u64 length of a JSON header whose `__metadata__` holds them."""
+    path = Path(model_dir) / GOLDEN_FILE
+    if not path.is_file():
+        raise ModelDirError(f"{path}: golden file missing")
     try:
-        results.update(native_results(model_dir))
-    except Exception as exc:  # a broken native build must show up as a failed backend, not a crash
-        results["native"] = failed(f"{type(exc).__name__}: {one_line(exc)}")
-    ran = [result for result in results.values() if not result.get("not_run")]
-    ok = not mismatched and bool(ran) and all(result.get("ok") is True for result in ran)
-    return {"ok": ok, "model_dir": str(model_dir), "tolerance": golden.tolerance, "texts": len(golden.texts),
-            "checksums": {"ok": not mismatched, "mismatched": mismatched}, "backends": results}
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > 100_000_000:
+                raise ValueError(f"header length {length} is implausible")
+            metadata = json.loads(handle.read(length))["__metadata__"]
+        texts = json.loads(metadata["texts"])
+        if not isinstance(texts, list):
+            raise ValueError("texts is not a list")
+        return len(texts), float(metadata["tolerance"])
+    except (struct.error, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ModelDirError(f"{path}: not a valid golden file ({one_line(exc)}); re-export the model") from None
 
 
 def not_run(reason: str) -> dict[str, Any]:
