@@ -255,17 +255,33 @@ def evaluate_embedding(model: torch.nn.Module, tokenizer: Any, pairs: list[Pair]
     """Cosine of each pair, scored against the pairs' scores (or against shuffled mismatched pairs)."""
     if not pairs:
         raise DataError("no pairs to evaluate")
-    scale = infer_score_scale(pairs, score_scale)
     u = encode(model, tokenizer, [pair.text for pair in pairs], max_seq_len, pooling, normalize)
     v = encode(model, tokenizer, [pair.text_pair for pair in pairs], max_seq_len, pooling, normalize)
-    cosines = F.cosine_similarity(u, v).numpy().astype(np.float64)
+    return vector_metrics(u.numpy(), v.numpy(), pairs, score_scale=score_scale)
+
+
+def cosines_of(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity in float64 (zero vectors give 0, as torch's eps-guarded cosine does)."""
+    u, v = u.astype(np.float64), v.astype(np.float64)
+    norms = np.maximum(np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-8)
+    result: np.ndarray = (u * v).sum(axis=1) / norms
+    return result
+
+
+def vector_metrics(u: np.ndarray, v: np.ndarray, pairs: list[Pair], *,
+                   score_scale: float | None = None) -> dict[str, Any]:
+    """The pair metrics of embeddings `u` (first texts) and `v` (second texts), from any backend."""
+    if not pairs:
+        raise DataError("no pairs to evaluate")
+    scale = infer_score_scale(pairs, score_scale)
+    cosines = cosines_of(u, v)
     if pairs[0].score is not None:
         return pair_metrics(cosines, np.array([pair.score for pair in pairs], dtype=np.float64), scale)
     # Mismatched pairs: anchor order[j] with the positive of order[j + 1] (never its own, unless the text repeats).
     order = np.random.default_rng(0).permutation(len(pairs))
     shifted = np.roll(order, -1)
     keep = [j for j in range(len(order)) if pairs[order[j]].text_pair != pairs[shifted[j]].text_pair]
-    mismatched = F.cosine_similarity(u[order[keep]], v[shifted[keep]]).numpy().astype(np.float64)
+    mismatched = cosines_of(u[order[keep]], v[shifted[keep]])
     return pair_metrics(cosines, None, None, mismatched)
 
 
