@@ -12,6 +12,7 @@ RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml C
 
 .DEFAULT_GOAL := help
 .PHONY: help setup native ffi fixtures demo test test-python test-rust test-go header-check lint bench clean
+.PHONY: test-wheel
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -39,10 +40,13 @@ fixtures: setup ## Generate tiny random models + golden vectors used by cargo an
 demo: setup ffi ## Main job: train on the embedded default, export, run natively from Python and Go, print parity + metrics
 	$(PY) scripts/demo.py
 
-test: lint fixtures ffi test-python test-rust test-go header-check ## Install everything, lint, run every test suite
+test: lint fixtures ffi test-python test-rust test-go test-wheel header-check ## Install everything, lint, run every test suite
 
 test-python: setup
 	$(PY) -m pytest -q
+
+test-wheel: fixtures ## Build the wheel, install it alone (numpy + native core, no torch) in target/serving-venv, smoke-test it
+	scripts/test_wheel.sh
 
 test-rust: fixtures
 	cargo test --release --workspace --exclude lorakit-python
