@@ -22,6 +22,7 @@ import (
 	"github.com/lorakit/lorakit/go/discovery"
 	"github.com/lorakit/lorakit/go/discovery/discoverytest"
 	"github.com/lorakit/lorakit/go/router"
+	"github.com/lorakit/lorakit/go/router/routertest"
 )
 
 // fakeClassifier answers deterministically: a label whose name appears in the text gets 0.9 of the mass
@@ -101,6 +102,9 @@ func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
 			row[0] = float32(math.NaN())
 		}
 		out.Probabilities = append(out.Probabilities, row...)
+		for _, p := range row { // logits whose softmax is row
+			out.Logits = append(out.Logits, float32(math.Log(float64(p))))
+		}
 		in, used := f.tokens(text)
 		out.TokensIn = append(out.TokensIn, in)
 		out.TokensUsed = append(out.TokensUsed, used)
@@ -189,11 +193,15 @@ type fakeLoader struct {
 	gate      chan struct{}
 	entered   chan struct{}
 	delay     time.Duration
+	loadGate  chan struct{}       // when set, Load waits for it to close (a slow load)
 	built     [][]*fakeClassifier // per generation
 	misuse    atomic.Int64
 }
 
 func (l *fakeLoader) Load(_ context.Context, cat *discovery.Catalog) (*router.LoadedSet, error) {
+	if l.loadGate != nil {
+		<-l.loadGate
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fail != nil {
@@ -262,17 +270,43 @@ type harness struct {
 	http   *httptest.Server
 	root   string
 	logs   *bytes.Buffer
+	logw   *lockedWriter
+}
+
+// logRecords parses the JSON log lines written so far.
+func (h *harness) logRecords() []map[string]any {
+	h.t.Helper()
+	h.logw.mu.Lock()
+	text := h.logs.String()
+	h.logw.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			h.t.Fatalf("log line is not JSON: %q", line)
+		}
+		out = append(out, rec)
+	}
+	return out
 }
 
 func newHarness(t *testing.T, root string, loader *fakeLoader, limits router.Limits) *harness {
 	t.Helper()
+	return newHarnessWith(t, root, loader, func(c *router.Config) { c.Limits = limits })
+}
+
+// newHarnessWith serves root with the configuration edit applies to the test defaults.
+func newHarnessWith(t *testing.T, root string, loader *fakeLoader, edit func(*router.Config)) *harness {
+	t.Helper()
 	logs := &bytes.Buffer{}
-	srv, err := router.New(router.Config{ModelsRoot: root, Loader: loader, Limits: limits,
-		Logger: slog.New(slog.NewJSONHandler(&lockedWriter{w: logs}, nil))})
+	logw := &lockedWriter{w: logs}
+	cfg := router.Config{ModelsRoot: root, Loader: loader, Logger: slog.New(slog.NewJSONHandler(logw, nil))}
+	edit(&cfg)
+	srv, err := router.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, srv: srv, loader: loader, root: root, logs: logs}
+	h := &harness{t: t, srv: srv, loader: loader, root: root, logs: logs, logw: logw}
 	h.http = httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		h.http.Close()
@@ -305,11 +339,23 @@ func (h *harness) do(method, path, body string) (int, map[string]any) {
 	return status, out
 }
 
+// raw sends a request and returns the answer's status and body; every exchange is checked against the
+// OpenAPI document (routertest.CheckContract).
 func (h *harness) raw(method, path, body string) (int, []byte) {
+	h.t.Helper()
+	resp, raw := h.send(method, path, body, nil)
+	return resp.StatusCode, raw
+}
+
+// send is raw with request headers, returning the whole response.
+func (h *harness) send(method, path, body string, header http.Header) (*http.Response, []byte) {
 	h.t.Helper()
 	req, err := http.NewRequest(method, h.http.URL+path, strings.NewReader(body))
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	resp, err := h.http.Client().Do(req)
 	if err != nil {
@@ -320,7 +366,8 @@ func (h *harness) raw(method, path, body string) (int, []byte) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return resp.StatusCode, raw
+	routertest.CheckContract(h.t, req, []byte(body), resp, raw)
+	return resp, raw
 }
 
 // errorCode extracts error.code from a JSON error answer.

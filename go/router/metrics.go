@@ -103,7 +103,9 @@ func (m *metrics) observeInference(model string, d time.Duration) {
 
 func (m *metrics) observeTexts(task string, n int) { m.texts.WithLabelValues(task).Add(float64(n)) }
 
-func (m *metrics) observeEmbedded(task string, n int) { m.embedded.WithLabelValues(task).Add(float64(n)) }
+func (m *metrics) observeEmbedded(task string, n int) {
+	m.embedded.WithLabelValues(task).Add(float64(n))
+}
 
 // setGeneration publishes the new generation and deletes the series of models and tasks it no longer serves.
 func (m *metrics) setGeneration(prev, g *generation) {

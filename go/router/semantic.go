@@ -71,11 +71,11 @@ type securityRequest struct {
 }
 
 type securityResponse struct {
-	IsJailbreak      bool     `json:"is_jailbreak"`   // the top label is an unsafe label
-	RiskScore        float32  `json:"risk_score"`     // summed probability of the unsafe labels
+	IsJailbreak      bool     `json:"is_jailbreak"`    // the top label is an unsafe label
+	RiskScore        float32  `json:"risk_score"`      // summed probability of the unsafe labels
 	DetectionTypes   []string `json:"detection_types"` // the unsafe top label, when unsafe
-	Confidence       float32  `json:"confidence"`     // probability of the top label
-	Recommendation   string   `json:"recommendation"` // block or allow
+	Confidence       float32  `json:"confidence"`      // probability of the top label
+	Recommendation   string   `json:"recommendation"`  // block or allow
 	Reasoning        string   `json:"reasoning,omitempty"`
 	PatternsDetected []string `json:"patterns_detected"`
 	ProcessingTimeMS int64    `json:"processing_time_ms"`
