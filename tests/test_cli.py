@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from lorakit.cli import main
+from lorakit.cli import Formatter, build_parser, main
 from lorakit.data import ids_digest, load_dataset, read_split, split_dataset
 from lorakit.golden import read_golden
 from lorakit.manifest import check_files, read_manifest
@@ -209,3 +212,161 @@ def test_export_refuses_a_directory_that_is_not_a_checkpoint(tmp_path: Path,
     assert main(["export", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
     assert "not a lorakit training checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_version_names_the_package_and_the_native_core(capsys: pytest.CaptureFixture[str]) -> None:
+    import lorakit
+    import lorakit._native
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == (f"lorakit {lorakit.__version__} "
+                                               f"(native core {lorakit._native.__version__})")
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    [verbs] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return dict(verbs.choices)
+
+
+def test_every_subcommand_help_shows_its_defaults() -> None:
+    verbs = subcommands()
+    assert {"train", "eval", "export", "predict", "verify"} <= set(verbs)
+    for name, sub in verbs.items():
+        assert issubclass(sub.formatter_class, Formatter), name
+        text = " ".join(sub.format_help().split())
+        for action in sub._actions:
+            if action.help and action.default not in (None, argparse.SUPPRESS):
+                assert f"(default: {action.default})" in text, (name, action.dest)
+    assert "(default: 3)" in " ".join(verbs["predict"].format_help().split())  # --top-k
+
+
+def predict_json(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, Any]]:
+    assert main(["predict", *args, "--json"]) == 0
+    results: list[dict[str, Any]] = json.loads(capsys.readouterr().out)
+    return results
+
+
+def test_predict_input_file_lines_jsonl_and_stdin_agree_with_text(
+        fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    model = str(fixtures_dir / "tiny_bert_lora_a")
+    texts = ["great lovely day", "", "awful – terrible ünïcode"]
+    expected = predict_json(capsys, model, *[arg for text in texts for arg in ("--text", text)])
+    lines = tmp_path / "texts.txt"
+    lines.write_text("\n".join(texts) + "\n", "utf-8")
+    jsonl = tmp_path / "texts.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": t, "id": i}) + "\n\n" for i, t in enumerate(texts)), "utf-8")
+    assert predict_json(capsys, model, "--input", str(lines)) == expected
+    assert predict_json(capsys, model, "--input", str(jsonl)) == expected
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("\n".join(texts).encode())))
+    assert predict_json(capsys, model, "--input", "-") == expected
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(jsonl.read_bytes())))
+    assert predict_json(capsys, model, "--input", "-", "--input-format", "jsonl") == expected
+
+
+def test_predict_input_beyond_one_native_batch_keeps_order(fixtures_dir: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """More texts than the core's max_batch (1024): the CLI splits them, every result in input order."""
+    texts = [f"text number {i} " + ("great " if i % 2 else "awful ") * (i % 5) for i in range(1100)]
+    path = tmp_path / "many.txt"
+    path.write_text("\n".join(texts), "utf-8")
+    results = predict_json(capsys, str(fixtures_dir / "tiny_bert_lora_a"), "--input", str(path))
+    assert [r["text"] for r in results] == texts
+    sample = predict_json(capsys, str(fixtures_dir / "tiny_bert_lora_a"), "--text", texts[777])
+    assert results[777]["label"] == sample[0]["label"]  # alone it is padded differently: equal within 1e-5
+    for batched, alone in zip(results[777]["top"], sample[0]["top"], strict=True):
+        assert batched["label"] == alone["label"] and batched["probability"] == pytest.approx(alone["probability"],
+                                                                                              abs=1e-5)
+
+
+def test_predict_json_for_every_task(task_fixtures: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "texts.txt"
+    path.write_text("Ana Lopez lives in Oslo\nnothing here\n", "utf-8")
+    labels = predict_json(capsys, str(task_fixtures / "tiny_bert_lora_a"), "--input", str(path))
+    assert all(set(r) == {"text", "label", "top"} and len(r["top"]) == 3 for r in labels)
+    entities = predict_json(capsys, str(task_fixtures / "tiny_bert_token_lora"), "--input", str(path), "--mask")
+    assert [r["text"] for r in entities] == ["Ana Lopez lives in Oslo", "nothing here"]
+    for result in entities:
+        assert set(result) == {"text", "entities", "masked"}
+        for entity in result["entities"]:
+            assert result["text"][entity["start"]:entity["end"]] == entity["text"]
+    vectors = predict_json(capsys, str(task_fixtures / "tiny_bert_embed_lora"), "--input", str(path))
+    assert [len(r["embedding"]) for r in vectors] == [32, 32]
+
+
+BAD_TEXT_INPUTS = [
+    ("empty.txt", b"", "no texts"),
+    ("blank.jsonl", b"\n\n", "no texts"),
+    ("latin1.txt", "café\n".encode("latin-1"), "not UTF-8 (byte 0xe9 at offset 3)"),
+    ("nofield.jsonl", b'{"text": "ok"}\n{"body": "x"}\n', 'line 2: expected a JSON object with a string "text"'),
+    ("broken.jsonl", b'{"text": \n', "line 1: not valid JSON"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), BAD_TEXT_INPUTS)
+def test_predict_refuses_bad_input_on_one_line(fixtures_dir: Path, tmp_path: Path, name: str, content: bytes,
+                                               message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["predict", str(fixtures_dir / "tiny_bert_lora_a"), "--input", str(path)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert message in err and "\n" not in err and err.startswith("lorakit predict: error:")
+    assert captured.out == ""
+
+
+def test_predict_refuses_empty_stdin_and_text_with_input(fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    model = str(fixtures_dir / "tiny_bert_lora_a")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    assert main(["predict", model, "--input", "-"]) == 2
+    assert "<stdin>: no texts" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", model, "--input", "-", "--text", "hi"])
+    assert exit_info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_eval_predicts_natively_by_default_and_agrees_with_torch(
+        task_fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import write_pairs_csv, write_token_jsonl
+
+    cases = [("tiny_bert_lora_a", write_labelled_csv(tmp_path / "d.csv", rows=30), ()),
+             ("tiny_bert_token_lora", write_token_jsonl(tmp_path / "d.jsonl", rows=12), ()),
+             ("tiny_bert_embed_lora", write_pairs_csv(tmp_path / "p.csv", rows=12), ("--score-column", "score"))]
+    for name, data, extra in cases:
+        args = ["eval", str(task_fixtures / name), "--data", str(data), *extra, "--json"]
+        assert main([*args, "--backend", "torch"]) == 0
+        reference = json.loads(capsys.readouterr().out)
+        with monkeypatch.context() as patch:  # the default backend must not load the torch model
+            import lorakit.loading
+
+            def no_torch(*_: object, **__: object) -> None:
+                raise AssertionError("eval loaded the torch model")
+
+            patch.setattr(lorakit.loading, "load_merged", no_torch)
+            assert main(args) == 0
+        native = json.loads(capsys.readouterr().out)
+        assert native.keys() == reference.keys(), name
+        for key, value in reference.items():
+            if isinstance(value, float):
+                assert native[key] == pytest.approx(value, abs=1e-4), (name, key)
+            else:
+                assert native[key] == value, (name, key)
+
+
+def test_verify_backends_chooses_rows(fixtures_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = str(fixtures_dir / "tiny_bert_lora_a")
+    assert main(["verify", model, "--backends", "native", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["backends"]) == ["native-merged", "native-runtime"] and report["ok"] is True
+    assert report["texts"] == len(read_golden(Path(model)).texts) and report["tolerance"] == 1e-4
+    assert main(["verify", model, "--backends", "torch", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["backends"]) == ["torch-unmerged", "torch-merged"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["verify", model, "--backends", "native,cuda"])
+    assert exit_info.value.code == 2 and "choose from torch, onnx, native" in capsys.readouterr().err
