@@ -28,6 +28,7 @@ type config struct {
 	aliases         map[string]string
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
+	compat          router.CompatModels
 }
 
 var devicePattern = regexp.MustCompile(`^(cpu|cuda(:[0-9]+)?)$`)
@@ -89,6 +90,19 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	fs.Int64Var(&maxBody, "max-body-bytes", def.MaxBodyBytes, "most bytes per request body")
 	fs.StringVar(&priority, "priority", strings.Join(defaultPriority, ","), "architectures in serving preference order, best first (default: the native core's order)")
 	fs.Var(aliasFlag(cfg.aliases), "alias", "NAME=TASK: serve the model with directory or manifest name NAME as TASK (repeatable)")
+	compatFlags := []struct {
+		name, help string
+		dst        *string
+	}{
+		{"intent-model", "task or model id behind /api/v1/classify/intent (default: the only sequence classifier without unsafe labels)", &cfg.compat.Intent},
+		{"pii-model", "task or model id behind /api/v1/classify/pii (default: the only token classifier)", &cfg.compat.PII},
+		{"security-model", "task or model id behind /api/v1/classify/security (default: the only classifier with unsafe labels)", &cfg.compat.Security},
+		{"predict-model", "task or model id behind TEI /predict (default: the only sequence classifier)", &cfg.compat.Predict},
+		{"embed-model", "task or model id behind TEI /embed (default: the only embedding model)", &cfg.compat.Embed},
+	}
+	for _, f := range compatFlags {
+		fs.StringVar(f.dst, f.name, "", f.help)
+	}
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -120,6 +134,11 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	for name, task := range cfg.aliases {
 		if !discovery.ValidName(task) || task == discovery.AllTasks {
 			errs = append(errs, fmt.Errorf("--alias %s=%s: task names use letters, digits, '.', '_', '-' and %q is reserved", name, task, discovery.AllTasks))
+		}
+	}
+	for _, f := range compatFlags {
+		if *f.dst != "" && !discovery.ValidName(*f.dst) {
+			errs = append(errs, fmt.Errorf("--%s %q: names use letters, digits, '.', '_' and '-'", f.name, *f.dst))
 		}
 	}
 	var err error

@@ -31,7 +31,8 @@ func main() {
 }
 
 // run serves until ctx ends and returns the exit status: 0 after a clean shutdown, 1 when the router could
-// not start or stop cleanly, 2 for usage errors. ready, when set, receives the bound address.
+// not start or stop cleanly, 2 for usage errors. ready, when set, receives the bound address once the
+// initial load is in.
 func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr string)) int {
 	// Discovery serves what the native core serves: the list comes from the core, never from this command.
 	archs, err := native.Architectures()
@@ -49,6 +50,13 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		"threads", cfg.threads, "verify_golden", cfg.verifyGolden, "priority", cfg.priority,
 		"architectures", served)
 
+	// Bound before anything loads: a taken port fails in milliseconds, not after minutes of loading, and
+	// /health answers "loading" (503) while the models load.
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		logger.Error("listen failed; no model was loaded", "addr", cfg.addr, "error", err.Error())
+		return 1
+	}
 	loader := &native.Loader{
 		Options:      lorakit.Options{Device: cfg.device, Threads: cfg.threads, MaxBatch: cfg.limits.MaxBatch},
 		VerifyGolden: cfg.verifyGolden,
@@ -56,25 +64,12 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	}
 	srv, err := router.New(router.Config{
 		ModelsRoot: cfg.models, Loader: loader, Limits: cfg.limits, Priority: cfg.priority, Logger: logger,
-		Discovery: discovery.Options{Aliases: cfg.aliases, Architectures: archs},
+		Discovery: discovery.Options{Aliases: cfg.aliases, Architectures: archs}, Compat: cfg.compat,
 	})
 	if err != nil {
+		ln.Close()
 		logger.Error("invalid configuration", "error", err.Error())
 		return 2
-	}
-	if err := srv.Reload(ctx); err != nil {
-		logger.Error("initial load failed", "error", err.Error())
-		return 1
-	}
-	if g := srv.Generation(); g > 0 {
-		logger.Info("initial load complete", "generation", g)
-	}
-
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		logger.Error("listen failed", "addr", cfg.addr, "error", err.Error())
-		<-srv.Close()
-		return 1
 	}
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
@@ -90,6 +85,15 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	logger.Info("listening", "addr", ln.Addr().String())
+
+	if err := srv.Reload(ctx); err != nil {
+		logger.Error("initial load failed", "error", err.Error())
+		httpSrv.Close()
+		return 1
+	}
+	if g := srv.Generation(); g > 0 {
+		logger.Info("initial load complete", "generation", g)
+	}
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

@@ -21,17 +21,28 @@ import (
 
 var client = &http.Client{Timeout: 30 * time.Second}
 
+// call sends a JSON request, checks the exchange against the OpenAPI document and decodes the answer.
 func call(t *testing.T, method, url string, body any) (int, map[string]any) {
 	t.Helper()
-	var reader io.Reader
+	status, raw := callRaw(t, method, url, body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s: answer is not a JSON object: %v", method, url, err)
+	}
+	return status, out
+}
+
+// callRaw is call without decoding (TEI routes answer bare lists).
+func callRaw(t *testing.T, method, url string, body any) (int, []byte) {
+	t.Helper()
+	var data []byte
 	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if data, err = json.Marshal(body); err != nil {
 			t.Fatal(err)
 		}
-		reader = bytes.NewReader(data)
 	}
-	req, err := http.NewRequest(method, url, reader)
+	req, err := http.NewRequest(method, url, bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,11 +51,12 @@ func call(t *testing.T, method, url string, body any) (int, map[string]any) {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
-	var out map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("%s %s: answer is not JSON: %v", method, url, err)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return resp.StatusCode, out
+	routertest.CheckContract(t, req, data, resp, raw)
+	return resp.StatusCode, raw
 }
 
 // safeBuffer collects log output written by the router while the test reads it.

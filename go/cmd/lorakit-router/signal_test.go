@@ -69,6 +69,25 @@ func startBinary(t *testing.T, args ...string) *process {
 	return p
 }
 
+// waitHealthy polls /health until it answers 200; every earlier answer must be 503 "loading".
+func waitHealthy(t *testing.T, url string, log func() string) (int, map[string]any) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, health := call(t, "GET", url+"/health", nil)
+		if status == 200 {
+			return status, health
+		}
+		if status != 503 || health["status"] != "loading" {
+			t.Fatalf("health while loading: %d %v", status, health)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never healthy: %s", log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // SIGHUP reloads the models root while serving; SIGTERM shuts down cleanly with exit status 0.
 func TestSignalsReloadAndShutdown(t *testing.T) {
 	root := routertest.ModelsRoot(t, routertest.Base, routertest.LoraA)
@@ -82,7 +101,8 @@ func TestSignalsReloadAndShutdown(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("router did not start: %s", p.log())
 	}
-	status, health := call(t, "GET", url+"/health", nil)
+	// The port is bound before loading: until the first generation is in, /health answers 503 "loading".
+	status, health := waitHealthy(t, url, p.log)
 	if status != 200 || health["generation"].(float64) != 1 || health["models"].(float64) != 1 {
 		t.Fatalf("health %d %v", status, health)
 	}
