@@ -57,6 +57,10 @@ class Split:
                 "sizes": {name: len(getattr(self, name)) for name in PARTS},
                 **{name: getattr(self, name) for name in PARTS}}
 
+    def digest(self) -> str:
+        """Fingerprint of all three parts: equal digests, equal splits (checked across training processes)."""
+        return "-".join(ids_digest(getattr(self, name)) for name in PARTS)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Split:
         return cls(train=list(data["train"]), validation=list(data["validation"]), test=list(data["test"]),

@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
+from .confusions import format_confusions, top_confusions
 from .data import Dataset, Split, load_dataset, split_dataset, write_split
+from .distributed import check_same_on_every_process, is_main_process, run_directory
 from .errors import DataError, LorakitError, ModelDirError
 from .evaluate import evaluate_examples
 from .export import export_model
@@ -78,19 +80,17 @@ def compact(metrics: dict[str, Any]) -> dict[str, Any]:
 def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id: str, name: str | None = None,
                      onnx: bool = False, checkpoint_dir: Path | None = None,
                      log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Load and split the data once, train, evaluate on exactly that split, export. Returns the metrics."""
+    """Load and split the data once, train, evaluate on exactly that split, export. Returns the metrics.
+
+    Under `torchrun` / `accelerate launch` every process runs this; each splits identically (checked), trains its
+    share through the Trainer's DDP, and only rank 0 evaluates, writes and logs; it returns {} elsewhere."""
     output = Path(output).absolute()
     check_output(output)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and checkpoint_dir is None:
-        # every process must read the best checkpoint that the main process saved
-        raise LorakitError("multi-process training (torchrun / accelerate launch) needs --checkpoint-dir "
-                           "on storage every process can reach")
+    log = log if is_main_process() else quiet
     if config.task != SEQUENCE:
         from .pipeline_tasks import train_and_export_task
 
-        with tempfile.TemporaryDirectory(prefix="lorakit-train-") as scratch:
-            run_dir = Path(checkpoint_dir).absolute() if checkpoint_dir else Path(scratch)
-            run_dir.mkdir(parents=True, exist_ok=True)
+        with run_directory(checkpoint_dir) as run_dir:
             return train_and_export_task(run_dir, data, config, output, base_id, name, onnx, log)
     dataset = load_dataset(data.path, data.text_column, data.label_column, data.group_column)
     check_unsafe_labels(config.unsafe_labels, dataset.labels)
@@ -99,10 +99,22 @@ def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id:
     config.labels = dataset.labels
     log(f"data: {len(dataset.examples)} rows, {len(dataset.labels)} labels, {split.strategy} split "
         f"train/validation/test = {len(split.train)}/{len(split.validation)}/{len(split.test)}")
-    with tempfile.TemporaryDirectory(prefix="lorakit-train-") as scratch:
-        run_dir = Path(checkpoint_dir).absolute() if checkpoint_dir else Path(scratch)
-        run_dir.mkdir(parents=True, exist_ok=True)
+    with run_directory(checkpoint_dir) as run_dir:
+        check_same_on_every_process(split.digest(), "split")
         return _train_in(run_dir, dataset, split, config, output, base_id, name, onnx, log)
+
+
+def quiet(message: str) -> None:
+    """The log of processes other than rank 0: the run's output is printed once."""
+
+
+def log_training(stats: dict[str, Any], log: Callable[[str], None]) -> None:
+    processes = stats["world_size"]
+    launch = f"{processes} processes ({stats['ddp_backend']})" if processes > 1 else "1 process"
+    log(f"trained in {stats['train_seconds']:.1f} s on {launch}; effective batch {stats['effective_batch_size']} = "
+        f"{stats['per_device_batch_size']} per process x {processes} x {stats['gradient_accumulation']} accumulated; "
+        f"trainable parameters {stats['trainable_params']:,} of {stats['total_params']:,} "
+        f"({stats['trainable_percent']:.2f}%)")
 
 
 def check_unsafe_labels(unsafe: list[str] | None, labels: list[str]) -> None:
@@ -121,12 +133,13 @@ def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig
                    dataset.label_ids(validation_part), run_dir / "trainer")
     if not result.stats["world_process_zero"]:
         return {}
-    log(f"trained in {result.stats['train_seconds']:.1f} s; trainable parameters "
-        f"{result.stats['trainable_params']:,} of {result.stats['total_params']:,} "
-        f"({result.stats['trainable_percent']:.2f}%)")
+    log_training(result.stats, log)
     validation = evaluate_examples(result.model, result.tokenizer, dataset, validation_part, config.max_seq_len,
                                    desc="validation")
     test = evaluate_examples(result.model, result.tokenizer, dataset, test_part, config.max_seq_len, desc="test")
+    for part in (validation, test):
+        part["top_confusions"] = top_confusions(part["confusion_matrix"], dataset.labels)
+    log("top confusions (test, true -> predicted):\n" + "\n".join(format_confusions(test["top_confusions"])))
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
     write_split(report / "split.json", split)

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from .data import Dataset, Example, Split, ids_digest, split_dataset, write_split
+from .distributed import check_same_on_every_process
 from .errors import DataError
 from .export import export_model
 from .manifest import EMBEDDING, TOKEN
-from .pipeline import GOLDEN_FROM_TEST, DataSpec, save_checkpoint
+from .pipeline import GOLDEN_FROM_TEST, DataSpec, log_training, save_checkpoint
 from .plots import plot_loss_curves
-from .train import TrainConfig, TrainResult
+from .train import TrainConfig
 
 TOKEN_SUMMARY = ("n", "entity_f1", "precision", "recall", "loss", "row_ids_sha256")
 EMBEDDING_SUMMARY = ("n", "spearman", "pearson", "auc_roc", "row_ids_sha256")
@@ -43,12 +44,6 @@ def summary(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {key: metrics[key] for key in keys if key in metrics}
 
 
-def log_training(result: TrainResult | Any, log: Callable[[str], None]) -> None:
-    stats = result.stats
-    log(f"trained in {stats['train_seconds']:.1f} s; trainable parameters {stats['trainable_params']:,} of "
-        f"{stats['total_params']:,} ({stats['trainable_percent']:.2f}%)")
-
-
 def token_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path, base_id: str, name: str | None,
                onnx: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from .entities import evaluate_tokens
@@ -66,10 +61,11 @@ def token_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path,
         f"{len(split.test)}")
     train_part, validation_part, test_part = (split_part(dataset, split, part)
                                               for part in ("train", "validation", "test"))
+    check_same_on_every_process(split.digest(), "split")
     result = train_tokens(config, train_part, validation_part, run_dir / "trainer")
     if not result.stats["world_process_zero"]:
         return {}
-    log_training(result, log)
+    log_training(result.stats, log)
     validation = evaluate_tokens(result.model, result.tokenizer, validation_part, dataset.labels, config.max_seq_len,
                                  desc="validation")
     test = evaluate_tokens(result.model, result.tokenizer, test_part, dataset.labels, config.max_seq_len, desc="test")
@@ -108,10 +104,11 @@ def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: P
         epochs=config.epochs, learning_rate=config.lr(), batch_size=config.batch_size, r=config.r,
         alpha=config.lora_alpha, dropout=config.lora_dropout, max_seq_len=config.max_seq_len,
         pooling=config.pooling, normalize=config.normalize, seed=config.seed, warmup=config.warmup)
+    check_same_on_every_process(split.digest(), "split")
     result = train_embedding(Path(config.base), train_part, validation_part, embedding_config, run_dir / "trainer")
     if not result.stats["world_process_zero"]:
         return {}
-    log_training(result, log)
+    log_training(result.stats, log)
     # The scale training inferred from all pairs: one part alone may hold only low scores.
     validation, test = (evaluate_embedding(result.model, result.tokenizer, part, config.max_seq_len, config.pooling,
                                            config.normalize, score_scale=result.stats["score_scale"])

@@ -7,33 +7,62 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
+
+MAX_CLASSES_SHOWN = 80  # beyond this (banking77 fits), only the classes with the most confusions are drawn
+INCH_PER_CLASS = 0.22  # a cell stays about 16 points wide, room for a 6-point label
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path,
                           title: str = "Confusion matrix") -> Path:
-    size = min(24.0, max(4.0, 0.3 * len(labels) + 2))
-    fig, ax = plt.subplots(figsize=(size, size))
-    image = ax.imshow(matrix, cmap="Blues")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    ticks = range(len(labels))
-    font = 8 if len(labels) <= 20 else 5
-    ax.set_xticks(list(ticks), labels=list(labels), rotation=90, fontsize=font)
-    ax.set_yticks(list(ticks), labels=list(labels), fontsize=font)
+    """Rows normalised to the share of each true class (so rare classes are as visible as frequent ones), with
+    the figure and fonts scaled to the class count; cell values are written only while they stay legible."""
+    counts = np.asarray(matrix, dtype=np.float64)
+    shown = classes_to_show(counts, MAX_CLASSES_SHOWN)
+    if len(shown) < len(labels):
+        title = f"{title}: {len(shown)} of {len(labels)} classes, most confused"
+    shares = row_shares(counts)[np.ix_(shown, shown)]
+    names = [labels[i] for i in shown]
+    n = len(names)
+    side = min(INCH_PER_CLASS * MAX_CLASSES_SHOWN + 3, max(5.0, INCH_PER_CLASS * n + 3))
+    font = 9 if n <= 20 else 7 if n <= 50 else 6
+    fig, ax = plt.subplots(figsize=(side, side))
+    # square-root colour scale: a 5% confusion stays visible next to a 95% diagonal
+    image = ax.imshow(shares, cmap="Blues", norm=PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0))
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    ticks = list(range(n))
+    ax.set_xticks(ticks, labels=names, rotation=90, fontsize=font)
+    ax.set_yticks(ticks, labels=names, fontsize=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    if len(labels) <= 20:  # counts stay readable only for small matrices
-        for i, row in enumerate(matrix):
-            for j, count in enumerate(row):
-                if count:
-                    ax.text(j, i, str(count), ha="center", va="center", fontsize=font)
+    if n <= 30:
+        for i, j in zip(*np.nonzero(shares), strict=True):
+            ax.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=font - 1,
+                    color="white" if shares[i, j] > 0.5 else "black")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def row_shares(counts: np.ndarray) -> np.ndarray:
+    """Each row divided by its total (the true class's examples); rows without examples stay zero."""
+    totals = counts.sum(axis=1, keepdims=True)
+    shares: np.ndarray = np.divide(counts, totals, out=np.zeros_like(counts, dtype=np.float64), where=totals > 0)
+    return shares
+
+
+def classes_to_show(counts: np.ndarray, limit: int) -> list[int]:
+    """All classes up to `limit`; beyond, the `limit` with most errors as true or predicted class, in label order."""
+    if len(counts) <= limit:
+        return list(range(len(counts)))
+    errors = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
+    return sorted(np.argsort(-errors, kind="stable")[:limit].tolist())
 
 
 def plot_loss_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:

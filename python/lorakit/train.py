@@ -1,11 +1,14 @@
 """Fine-tuning with transformers' Trainer: LoRA (peft) or full, best checkpoint by a validation metric, for sequence
 and token classification (embeddings train in embedding.py).
 
-Trainer is used on purpose: `accelerate launch` / `torchrun` run this same code on several GPUs unchanged.
+Trainer is used on purpose: `accelerate launch` / `torchrun` run this same code on several GPUs or CPU processes
+unchanged (DDP by the Trainer; distributed.py holds the launch's settings).
 """
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,10 +24,12 @@ from transformers import (
     DataCollatorWithPadding,
     ProgressCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
 
+from . import distributed
 from ._native import max_positions
 from .data import Example
 from .errors import LorakitError
@@ -109,6 +114,22 @@ class PostfixProgress(ProgressCallback):
             shown = {key: f"{logs[key]:.4g}" for key in self.SHOWN if isinstance(logs.get(key), float)}
             if shown:
                 bar.set_postfix(shown, refresh=False)
+
+
+class PlainProgress(TrainerCallback):
+    """Progress for logs and pipes: one plain line per log on stderr (no bar, so no carriage returns or cursor
+    escapes in captured output), from rank 0 only."""
+
+    def __init__(self, shown: Sequence[str]):
+        self.shown = tuple(shown)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        shown = [f"{key}={logs[key]:.4g}" for key in self.shown if isinstance(logs.get(key), float)]
+        if shown:
+            print(f"step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f}: {' '.join(shown)}",
+                  file=sys.stderr, flush=True)
 
 
 def build_model(config: TrainConfig) -> torch.nn.Module:
@@ -218,22 +239,27 @@ def train_tokens(config: TrainConfig, train_examples: Sequence[TokenExample],
 def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: Any, validation_set: Any,
         collator: Any, compute_metrics: Any, work_dir: Path, progress: bool, loss_func: Any = None) -> TrainResult:
     """transformers' Trainer with the settings of `config`; the best epoch by `config.best_metric` is kept."""
+    updates_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation
+                                                    * distributed.world_size()))
     args = TrainingArguments(
         output_dir=str(work_dir), num_train_epochs=config.epochs, learning_rate=config.lr(),
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=max(32, config.batch_size),
         gradient_accumulation_steps=config.gradient_accumulation, warmup_steps=config.warmup,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, lr_scheduler_type="cosine",
         eval_strategy="epoch", save_strategy="epoch", logging_strategy="steps",
-        logging_steps=max(1, len(train_set) // (config.batch_size * config.gradient_accumulation * 4) or 1),
+        logging_steps=max(1, updates_per_epoch // 4),
         load_best_model_at_end=True, metric_for_best_model=config.best_metric,
         greater_is_better=config.best_metric != "loss", save_total_limit=2, save_only_model=True,
         seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=not progress,
-        dataloader_num_workers=0,
+        dataloader_num_workers=0, **distributed.trainer_arguments(lora=not config.full),
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=validation_set, data_collator=collator,
         compute_metrics=compute_metrics, compute_loss_func=loss_func,
     )
+    # The heads' cross-entropy (and the class-weighted one) is a per-batch mean that ignores `num_items_in_batch`:
+    # the Trainer must divide it by the accumulation steps itself.
+    trainer.loss_is_scaled_for_ga = False
     trained, run_stats = run_trainer(trainer, PostfixProgress if progress else None)
     stats = parameter_counts(trained) | {"train_seconds": run_stats.pop("train_seconds"), "epochs": config.epochs,
                                          "train_examples": len(train_set), "best_metric": config.best_metric}
@@ -241,18 +267,23 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
                        history=list(trainer.state.log_history), stats=stats | run_stats)
 
 
-def run_trainer(trainer: Trainer, bar: type[ProgressCallback] | None) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Train (with `bar` as the one progress bar, or none); the trained model and the stats every task reports:
-    train_seconds, best_checkpoint, best_metric_value, world_process_zero, device."""
+def run_trainer(trainer: Trainer, bar: type[PostfixProgress] | None) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Train with `bar` as the one progress bar (plain lines instead when stderr is not a terminal), or with no
+    progress at all; the trained model and the stats every task reports: train_seconds, best_checkpoint,
+    best_metric_value, world_process_zero, device, and the launch (world_size, ddp_backend, effective_batch_size)."""
     if bar is not None:
         trainer.remove_callback(ProgressCallback)
-        trainer.add_callback(bar)
+        trainer.add_callback(bar if sys.stderr.isatty() else PlainProgress(bar.SHOWN))
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
     best = trainer.state.best_model_checkpoint
+    args = trainer.args
     return cast(torch.nn.Module, trainer.model), {
         "train_seconds": round(seconds, 2), "best_checkpoint": Path(best).name if best else None,
         "best_metric_value": trainer.state.best_metric, "world_process_zero": trainer.is_world_process_zero(),
-        "device": str(trainer.args.device),
+        "device": str(args.device), "world_size": args.world_size, "ddp_backend": distributed.backend(),
+        "per_device_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation": args.gradient_accumulation_steps,
+        "effective_batch_size": args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
     }
