@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", type=Path, help="keep training checkpoints here (for `lorakit export`)")
     train.add_argument("--onnx", action="store_true", help="also write model.onnx")
 
-    evaluate = verbs.add_parser("eval", help="evaluate a model directory on a labelled file",
+    evaluate = verbs.add_parser("eval", help="evaluate a model directory on a labelled file (predictions from the "
+                                "native core; metrics need the training extra)",
                                 formatter_class=Formatter)
     evaluate.add_argument("model_dir", type=Path, help="a lorakit model directory (any task)")
     add_data_arguments(evaluate)
@@ -140,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model_dir", type=Path, help="a lorakit model directory (any task)")
     texts = predict.add_mutually_exclusive_group(required=True)
     texts.add_argument("--text", action="append", help="text to run on (repeatable)")
-    texts.add_argument("--input", help="file of texts, '-' for stdin: one text per line, or JSON Lines with a "
-                       "\"text\" field (.jsonl, or --input-format jsonl)")
+    texts.add_argument("--input", metavar="FILE", help="file of texts, '-' for stdin: one text per line, or JSON "
+                       "Lines with a \"text\" field (.jsonl, or --input-format jsonl)")
     predict.add_argument("--input-format", choices=["auto", "lines", "jsonl"], default="auto",
                          help="auto: jsonl for a .jsonl file, lines otherwise (stdin included)")
     predict.add_argument("--top-k", type=int, default=3, help="sequence classification: labels shown per text")
