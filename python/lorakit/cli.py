@@ -354,6 +354,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    require_train("lorakit import")
     from .importer import import_adapter, import_full, parse_labels, read_lines
     from .manifest import read_manifest
     from .tasks import BY_CLI
