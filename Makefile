@@ -9,9 +9,23 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 NATIVE_STAMP := $(VENV)/.native-stamp
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock
+# The C library for Go: `make ffi` writes target/pkgconfig/lorakit{,-static}.pc for the in-tree (static) build,
+# and every go command run from here finds them; `make install-lib PREFIX=...` installs it for other modules.
+PREFIX ?= /usr/local
+LORAKIT_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+LORAKIT_SOMAJOR := $(firstword $(subst ., ,$(LORAKIT_VERSION)))
+IN_TREE_PC := $(CURDIR)/target/pkgconfig
+IN_TREE_PCS := $(IN_TREE_PC)/lorakit.pc $(IN_TREE_PC)/lorakit-static.pc
+export PKG_CONFIG_PATH := $(IN_TREE_PC)$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH))
+INSTALL_PREFIX = $(abspath $(PREFIX))
+INSTALL_LIBDIR = $(DESTDIR)$(INSTALL_PREFIX)/lib
+# $(call render_pc,TEMPLATE,PREFIX,LIBDIR,INCLUDEDIR)
+render_pc = sed -e 's|@PREFIX@|$(2)|g' -e 's|@LIBDIR@|$(3)|g' -e 's|@INCLUDEDIR@|$(4)|g' \
+	-e 's|@VERSION@|$(LORAKIT_VERSION)|g' $(1)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup native ffi fixtures demo test test-python test-rust test-go header-check lint bench clean
+.PHONY: install-lib test-go-consumer
 .PHONY: test-wheel
 
 help: ## Show this help
@@ -31,8 +45,25 @@ setup: $(NATIVE_STAMP) ## Create .venv, install Python deps and build the native
 
 native: $(NATIVE_STAMP) ## Build the Rust core into the Python package (maturin develop --release)
 
-ffi: ## Build the C ABI static library (target/release/liblorakit.a) and header
+ffi: $(IN_TREE_PCS) ## Build the C ABI (target/release/liblorakit.a and .so) and header
 	cargo build --release -p lorakit-ffi
+
+# In the tree both names link the static archive, so tests and `go run` need no LD_LIBRARY_PATH.
+$(IN_TREE_PCS): packaging/lorakit-static.pc.in Cargo.toml
+	@mkdir -p $(@D)
+	$(call render_pc,$<,$(CURDIR),$(CURDIR)/target/release,$(CURDIR)/rust/lorakit-ffi/include) > $@
+
+install-lib: ffi ## Install liblorakit.{a,so}, lorakit.h, lorakit{,-static}.pc under PREFIX (/usr/local)
+	install -d $(INSTALL_LIBDIR)/pkgconfig $(DESTDIR)$(INSTALL_PREFIX)/include
+	install -m 644 target/release/liblorakit.a $(INSTALL_LIBDIR)/liblorakit.a
+	install -m 755 target/release/liblorakit.so $(INSTALL_LIBDIR)/liblorakit.so.$(LORAKIT_VERSION)
+	ln -sf liblorakit.so.$(LORAKIT_VERSION) $(INSTALL_LIBDIR)/liblorakit.so.$(LORAKIT_SOMAJOR)
+	ln -sf liblorakit.so.$(LORAKIT_SOMAJOR) $(INSTALL_LIBDIR)/liblorakit.so
+	install -m 644 rust/lorakit-ffi/include/lorakit.h $(DESTDIR)$(INSTALL_PREFIX)/include/lorakit.h
+	for pc in lorakit lorakit-static; do \
+		$(call render_pc,packaging/$$pc.pc.in,$(INSTALL_PREFIX),$${prefix}/lib,$${prefix}/include) \
+			> $(INSTALL_LIBDIR)/pkgconfig/$$pc.pc; \
+	done
 
 fixtures: setup ## Generate tiny random models + golden vectors used by cargo and go tests
 	$(PY) scripts/make_fixtures.py $(LORAKIT_FIXTURES) --with-minilm
@@ -40,7 +71,7 @@ fixtures: setup ## Generate tiny random models + golden vectors used by cargo an
 demo: setup ffi ## Main job: train on the embedded default, export, run natively from Python and Go, print parity + metrics
 	$(PY) scripts/demo.py
 
-test: lint fixtures ffi test-python test-rust test-go test-wheel header-check ## Install everything, lint, run every test suite
+test: lint fixtures ffi test-python test-rust test-go test-go-consumer test-wheel header-check ## Install everything, lint, run every test suite
 
 test-python: setup
 	$(PY) -m pytest -q
@@ -54,11 +85,14 @@ test-rust: fixtures
 test-go: ffi fixtures
 	cd go && CGO_ENABLED=1 GOEXPERIMENT=cgocheck2 go test -race -count=1 ./...
 
+test-go-consumer: ffi fixtures ## A Go module outside the tree builds on an installed liblorakit
+	scripts/test_go_consumer.sh
+
 header-check: ffi ## Fail when the checked-in C header is stale
 	git diff --exit-code -- rust/lorakit-ffi/include/lorakit.h
 
 # Every check runs even when an earlier one fails, so one run lists all findings; the target fails if any did.
-lint: setup ## Static checks: clippy, rustfmt, ruff, mypy, stubtest of _native.pyi, go vet, gofmt
+lint: setup $(IN_TREE_PCS) ## Static checks: clippy, rustfmt, ruff, mypy, stubtest of _native.pyi, go vet, gofmt
 	@failed=""; \
 	run() { echo "+ $$*"; "$$@" || failed="$$failed\n  $$*"; }; \
 	run cargo clippy --workspace --all-targets -- -D warnings; \

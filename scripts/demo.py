@@ -46,7 +46,9 @@ def run_go_verifier(model_dir: Path) -> bool | None:
     if shutil.which("go") is None or not command_dir.is_dir():
         print("go verifier: not available (needs `go` and go/cmd/lorakit-verify); skipped")
         return None
-    env = dict(os.environ, CGO_ENABLED="1")
+    # go/lorakit finds liblorakit through pkg-config; `make ffi` writes the in-tree lorakit.pc here.
+    pc_path = os.pathsep.join(filter(None, [str(ROOT / "target" / "pkgconfig"), os.environ.get("PKG_CONFIG_PATH")]))
+    env = dict(os.environ, CGO_ENABLED="1", PKG_CONFIG_PATH=pc_path)
     proc = subprocess.run(["go", "run", "./cmd/lorakit-verify", str(model_dir)], cwd=ROOT / "go", env=env,
                           capture_output=True, text=True)
     print((proc.stdout + proc.stderr).rstrip())

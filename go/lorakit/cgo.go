@@ -9,11 +9,20 @@
 //	if errors.Is(err, lorakit.ErrFormat) { ... }
 //	res, err := m.Classify(texts)                 // the default task
 //	res, err = base.ClassifyWith("intent", texts) // a named adapter
+//
+// # Linking
+//
+// The package links the native library liblorakit (installed by `make install-lib` of the lorakit
+// repository) and finds it, with its header lorakit.h, through pkg-config:
+//
+//	go build                                 # pkg-config lorakit: the shared library liblorakit.so
+//	go build -tags lorakit_static            # pkg-config lorakit-static: the static archive liblorakit.a
+//	go build -tags lorakit_nopkgconfig       # no pkg-config: CGO_CFLAGS and CGO_LDFLAGS say where it is
+//
+// See docs/go.md in the repository.
 package lorakit
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../rust/lorakit-ffi/include
-#cgo LDFLAGS: ${SRCDIR}/../../target/release/liblorakit.a -lm -ldl -lpthread
 #include <stdlib.h>
 #include "lorakit.h"
 */
