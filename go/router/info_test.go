@@ -159,3 +159,28 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// A reload deletes the series of models and tasks it no longer serves, so label values stay the loaded set.
+func TestMetricsForgetModelsThatLeft(t *testing.T) {
+	h := loaded(t, &fakeLoader{})
+	h.do("POST", "/api/v1/classify", `{"text": "x", "task": "pii"}`)
+	if _, ok := h.metrics().value("lorakit_router_inference_duration_seconds", map[string]string{"model": "pii"}); !ok {
+		t.Fatal("no inference series for pii")
+	}
+	if err := os.RemoveAll(filepath.Join(h.root, "pii")); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := h.metrics()
+	if _, ok := m.value("lorakit_router_inference_duration_seconds", map[string]string{"model": "pii"}); ok {
+		t.Error("the inference series of a removed model survived the reload")
+	}
+	if _, ok := m.value("lorakit_router_texts_classified_total", map[string]string{"task": "pii"}); ok {
+		t.Error("the texts series of a removed task survived the reload")
+	}
+	if got, _ := m.value("lorakit_router_models_loaded", nil); got != 3 {
+		t.Errorf("models loaded %v", got)
+	}
+}
