@@ -17,6 +17,9 @@ LORAKIT_SOMAJOR := $(firstword $(subst ., ,$(LORAKIT_VERSION)))
 IN_TREE_PC := $(CURDIR)/target/pkgconfig
 IN_TREE_PCS := $(IN_TREE_PC)/lorakit.pc $(IN_TREE_PC)/lorakit-static.pc
 export PKG_CONFIG_PATH := $(IN_TREE_PC)$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH))
+# Go's build cache key holds CGO_CFLAGS but not pkg-config's output: naming the in-tree header directory keeps a
+# package compiled from this checkout against an installed liblorakit (another module's `replace`) out of here.
+export CGO_CFLAGS ?= -O2 -g -I$(CURDIR)/rust/lorakit-ffi/include
 INSTALL_PREFIX = $(abspath $(PREFIX))
 INSTALL_LIBDIR = $(DESTDIR)$(INSTALL_PREFIX)/lib
 # $(call render_pc,TEMPLATE,PREFIX,LIBDIR,INCLUDEDIR)
