@@ -161,21 +161,28 @@ def test_labels_file_and_golden_examples(bases: dict[str, Path], fixture_builder
     assert read_golden(out).texts[:2] == ["first golden text", "second one"]
 
 
-def test_embedding_adapter_imports(bases: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def embedding_adapter(base: Path, out: Path, targets: list[str]) -> None:
     torch.manual_seed(7)
-    model = get_peft_model(AutoModel.from_pretrained(bases["bert"]),
-                           LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=4, lora_alpha=8,
-                                      target_modules=["query", "value"]))
+    model = get_peft_model(AutoModel.from_pretrained(base), LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=4,
+                                                                       lora_alpha=8, target_modules=targets))
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0.0, 0.1)
-    model.save_pretrained(tmp_path / "adapter")
+    model.save_pretrained(out)
+
+
+def test_embedding_adapter_imports(bases: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    embedding_adapter(bases["bert"], tmp_path / "adapter", ["query", "value"])
     out = tmp_path / "emb"
     assert main(import_args(tmp_path / "adapter", out, bases["bert"], "--pooling", "cls")) == 0
     manifest = read_manifest(out)
     assert manifest.task == "embedding" and manifest.pooling == "cls" and manifest.normalize is True
     assert_verify_passes(out, capsys)
+    # "dense" also selects BERT's pooler, which feeds no embedding: refused with the fix, not half-applied.
+    embedding_adapter(bases["bert"], tmp_path / "with_pooler", ["query", "dense"])
+    assert_refused(import_args(tmp_path / "with_pooler", tmp_path / "emb2", bases["bert"]), tmp_path / "emb2",
+                   capsys, "pooler.dense", "exclude_modules")
 
 
 def fine_tuned_dir(base: Path, out: Path, labels: list[str] | None) -> Any:

@@ -70,6 +70,7 @@ def import_adapter(source: Path, base: Path, output: Path, *, labels: Sequence[s
     if task == EMBEDDING:
         if labels:
             raise ConfigError("an embedding adapter has no labels; drop --labels")
+        check_no_pooler_lora(shapes, config_path)
         labels = []
     else:
         size = head_size(task, base_path, saved, source)
@@ -103,6 +104,8 @@ def import_full(source: Path, output: Path, *, labels: Sequence[str] | None = No
 
     source, output = Path(source).absolute(), Path(output).absolute()
     check_output(output)
+    if not source.is_dir():
+        raise ModelDirError(f"{source}: directory not found")
     config_path = source / "config.json"
     if (source / ADAPTER_CONFIG).is_file():
         raise ConfigError(f"{source}: a PEFT adapter; pass --base DIR, the base model it was trained on")
@@ -134,8 +137,9 @@ def check_native(model_dir: Path, source: Path) -> None:
     for merged in (True, False) if has_adapter(model_dir) else (True,):
         try:
             report = Model.load(model_dir, merged=merged).verify_golden()
-        except LorakitError as exc:  # the core's own refusals (adapter variants, heads), same kind, named source
-            raise type(exc)(f"{source}: the native core refuses it: {exc}") from None
+        except LorakitError as exc:  # the core's own refusals (adapter variants, heads): same kind, named source
+            message = str(exc).replace(f"{model_dir}/", "")  # the unpublished copy's path means nothing to anyone
+            raise type(exc)(f"{source}: the native core refuses it: {message}") from None
         if not report.get("ok"):
             how = "merged" if merged else "base + adapter at runtime"
             raise ExportError(f"the native core ({how}) does not reproduce torch on the imported model: "
@@ -143,6 +147,8 @@ def check_native(model_dir: Path, source: Path) -> None:
 
 
 def require_adapter_files(source: Path) -> None:
+    if not source.is_dir():
+        raise ModelDirError(f"{source}: directory not found")
     if not (source / ADAPTER_CONFIG).is_file():
         raise ModelDirError(f"{source}: no {ADAPTER_CONFIG}, so not a PEFT adapter (a fine-tuned model directory "
                             "is imported without --base)")
@@ -237,6 +243,17 @@ def saved_modules(shapes: dict[str, list[int]]) -> dict[str, list[int]]:
             name = key[len(PEFT_PREFIX):].replace(".modules_to_save.default.", ".").replace(".modules_to_save.", ".")
             saved[name] = shape
     return saved
+
+
+def check_no_pooler_lora(shapes: dict[str, list[int]], config_path: Path) -> None:
+    """An embedding is pooled from the last hidden states: LoRA on BERT's pooler changes nothing a runtime
+    computes, and the runtimes refuse factors they would not apply."""
+    prefix = PEFT_PREFIX + "pooler."
+    pooler = sorted({key[len(PEFT_PREFIX):].split(".lora_")[0] for key in shapes
+                     if key.startswith(prefix) and ".lora_" in key})
+    if pooler:
+        raise UnsupportedError(f"{config_path}: LoRA on {listed(pooler)}, which feeds no embedding; train with "
+                               f"exclude_modules={pooler}")
 
 
 def head_size(task: str, base: Path, saved: dict[str, list[int]], source: Path) -> int:
