@@ -14,6 +14,7 @@ __all__ = [
     "TokenClassificationResult",
     "architectures",
     "max_positions",
+    "resolve_base",
     "mask_entities",
     "LorakitError",
     "IoError",
