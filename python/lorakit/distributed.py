@@ -38,18 +38,18 @@ def on_cpu() -> bool:
     return not torch.accelerator.is_available()
 
 
-def trainer_arguments(lora: bool) -> dict[str, Any]:
+def trainer_arguments() -> dict[str, Any]:
     """TrainingArguments for this launch. On CPU accelerate distributes only when told to use the CPU (otherwise
-    every process would train alone and export its own copy), and gloo is the CPU backend. LoRA leaves the frozen
-    base out of DDP's buckets and every trainable tensor (adapters, head) is on the forward path, so DDP needs no
-    search for unused parameters and would fail loudly if one appeared. lorakit's losses are per-batch means, not
-    sums over a token count shared between processes: the Trainer must not multiply them by the world size (it
-    would double the loss and the gradient on 2 processes)."""
-    arguments: dict[str, Any] = {"ddp_timeout": int(TIMEOUT.total_seconds()), "average_tokens_across_devices": False}
+    every process would train alone and export its own copy), and gloo is the CPU backend. Every trainable tensor
+    (LoRA adapters and saved head, or all weights with --full) is on the forward path of every architecture, and
+    PEFT's frozen base is not in DDP's buckets, so DDP skips the per-step search for unused parameters (tested in
+    test_distributed.py; an unused one would fail loudly). lorakit's losses are per-batch means, not sums over a
+    token count shared between processes: the Trainer must not multiply them by the world size (that would double
+    the loss and the gradient on 2 processes)."""
+    arguments: dict[str, Any] = {"ddp_timeout": int(TIMEOUT.total_seconds()), "average_tokens_across_devices": False,
+                                 "ddp_find_unused_parameters": False}
     if world_size() > 1 and on_cpu():
         arguments |= {"use_cpu": True, "ddp_backend": "gloo"}
-    if lora:
-        arguments["ddp_find_unused_parameters"] = False
     return arguments
 
 

@@ -400,7 +400,7 @@ def train_embedding(base: Path, train: list[Pair], validation: list[Pair], confi
         load_best_model_at_end=True, metric_for_best_model=best_metric, greater_is_better=scored,
         save_total_limit=2, save_only_model=True, seed=config.seed, data_seed=config.seed, report_to="none",
         disable_tqdm=not progress, dataloader_num_workers=0, remove_unused_columns=False, label_names=["labels"],
-        **trainer_arguments(lora=True),
+        **trainer_arguments(),
     )
     trainer = PairTrainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=validation_set,

@@ -251,7 +251,7 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
         load_best_model_at_end=True, metric_for_best_model=config.best_metric,
         greater_is_better=config.best_metric != "loss", save_total_limit=2, save_only_model=True,
         seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=not progress,
-        dataloader_num_workers=0, **distributed.trainer_arguments(lora=not config.full),
+        dataloader_num_workers=0, **distributed.trainer_arguments(),
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=validation_set, data_collator=collator,
