@@ -28,9 +28,9 @@ type classifyRequest struct {
 }
 
 type batchRequest struct {
-	Texts    []string `json:"texts"`
-	TaskType string   `json:"task_type"`
-	Options  Options  `json:"options"`
+	Texts    Texts   `json:"texts"`
+	TaskType string  `json:"task_type"`
+	Options  Options `json:"options"`
 }
 
 // Classification is the answer for one text and one task: a Prediction for sequence classification, the
@@ -113,7 +113,7 @@ func (s *Server) handleClassify(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g := s.acquireOrUnavailable(w)
+	g := s.servingOrUnavailable(w)
 	if g == nil {
 		return
 	}
@@ -146,7 +146,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g := s.acquireOrUnavailable(w)
+	g := s.servingOrUnavailable(w)
 	if g == nil {
 		return
 	}

@@ -91,7 +91,7 @@ func resolveCompat(g *generation, role compatRole, configured string) (*LoadedMo
 // compatModel acquires the current generation and resolves role in it; on failure it has answered the
 // request and returns a nil generation. The caller releases the generation.
 func (s *Server) compatModel(w http.ResponseWriter, role compatRole, configured string) (*generation, *LoadedModel, string) {
-	g := s.acquireOrUnavailable(w)
+	g := s.servingOrUnavailable(w)
 	if g == nil {
 		return nil, nil, ""
 	}

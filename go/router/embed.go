@@ -12,8 +12,8 @@ import (
 )
 
 type embedRequest struct {
-	Texts []string `json:"texts"`
-	Model string   `json:"model"` // serving task or model id; "" = the only embedding model
+	Texts Texts  `json:"texts"`
+	Model string `json:"model"` // serving task or model id; "" = the only embedding model
 }
 
 type embedTiming struct {
@@ -34,9 +34,9 @@ type embedResponse struct {
 }
 
 type similarityRequest struct {
-	TextsA []string `json:"texts_a"`
-	TextsB []string `json:"texts_b"`
-	Model  string   `json:"model"`
+	TextsA Texts  `json:"texts_a"`
+	TextsB Texts  `json:"texts_b"`
+	Model  string `json:"model"`
 }
 
 type similarityResponse struct {
@@ -59,7 +59,7 @@ func (s *Server) handleEmbed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g := s.acquireOrUnavailable(w)
+	g := s.servingOrUnavailable(w)
 	if g == nil {
 		return
 	}
@@ -110,7 +110,7 @@ func (s *Server) handleSimilarity(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g := s.acquireOrUnavailable(w)
+	g := s.servingOrUnavailable(w)
 	if g == nil {
 		return
 	}

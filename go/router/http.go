@@ -84,6 +84,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) *api
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if e := nullTextAPIError(err); e != nil {
+			return e
+		}
 		return errorf(http.StatusBadRequest, codeInvalidJSON, "malformed JSON: %v", err)
 	}
 	if dec.More() {
@@ -221,6 +224,21 @@ func (s *Server) acquireOrUnavailable(w http.ResponseWriter) *generation {
 			msg = "models are loading"
 		}
 		writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "%s", msg))
+	}
+	return g
+}
+
+// servingOrUnavailable is acquireOrUnavailable for routes that run a model: a generation that serves no
+// model (every directory skipped or refused) answers 503 no_models too, since no name could be right.
+func (s *Server) servingOrUnavailable(w http.ResponseWriter) *generation {
+	g := s.acquireOrUnavailable(w)
+	if g != nil && len(g.models) == 0 {
+		e := errorf(http.StatusServiceUnavailable, codeNoModels,
+			"no models are loaded: generation %d serves none (%d skipped, %d failed; see /api/v1/models)",
+			g.id, len(g.catalog.Skipped), len(g.failed))
+		g.release()
+		writeError(w, e)
+		return nil
 	}
 	return g
 }

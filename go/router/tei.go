@@ -42,8 +42,12 @@ func parsePredictInputs(raw json.RawMessage) (texts []string, batch bool, e *api
 	if json.Unmarshal(raw, &one) == nil {
 		return []string{one}, false, nil
 	}
-	var flat []string
-	if json.Unmarshal(raw, &flat) == nil {
+	var flat Texts
+	err := json.Unmarshal(raw, &flat)
+	if e := nullTextAPIError(err); e != nil {
+		return nil, false, e
+	}
+	if err == nil {
 		switch len(flat) {
 		case 1:
 			return flat, false, nil
@@ -53,8 +57,12 @@ func parsePredictInputs(raw json.RawMessage) (texts []string, batch bool, e *api
 		return nil, false, errorf(http.StatusBadRequest, codeInvalidRequest,
 			`inputs: want a string, a pair [string, string] or a batch [[string], ...], got a list of %d strings`, len(flat))
 	}
-	var nested [][]string
-	if err := json.Unmarshal(raw, &nested); err != nil || len(nested) == 0 {
+	var nested []Texts
+	err = json.Unmarshal(raw, &nested)
+	if e := nullTextAPIError(err); e != nil {
+		return nil, false, e
+	}
+	if err != nil || len(nested) == 0 {
 		return nil, false, errorf(http.StatusBadRequest, codeInvalidRequest,
 			`inputs is required: a string, or a batch [["t1"], ["t2"], ...]`)
 	}
@@ -77,8 +85,15 @@ func parseEmbedInputs(raw json.RawMessage) ([]string, *apiError) {
 	if !absent(raw) && json.Unmarshal(raw, &one) == nil {
 		return []string{one}, nil
 	}
-	var many []string
-	if absent(raw) || json.Unmarshal(raw, &many) != nil {
+	var many Texts
+	if absent(raw) {
+		return nil, errorf(http.StatusBadRequest, codeInvalidRequest, "inputs is required: a string or a list of strings")
+	}
+	err := json.Unmarshal(raw, &many)
+	if e := nullTextAPIError(err); e != nil {
+		return nil, e
+	}
+	if err != nil {
 		return nil, errorf(http.StatusBadRequest, codeInvalidRequest, "inputs is required: a string or a list of strings")
 	}
 	return many, nil

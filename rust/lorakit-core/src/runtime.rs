@@ -1,5 +1,8 @@
-//! Where and how compute runs: device, a dedicated thread pool, and the batched classification path shared by
+//! Where and how compute runs: device, a compute thread pool shared by every model of one thread count, and the batched classification path shared by
 //! merged models and adapters on a shared base.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::Device;
 use rayon::ThreadPool;
@@ -21,7 +24,7 @@ const TOKENS_PER_CHUNK: usize = 8192;
 
 pub(crate) struct Runtime {
     pub device: Device,
-    pool: ThreadPool,
+    pool: Arc<ThreadPool>,
     pub max_batch: usize,
     pub verify_checksums: bool,
 }
@@ -37,11 +40,7 @@ impl Runtime {
             // Physical cores (or RAYON_NUM_THREADS), as candle counts them.
             None => candle_core::utils::get_num_threads(),
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("lorakit-compute-{i}"))
-            .build()
-            .map_err(|e| Error::Internal(format!("cannot start {threads} compute threads: {e}")))?;
+        let pool = shared_pool(threads)?;
         Ok(Runtime {
             device: make_device(opts.device)?,
             pool,
@@ -197,6 +196,28 @@ impl Runtime {
     }
 }
 
+/// The process-wide compute pool of `threads` threads, started on first use and reused by every later model.
+/// A pool per model would start new threads on every load, and glibc keeps each thread's malloc arena after
+/// the thread exits: a server that reloads its models would grow by those arenas on every reload.
+fn shared_pool(threads: usize) -> Result<Arc<ThreadPool>> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<ThreadPool>>>> = OnceLock::new();
+    let mut pools = POOLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(pool) = pools.get(&threads) {
+        return Ok(Arc::clone(pool));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |i| format!("lorakit-compute-{threads}-{i}"))
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start {threads} compute threads: {e}")))?;
+    let pool = Arc::new(pool);
+    pools.insert(threads, Arc::clone(&pool));
+    Ok(pool)
+}
+
 fn expect_kind(task: &Task, kind: TaskKind, call: &str) -> Result<()> {
     let actual = task.head.kind();
     if actual == kind {
@@ -259,5 +280,35 @@ pub(crate) fn make_device(spec: DeviceSpec) -> Result<Device> {
         DeviceSpec::Cuda(ordinal) => Err(Error::Unsupported(format!(
             "CUDA device {ordinal} requested, but lorakit-core was built without the `cuda` feature"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_threads(threads: usize) -> Runtime {
+        Runtime::new(&LoadOptions {
+            threads: Some(threads),
+            ..LoadOptions::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn runtimes_of_one_thread_count_share_one_pool() {
+        let (a, b) = (with_threads(3), with_threads(3));
+        assert!(Arc::ptr_eq(&a.pool, &b.pool));
+        assert_eq!(a.threads(), 3);
+        let other = with_threads(2);
+        assert!(!Arc::ptr_eq(&a.pool, &other.pool));
+        assert_eq!(other.threads(), 2);
+    }
+
+    #[test]
+    fn dropping_every_runtime_keeps_the_pool_for_the_next_load() {
+        let first = Arc::as_ptr(&with_threads(5).pool);
+        let again = with_threads(5);
+        assert_eq!(first, Arc::as_ptr(&again.pool));
     }
 }

@@ -1,0 +1,84 @@
+package router_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lorakit/lorakit/go/discovery/discoverytest"
+	"github.com/lorakit/lorakit/go/router"
+)
+
+// modelRoutes are the routes that run a model, each with a request that is valid in shape.
+var modelRoutes = []struct{ path, body string }{
+	{"/api/v1/classify", `{"text": "hi", "task": "intent"}`},
+	{"/api/v1/classify/batch", `{"texts": ["hi"], "task_type": "intent"}`},
+	{"/api/v1/classify/batch", `{"texts": ["hi"], "task_type": "all"}`},
+	{"/api/v1/classify/intent", `{"text": "hi"}`},
+	{"/api/v1/classify/pii", `{"text": "hi"}`},
+	{"/api/v1/classify/security", `{"text": "hi"}`},
+	{"/api/v1/embed", `{"texts": ["hi"]}`},
+	{"/api/v1/similarity", `{"texts_a": ["hi"], "texts_b": ["ho"]}`},
+	{"/predict", `{"inputs": "hi"}`},
+	{"/embed", `{"inputs": "hi"}`},
+}
+
+// A generation in which every directory was skipped serves nothing: every model route answers 503
+// no_models (as before the first load), not 404 for a name that could never be right.
+func TestEmptyGenerationAnswers503(t *testing.T) {
+	root := t.TempDir()
+	discoverytest.WriteModel(t, root, "broken", discoverytest.Spec{Labels: []string{"a", "b"}})
+	if err := os.WriteFile(filepath.Join(root, "broken", "lorakit.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, root, &fakeLoader{}, router.Limits{})
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range modelRoutes {
+		status, body := h.do("POST", rt.path, rt.body)
+		if status != 503 || errorCode(t, body) != "no_models" {
+			t.Errorf("%s %s: %d %v, want 503 no_models", rt.path, rt.body, status, body)
+		}
+		msg := body["error"].(map[string]any)["message"].(string)
+		if !strings.Contains(msg, "1 skipped") {
+			t.Errorf("%s: message %q does not count the skipped directory", rt.path, msg)
+		}
+	}
+	// The listing still answers, and says why nothing is served.
+	status, body := h.do("GET", "/api/v1/models", "")
+	if status != 200 || len(body["skipped"].([]any)) != 1 {
+		t.Errorf("/api/v1/models: %d %v", status, body)
+	}
+}
+
+// A null inside a list of texts is refused (400 invalid_request naming its index), never classified as "".
+func TestNullTextsAreRefused(t *testing.T) {
+	h := loaded(t, &fakeLoader{})
+	cases := []struct{ path, body string }{
+		{"/api/v1/classify/batch", `{"texts": ["a", null], "task_type": "intent"}`},
+		{"/api/v1/classify/batch", `{"texts": [null], "task_type": "all"}`},
+		{"/api/v1/embed", `{"texts": ["a", null]}`},
+		{"/api/v1/similarity", `{"texts_a": ["a"], "texts_b": [null]}`},
+		{"/predict", `{"inputs": [null]}`},
+		{"/predict", `{"inputs": [["a"], [null]]}`},
+		{"/embed", `{"inputs": ["a", null]}`},
+	}
+	for _, c := range cases {
+		status, body := h.do("POST", c.path, c.body)
+		if status != 400 || errorCode(t, body) != "invalid_request" {
+			t.Errorf("%s %s: %d %v, want 400 invalid_request", c.path, c.body, status, body)
+			continue
+		}
+		if msg := body["error"].(map[string]any)["message"].(string); !strings.Contains(msg, "is null") {
+			t.Errorf("%s %s: message %q does not say which text is null", c.path, c.body, msg)
+		}
+	}
+	// A null list is still "missing", not a null text.
+	status, body := h.do("POST", "/api/v1/classify/batch", `{"texts": null, "task_type": "intent"}`)
+	if status != 400 || !strings.Contains(body["error"].(map[string]any)["message"].(string), "texts is required") {
+		t.Errorf("null list: %d %v", status, body)
+	}
+}
