@@ -9,12 +9,15 @@ import "C"
 import "unsafe"
 
 // Options configures Load and LoadBase. The zero value means: CPU, physical cores, checksums verified,
-// the core's default batch limit (1024).
+// the core's default batch limit (1024), NaN or Inf outputs refused.
 type Options struct {
 	Device        string // "cpu" (default), "cuda", "cuda:N"
 	Threads       int    // 0 = physical cores
 	SkipChecksums bool   // default false: verify lorakit.json sha256 table
 	MaxBatch      int    // 0 = core default (1024)
+	// AllowNonFinite returns NaN or Inf outputs (logits, token logits, embeddings) as they are; by default a
+	// call that produces one fails with ErrCompute naming the text and the output.
+	AllowNonFinite bool
 }
 
 // toC converts the options; the returned release func frees the C strings.
@@ -34,5 +37,6 @@ func (o Options) toC() (C.LorakitOptions, func(), error) {
 	opts.threads = C.size_t(o.Threads)
 	opts.skip_checksums = C.bool(o.SkipChecksums)
 	opts.max_batch = C.size_t(o.MaxBatch)
+	opts.allow_non_finite = C.bool(o.AllowNonFinite)
 	return opts, func() { C.free(unsafe.Pointer(device)) }, nil
 }

@@ -1,6 +1,7 @@
 package lorakit
 
 import (
+	"errors"
 	"fmt"
 	"math"
 )
@@ -41,7 +42,8 @@ func newReport(checks ...[]Check) *ParityReport {
 
 // CheckModel tokenizes the golden texts and runs the default task of m with the call of the golden output
 // (Classify, ExtractEntities or Embed), then compares token ids exactly, outputs within the tolerance and the
-// discrete answers (argmax, entities) exactly. An error means the model could not compute them at all.
+// discrete answers (argmax, entities) exactly. Non-finite outputs (ErrCompute unless m allows them) are a failed
+// check. An error means the model could not compute them at all.
 func (g *Golden) CheckModel(m *Model) (*ParityReport, error) { return g.CheckAdapter(m, "") }
 
 // CheckAdapter is CheckModel for the named adapter of m ("" = the default task).
@@ -55,23 +57,34 @@ func (g *Golden) CheckAdapter(m *Model, adapter string) (*ParityReport, error) {
 	case OutputTokenLogits:
 		res, err := m.ExtractEntitiesWith(adapter, g.Texts)
 		if err != nil {
-			return nil, err
+			return g.nonFinite(enc, "token_logits", err)
 		}
 		outputs = g.CompareEntityResult(res)
 	case OutputEmbeddings:
 		res, err := m.EmbedWith(adapter, g.Texts)
 		if err != nil {
-			return nil, err
+			return g.nonFinite(enc, "embeddings", err)
 		}
 		outputs = g.CompareEmbeddings(res)
 	default:
 		res, err := m.ClassifyWith(adapter, g.Texts)
 		if err != nil {
-			return nil, err
+			return g.nonFinite(enc, "logits", err)
 		}
 		outputs = g.CompareResult(res)
 	}
 	return newReport(g.CompareEncoding(enc), outputs), nil
+}
+
+// nonFinite turns the ErrCompute of a model loaded without AllowNonFinite into a failed check of output (a NaN
+// or Inf output is a mismatch, never a pass); any other error is returned as it is.
+func (g *Golden) nonFinite(enc *Encoding, output string, err error) (*ParityReport, error) {
+	if !errors.Is(err, ErrCompute) {
+		return nil, err
+	}
+	failed := Check{Output: output, Mismatches: -1, MaxAbsDiff: math.Inf(1), Tolerance: g.Tolerance, Row: -1,
+		Col: -1, Detail: err.Error()}
+	return newReport(g.CompareEncoding(enc), []Check{failed}), nil
 }
 
 // CompareEncoding compares token ids and attention masks exactly.

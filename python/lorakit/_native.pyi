@@ -112,6 +112,7 @@ class Model:
         threads: int | None = None,
         verify_checksums: bool = True,
         max_batch: int = 1024,
+        allow_non_finite: bool = False,
     ) -> Model: ...
     @staticmethod
     def load_base(
@@ -120,6 +121,7 @@ class Model:
         threads: int | None = None,
         verify_checksums: bool = True,
         max_batch: int = 1024,
+        allow_non_finite: bool = False,
     ) -> Model: ...
     def add_adapter(self, name: str, dir: str | PathLike[str]) -> None: ...
     def remove_adapter(self, name: str) -> bool: ...

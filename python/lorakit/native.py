@@ -3,6 +3,10 @@
 `Model` is the one handle: `Model.load` gives a model directory's own task (merged, or its adapter applied at
 runtime); `Model.load_base` gives a base that takes any number of named adapters. Every error is a subclass of
 `lorakit.errors.LorakitError`, one class per error kind of the core.
+
+NaN or Inf outputs (logits, token logits, embeddings; e.g. from NaN or Inf weights) raise `ComputeError` naming the
+text and the output; `Model.load(..., allow_non_finite=True)` (and `load_base`) returns the raw values instead.
+`verify_golden` always compares the raw values and reports non-finite ones as a mismatch.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@
 mod base;
 mod entities;
 pub mod error;
+mod finite;
 mod golden;
 mod heads;
 mod kernels;
@@ -70,6 +71,8 @@ pub struct LoadOptions {
     pub threads: Option<usize>,
     /// Largest batch one `classify` call accepts (Input error above it).
     pub max_batch: usize,
+    /// Return NaN or Inf outputs as they are; by default they are a Compute error naming the text and output.
+    pub allow_non_finite: bool,
 }
 
 impl Default for LoadOptions {
@@ -79,6 +82,7 @@ impl Default for LoadOptions {
             verify_checksums: true,
             threads: None,
             max_batch: 1024,
+            allow_non_finite: false,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use crate::base::{load_base, Backbone, LoadedBase};
 use crate::error::{Error, Result};
+use crate::finite::{self, Output};
 use crate::golden;
 use crate::manifest::{ModelDir, TaskKind};
 use crate::runtime::Runtime;
@@ -45,6 +46,8 @@ pub struct Model {
     tasks: RwLock<BTreeMap<String, Arc<Task>>>,
     /// The task a call that names none uses.
     default_task: Option<String>,
+    /// `LoadOptions::allow_non_finite`: hand out NaN/Inf outputs instead of a Compute error.
+    allow_non_finite: bool,
 }
 
 impl Model {
@@ -74,6 +77,7 @@ impl Model {
             backbone,
             runtime,
             base,
+            allow_non_finite: opts.allow_non_finite,
         })
     }
 
@@ -91,6 +95,7 @@ impl Model {
             base: Some(base),
             tasks: RwLock::new(BTreeMap::new()),
             default_task: None,
+            allow_non_finite: opts.allow_non_finite,
         })
     }
 
@@ -196,7 +201,12 @@ impl Model {
     /// Sequence classification (intent, topic, jailbreak): logits per text.
     pub fn classify(&self, texts: &[&str], task: Option<&str>) -> Result<Classification> {
         let (_, t) = self.resolve(task)?;
-        self.runtime.classify(&self.backbone, &t, texts)
+        let result = self.runtime.classify(&self.backbone, &t, texts)?;
+        if !self.allow_non_finite {
+            let rows = result.logits.chunks(result.num_labels.max(1));
+            finite::check("classify", Output::Logits(&result.labels), rows)?;
+        }
+        Ok(result)
     }
 
     /// Token classification (PII / NER): token logits and entity spans per text.
@@ -206,13 +216,27 @@ impl Model {
         task: Option<&str>,
     ) -> Result<TokenClassification> {
         let (_, t) = self.resolve(task)?;
-        self.runtime.extract_entities(&self.backbone, &t, texts)
+        let result = self.runtime.extract_entities(&self.backbone, &t, texts)?;
+        if !self.allow_non_finite {
+            let rows = result.token_logits.iter().map(Vec::as_slice);
+            finite::check(
+                "extract_entities",
+                Output::TokenLogits(&result.labels),
+                rows,
+            )?;
+        }
+        Ok(result)
     }
 
     /// Sentence embeddings, pooled and normalised as the manifest says.
     pub fn embed(&self, texts: &[&str], task: Option<&str>) -> Result<Embeddings> {
         let (_, t) = self.resolve(task)?;
-        self.runtime.embed(&self.backbone, &t, texts)
+        let result = self.runtime.embed(&self.backbone, &t, texts)?;
+        if !self.allow_non_finite {
+            let rows = result.values.chunks(result.dim.max(1));
+            finite::check("embed", Output::Embedding, rows)?;
+        }
+        Ok(result)
     }
 
     /// Tokenize exactly as `classify` does (truncation to max_seq_len, padding to the longest).

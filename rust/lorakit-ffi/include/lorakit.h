@@ -113,6 +113,10 @@ typedef struct LorakitOptions {
    Largest batch one classify call accepts; 0 = the core default (1024).
    */
   size_t max_batch;
+  /*
+   true returns NaN/Inf outputs as they are (default false: they are `LORAKIT_COMPUTE`, naming the text).
+   */
+  bool allow_non_finite;
 } LorakitOptions;
 
 #define LORAKIT_OK 0

@@ -17,6 +17,8 @@ pub struct LorakitOptions {
     pub skip_checksums: bool,
     /// Largest batch one classify call accepts; 0 = the core default (1024).
     pub max_batch: usize,
+    /// true returns NaN/Inf outputs as they are (default false: they are `LORAKIT_COMPUTE`, naming the text).
+    pub allow_non_finite: bool,
 }
 
 /// # Safety
@@ -37,6 +39,7 @@ pub(crate) unsafe fn load_options(opts: *const LorakitOptions) -> Result<LoadOpt
     if opts.max_batch != 0 {
         out.max_batch = opts.max_batch;
     }
+    out.allow_non_finite = opts.allow_non_finite;
     Ok(out)
 }
 
@@ -58,12 +61,14 @@ mod tests {
             threads: 0,
             skip_checksums: false,
             max_batch: 0,
+            allow_non_finite: false,
         };
         let got = unsafe { load_options(&zero) }.unwrap();
         assert_eq!(
             (got.device, got.threads, got.max_batch),
             (DeviceSpec::Cpu, None, defaults.max_batch)
         );
+        assert!(!got.allow_non_finite);
     }
 
     #[test]
@@ -73,11 +78,17 @@ mod tests {
             threads: 3,
             skip_checksums: true,
             max_batch: 4096,
+            allow_non_finite: true,
         };
         let got = unsafe { load_options(&opts) }.unwrap();
         assert_eq!(
-            (got.verify_checksums, got.threads, got.max_batch),
-            (false, Some(3), 4096)
+            (
+                got.verify_checksums,
+                got.threads,
+                got.max_batch,
+                got.allow_non_finite
+            ),
+            (false, Some(3), 4096, true)
         );
     }
 
@@ -89,6 +100,7 @@ mod tests {
             threads: 0,
             skip_checksums: false,
             max_batch: 0,
+            allow_non_finite: false,
         };
         assert!(matches!(
             unsafe { load_options(&opts) },

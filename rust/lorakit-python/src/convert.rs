@@ -37,6 +37,7 @@ pub fn load_options(
     threads: Option<usize>,
     verify_checksums: bool,
     max_batch: usize,
+    allow_non_finite: bool,
 ) -> PyResult<LoadOptions> {
     let device: DeviceSpec = device.parse().map_err(to_py)?;
     Ok(LoadOptions {
@@ -44,6 +45,7 @@ pub fn load_options(
         verify_checksums,
         threads,
         max_batch,
+        allow_non_finite,
     })
 }
 

@@ -28,7 +28,9 @@ fn texts_ref(texts: &[String]) -> Vec<&str> {
 #[pymethods]
 impl Model {
     #[staticmethod]
-    #[pyo3(signature = (dir, merged=true, device="cpu", threads=None, verify_checksums=true, max_batch=1024))]
+    // One parameter per Python keyword argument.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (dir, merged=true, device="cpu", threads=None, verify_checksums=true, max_batch=1024, allow_non_finite=false))]
     fn load(
         py: Python<'_>,
         dir: PathBuf,
@@ -37,8 +39,15 @@ impl Model {
         threads: Option<usize>,
         verify_checksums: bool,
         max_batch: usize,
+        allow_non_finite: bool,
     ) -> PyResult<Model> {
-        let opts = load_options(device, threads, verify_checksums, max_batch)?;
+        let opts = load_options(
+            device,
+            threads,
+            verify_checksums,
+            max_batch,
+            allow_non_finite,
+        )?;
         let model = detached(py, || lorakit_core::Model::load(&dir, merged, &opts))?;
         Ok(Model {
             inner: Arc::new(model),
@@ -46,7 +55,7 @@ impl Model {
     }
 
     #[staticmethod]
-    #[pyo3(signature = (dir, device="cpu", threads=None, verify_checksums=true, max_batch=1024))]
+    #[pyo3(signature = (dir, device="cpu", threads=None, verify_checksums=true, max_batch=1024, allow_non_finite=false))]
     fn load_base(
         py: Python<'_>,
         dir: PathBuf,
@@ -54,8 +63,15 @@ impl Model {
         threads: Option<usize>,
         verify_checksums: bool,
         max_batch: usize,
+        allow_non_finite: bool,
     ) -> PyResult<Model> {
-        let opts = load_options(device, threads, verify_checksums, max_batch)?;
+        let opts = load_options(
+            device,
+            threads,
+            verify_checksums,
+            max_batch,
+            allow_non_finite,
+        )?;
         let model = detached(py, || lorakit_core::Model::load_base(&dir, &opts))?;
         Ok(Model {
             inner: Arc::new(model),

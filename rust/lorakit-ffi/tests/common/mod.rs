@@ -29,6 +29,7 @@ pub fn one_thread() -> LorakitOptions {
         threads: 1,
         skip_checksums: false,
         max_batch: 0,
+        allow_non_finite: false,
     }
 }
 
