@@ -11,8 +11,11 @@ import (
 	"sort"
 )
 
-// FileSHA256 returns the lower-case hex sha256 of a regular file.
+// FileSHA256 returns the lower-case hex sha256 of a regular file (anything else is refused unopened).
 func FileSHA256(name string) (string, error) {
+	if _, err := regularFile(name); err != nil {
+		return "", err
+	}
 	f, err := os.Open(name)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -35,15 +38,20 @@ func FileSHA256(name string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// VerifyFiles checks that every file in the manifest's sha256 table exists under dir and matches.
-// Files are visited in sorted order so the reported problem is deterministic.
-func VerifyFiles(dir string, m *Manifest) error {
+// sortedFiles lists the manifest's sha256 table in name order.
+func (m *Manifest) sortedFiles() []string {
 	rels := make([]string, 0, len(m.Files))
 	for rel := range m.Files {
 		rels = append(rels, rel)
 	}
 	sort.Strings(rels)
-	for _, rel := range rels {
+	return rels
+}
+
+// VerifyFiles checks that every file in the manifest's sha256 table exists under dir and matches.
+// Files are visited in sorted order so the reported problem is deterministic.
+func VerifyFiles(dir string, m *Manifest) error {
+	for _, rel := range m.sortedFiles() {
 		if err := checkRelPath(rel); err != nil {
 			return fmt.Errorf("%w: %v", ErrManifest, err)
 		}

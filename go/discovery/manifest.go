@@ -101,7 +101,11 @@ func ValidName(s string) bool { return namePattern.MatchString(s) }
 
 // ReadManifest reads and validates dir/lorakit.json.
 func ReadManifest(dir string) (*Manifest, error) {
-	f, err := os.Open(filepath.Join(dir, ManifestFile))
+	name := filepath.Join(dir, ManifestFile)
+	if _, err := regularFile(name); errors.Is(err, ErrUnsafePath) {
+		return nil, err
+	}
+	f, err := os.Open(name)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s not found", ErrMissingFile, ManifestFile)

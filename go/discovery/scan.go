@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Mode is how a model is loaded.
@@ -80,6 +82,12 @@ type Options struct {
 	ResolveBase func(modelDir string) (string, error)
 	// Logger receives one record per discovered or skipped directory; nil discards.
 	Logger *slog.Logger
+	// FollowSymlinks serves model directories and files whose symlinks lead outside the root; by default
+	// they are skipped with ErrUnsafePath (a base directory named by an adapter may live anywhere).
+	FollowSymlinks bool
+	// ReadTimeout bounds the reads of each model directory (0 = unbounded); one that takes longer is
+	// skipped with ErrTimeout, so a hung filesystem cannot stall a reload forever.
+	ReadTimeout time.Duration
 }
 
 // Architecture is one encoder family a loader serves: its config.json model_type and the other model_type
@@ -162,19 +170,27 @@ func Scan(root string, opts Options) (*Catalog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("models root %q: %w", root, err)
 	}
-	entries, err := os.ReadDir(abs)
+	var realRoot string
+	entries, err := bounded(opts.ReadTimeout, "listing the models root", func() ([]os.DirEntry, error) {
+		var err error
+		if realRoot, err = filepath.EvalSymlinks(abs); err != nil {
+			return nil, err
+		}
+		return os.ReadDir(abs)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("models root %q: %w", root, err)
 	}
-	s := scanner{opts: opts, tasks: tasks, archs: opts.served(), logger: logger, baseSums: map[string]baseCheck{}}
+	s := &scanner{opts: opts, tasks: tasks, archs: opts.served(), logger: logger, realRoot: realRoot,
+		baseSums: map[string]baseCheck{}}
 	cat := &Catalog{Root: abs}
 	for _, e := range entries {
 		dir := filepath.Join(abs, e.Name())
-		if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		m, err := bounded(opts.ReadTimeout, "reading "+dir, func() (*Model, error) { return s.inspect(e.Name(), dir) })
+		if errors.Is(err, errNotDir) {
 			logger.Debug("not a directory, ignored", "path", dir)
 			continue
 		}
-		m, err := s.inspect(e.Name(), dir)
 		if err != nil {
 			cat.Skipped = append(cat.Skipped, Skipped{ID: e.Name(), Dir: dir, Err: err})
 			level := slog.LevelWarn
@@ -197,6 +213,9 @@ func Scan(root string, opts Options) (*Catalog, error) {
 // errNotModel marks directories that are not model directories at all (hidden, temporary, no manifest).
 var errNotModel = errors.New("not a lorakit model directory")
 
+// errNotDir marks root entries that are not directories (ignored, not listed as skipped).
+var errNotDir = errors.New("not a directory")
+
 type baseCheck struct {
 	sum string
 	err error
@@ -207,7 +226,11 @@ type scanner struct {
 	tasks    []string
 	archs    []string // accepted model_type values; nil accepts any
 	logger   *slog.Logger
-	baseSums map[string]baseCheck // base directory -> sha256 of its weights, hashed once per scan
+	realRoot string // the root with its symlinks resolved
+	// baseSums maps a base directory to the sha256 of its weights, hashed once per scan; locked because an
+	// inspection abandoned after ReadTimeout may still be running.
+	mu       sync.Mutex
+	baseSums map[string]baseCheck
 }
 
 // ignoredName says why a directory name is never a model (hidden, or an export still being written).
@@ -222,15 +245,29 @@ func ignoredName(name string) string {
 }
 
 func (s *scanner) inspect(id, dir string) (*Model, error) {
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		return nil, errNotDir
+	}
 	if why := ignoredName(id); why != "" {
 		return nil, fmt.Errorf("%w: %s", errNotModel, why)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ManifestFile)); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: no %s", errNotModel, ManifestFile)
 	}
+	if err := insideRoot(s.realRoot, filepath.Join(dir, ManifestFile), s.opts.FollowSymlinks); err != nil {
+		return nil, err
+	}
 	man, err := ReadManifest(dir)
 	if err != nil {
 		return nil, err
+	}
+	for _, rel := range man.sortedFiles() {
+		if checkRelPath(rel) != nil {
+			continue // VerifyFiles reports it
+		}
+		if err := insideRoot(s.realRoot, filepath.Join(dir, filepath.FromSlash(rel)), s.opts.FollowSymlinks); err != nil {
+			return nil, fmt.Errorf("%s (listed in %s): %w", rel, ManifestFile, err)
+		}
 	}
 	if !contains(s.tasks, man.Task) {
 		return nil, fmt.Errorf("%w: task %q is not served (serving %s)", ErrUnsupported, man.Task, strings.Join(s.tasks, ", "))
@@ -293,10 +330,14 @@ func (s *scanner) resolveBase(dir string, man *Manifest) (string, error) {
 
 // checkBase verifies that the base directory holds the weights the adapter was trained on.
 func (s *scanner) checkBase(basePath, want string) error {
+	s.mu.Lock()
 	c, ok := s.baseSums[basePath]
+	s.mu.Unlock()
 	if !ok {
 		c.sum, c.err = FileSHA256(filepath.Join(basePath, baseWeightsFile))
+		s.mu.Lock()
 		s.baseSums[basePath] = c
+		s.mu.Unlock()
 	}
 	if c.err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrBase, basePath, c.err)

@@ -244,7 +244,7 @@ func TestFingerprintTracksManifests(t *testing.T) {
 	dir := discoverytest.WriteModel(t, root, "a", discoverytest.Spec{})
 	fp := func() string {
 		t.Helper()
-		s, err := discovery.Fingerprint(root)
+		s, err := discovery.Fingerprint(root, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestFingerprintTracksManifests(t *testing.T) {
 	if fp() == second {
 		t.Error("new model kept the fingerprint")
 	}
-	if _, err := discovery.Fingerprint(filepath.Join(root, "absent")); err == nil {
+	if _, err := discovery.Fingerprint(filepath.Join(root, "absent"), 0); err == nil {
 		t.Error("missing root: no error")
 	}
 }

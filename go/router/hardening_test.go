@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lorakit/lorakit/go/discovery/discoverytest"
 	"github.com/lorakit/lorakit/go/router"
@@ -81,4 +82,44 @@ func TestNullTextsAreRefused(t *testing.T) {
 	if status != 400 || !strings.Contains(body["error"].(map[string]any)["message"].(string), "texts is required") {
 		t.Errorf("null list: %d %v", status, body)
 	}
+}
+
+// A model copied file by file, manifest first (cp -r, rsync without a temporary name), is skipped by the
+// reload its manifest triggers and served by a later poll once its last file has landed.
+func TestPollServesAModelCopiedManifestFirst(t *testing.T) {
+	h := loaded(t, &fakeLoader{})
+	src := discoverytest.WriteModel(t, t.TempDir(), "sentiment", discoverytest.Spec{Name: "sentiment", Labels: []string{"neg", "pos"}})
+	dst := filepath.Join(h.root, "sentiment")
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile := func(name string) {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	polled := make(chan struct{})
+	defer func() { cancel(); <-polled }()
+	go func() {
+		h.srv.Poll(ctx, 5*time.Millisecond)
+		close(polled)
+	}()
+	copyFile("lorakit.json")
+	waitFor(t, "the manifest to trigger a reload", func() bool { return h.srv.Generation() == 2 })
+	if status, body := h.do("POST", "/api/v1/classify", `{"text": "pos", "task": "sentiment"}`); status != 404 {
+		t.Fatalf("incomplete model served: %d %v", status, body)
+	}
+	for _, name := range []string{"config.json", "tokenizer.json", "model.safetensors"} {
+		copyFile(name)
+	}
+	waitFor(t, "poll to serve the completed model", func() bool {
+		status, _ := h.do("POST", "/api/v1/classify", `{"text": "pos", "task": "sentiment"}`)
+		return status == 200
+	})
 }

@@ -120,7 +120,7 @@ func (s *Server) Reload(ctx context.Context) error {
 func (s *Server) build(ctx context.Context) (*generation, error) {
 	// Fingerprint before scanning: a change during the scan then triggers one more reload, never none.
 	// It is kept even when the load fails, so polling retries only after the manifests change again.
-	fp, err := discovery.Fingerprint(s.cfg.ModelsRoot)
+	fp, err := discovery.Fingerprint(s.cfg.ModelsRoot, s.cfg.Discovery.ReadTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (s *Server) Poll(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		fp, err := discovery.Fingerprint(s.cfg.ModelsRoot)
+		fp, err := discovery.Fingerprint(s.cfg.ModelsRoot, s.cfg.Discovery.ReadTimeout)
 		if err != nil {
 			s.logger.Warn("poll: cannot read the models root", "error", err.Error())
 			continue

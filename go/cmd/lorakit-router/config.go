@@ -29,6 +29,8 @@ type config struct {
 	shutdownTimeout time.Duration
 	logLevel        slog.Level
 	compat          router.CompatModels
+	followSymlinks  bool
+	readTimeout     time.Duration
 }
 
 var devicePattern = regexp.MustCompile(`^(cpu|cuda(:[0-9]+)?)$`)
@@ -103,6 +105,8 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	for _, f := range compatFlags {
 		fs.StringVar(f.dst, f.name, "", f.help)
 	}
+	fs.BoolVar(&cfg.followSymlinks, "follow-symlinks", false, "serve model directories and files whose symlinks lead outside --models (default: skipped)")
+	fs.DurationVar(&cfg.readTimeout, "read-timeout", discovery.DefaultReadTimeout, "most time one model directory may take to read at a scan (a hung filesystem is skipped, not waited for)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -127,6 +131,9 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	}
 	if cfg.limits.MaxBatch <= 0 || cfg.limits.MaxTextBytes <= 0 || cfg.limits.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("--max-batch, --max-text-bytes and --max-body-bytes must be positive"))
+	}
+	if cfg.readTimeout <= 0 {
+		errs = append(errs, errors.New("--read-timeout must be positive"))
 	}
 	if cfg.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))

@@ -64,8 +64,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	}
 	srv, err := router.New(router.Config{
 		ModelsRoot: cfg.models, Loader: loader, Limits: cfg.limits, Priority: cfg.priority, Logger: logger,
-		Discovery: discovery.Options{Aliases: cfg.aliases, Architectures: archs, ResolveBase: lorakit.ResolveBase},
-		Compat:    cfg.compat,
+		Discovery: discovery.Options{Aliases: cfg.aliases, Architectures: archs, ResolveBase: lorakit.ResolveBase,
+			FollowSymlinks: cfg.followSymlinks, ReadTimeout: cfg.readTimeout},
+		Compat: cfg.compat,
 	})
 	if err != nil {
 		ln.Close()

@@ -89,6 +89,7 @@ func TestUsageErrors(t *testing.T) {
 		"bad log level": {"--models", "x", "--log-level", "loud"},
 		"extra args":    {"--models", "x", "serve"},
 		"bad device":    {"--models", "x", "--device", "gpu"},
+		"zero timeout":  {"--models", "x", "--read-timeout", "0s"},
 	}
 	for name, args := range cases {
 		var stderr safeBuffer

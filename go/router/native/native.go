@@ -61,7 +61,16 @@ func (l *Loader) Load(ctx context.Context, cat *discovery.Catalog) (*router.Load
 		}
 		run.loadMerged(m)
 	}
+	// Last closer: once the generation's models are closed, return their freed memory to the system.
+	run.set.Closers = append(run.set.Closers, heapTrimmer{})
 	return run.set, nil
+}
+
+type heapTrimmer struct{}
+
+func (heapTrimmer) Close() error {
+	trimHeap()
+	return nil
 }
 
 type loadRun struct {

@@ -70,7 +70,7 @@ func TestLoadsFixturesAndMatchesGolden(t *testing.T) {
 		t.Fatalf("failed: %v", set.Failed[0].Err)
 	}
 	models := byID(set)
-	if len(models) != 3 || len(set.Closers) != 2 { // one base (two adapters) + one merged model
+	if len(models) != 3 || len(set.Closers) != 3 { // one base (two adapters), one merged model, the heap trim
 		t.Fatalf("%d models, %d closers", len(models), len(set.Closers))
 	}
 	for id, wantMode := range map[string]discovery.Mode{
@@ -205,7 +205,7 @@ func TestUnloadableBaseFallsBackToMerged(t *testing.T) {
 			t.Errorf("%s: mode %s verified %v note %q", id, m.Info.Mode, m.GoldenVerified, m.Info.Note)
 		}
 	}
-	if len(set.Models) != 2 || len(set.Closers) != 2 {
+	if len(set.Models) != 2 || len(set.Closers) != 3 { // two models and the heap trim
 		t.Errorf("%d models, %d closers", len(set.Models), len(set.Closers))
 	}
 }
@@ -221,7 +221,7 @@ func TestBadDeviceFailsEveryModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(set.Models) != 0 || len(set.Failed) != 2 || len(set.Closers) != 0 {
+	if len(set.Models) != 0 || len(set.Failed) != 2 || len(set.Closers) != 1 { // the heap trim only
 		t.Fatalf("models %d failed %d closers %d", len(set.Models), len(set.Failed), len(set.Closers))
 	}
 	for _, f := range set.Failed {
