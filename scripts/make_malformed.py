@@ -146,6 +146,12 @@ def _manifest_max_seq_len_string(d: Path) -> None:
     edit_manifest(d, lambda m: m.__setitem__("max_seq_len", str(m["max_seq_len"])))
 
 
+@case("manifest_json_string", "format", "merged", "lorakit.json is a JSON string, not an object",
+      manifest_level=True)
+def _manifest_json_string(d: Path) -> None:
+    write_json(d / "lorakit.json", "lorakit")
+
+
 @case("format_version_2", "unsupported", "merged", "manifest format_version is 2 (this release reads 1)",
       manifest_level=True)
 def _format_version_2(d: Path) -> None:
@@ -197,6 +203,12 @@ def _labels_disagree(d: Path) -> None:
     edit_json_file(d, "config.json", reverse)
 
 
+@case("manifest_labels_reordered", "config", "merged",
+      "lorakit.json lists the labels in the opposite order to config.json id2label (and the head)")
+def _manifest_labels_reordered(d: Path) -> None:
+    edit_manifest(d, lambda m: m.__setitem__("labels", m["labels"][::-1]))
+
+
 @case("architecture_disagrees_with_config", "config", "merged",
       'manifest architecture is "roberta" but config.json model_type is "bert"')
 def _architecture_disagrees(d: Path) -> None:
@@ -219,6 +231,12 @@ def _tokenizer_missing(d: Path) -> None:
 @case("tokenizer_not_a_tokenizer", "format", "merged", "tokenizer.json is valid JSON but not a tokenizer")
 def _tokenizer_not_a_tokenizer(d: Path) -> None:
     replace_bytes(d, "tokenizer.json", b'{"hello": "world"}\n')
+
+
+@case("tokenizer_truncated", "format", "merged", "tokenizer.json is cut off in the middle (not JSON)")
+def _tokenizer_truncated(d: Path) -> None:
+    data = (d / "tokenizer.json").read_bytes()
+    replace_bytes(d, "tokenizer.json", data[: len(data) // 2])
 
 
 # --- weights -------------------------------------------------------------------------------------------------
@@ -295,6 +313,17 @@ def _adapter_unknown_target(d: Path) -> None:
 def _adapter_lora_b_missing(d: Path) -> None:
     key = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.weight"
     edit_tensors(d, "adapter_model.safetensors", lambda tensors: tensors.pop(key))
+
+
+@case("adapter_weights_truncated", "format", "runtime", "adapter_model.safetensors is cut off at half its length")
+def _adapter_weights_truncated(d: Path) -> None:
+    data = (d / "adapter_model.safetensors").read_bytes()
+    replace_bytes(d, "adapter_model.safetensors", data[: len(data) // 2])
+
+
+@case("adapter_weights_empty", "format", "runtime", "adapter_model.safetensors is a zero-length file")
+def _adapter_weights_empty(d: Path) -> None:
+    replace_bytes(d, "adapter_model.safetensors", b"")
 
 
 @case("base_missing", "io", "runtime", "manifest base.path names a directory that does not exist")

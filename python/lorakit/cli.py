@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import LorakitError
+from .errors import InputError, LorakitError
 from .extras import MissingExtraError, require_train
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -298,8 +298,10 @@ def run_train(args: argparse.Namespace) -> int:
     from .pipeline import resolve_base, train_and_export
     from .tasks import BY_CLI
     from .train import TrainConfig
+    from .train_options import refuse_model_dir_base
 
     check_task_options(args, build_parser().parse_args(["train", "--data", "x", "--output", "x"]))
+    refuse_model_dir_base(args.base)  # before resolve_base: a model directory has a config.json too
     task = BY_CLI[args.task].name
     base, base_id = resolve_base(args.base)
     max_seq_len = args.max_seq_len
@@ -348,9 +350,22 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.backend == "torch":
         require_train("lorakit predict --backend torch")
     texts = args.text if args.input is None else read_texts(args.input, args.input_format)
+    check_utf8(texts)
     results = predict(args.model_dir, texts, args.backend, top_k=args.top_k, mask=args.mask)
     print(json.dumps(results, ensure_ascii=False) if args.json else format_predictions(results, args.mask))
     return 0
+
+
+def check_utf8(texts: Sequence[str]) -> None:
+    """Undecodable bytes in argv arrive as lone surrogates (PEP 383); no tokenizer can take them."""
+    for number, text in enumerate(texts, start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(text[exc.start])
+            what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"lone surrogate U+{code:04X}"
+            raise InputError(f"text {number}: not valid UTF-8 ({what} at character {exc.start}); pass UTF-8 "
+                             "text") from None
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if not raw.strip():
         raise DataError(f"{path}: file is empty")
     if kind in ("csv", "tsv"):
+        raise_csv_field_limit()
         reader = csv.DictReader(io.StringIO(raw, newline=""), delimiter="\t" if kind == "tsv" else ",")
         records: list[Any] = list(reader)
     elif kind == "jsonl":
@@ -114,6 +116,46 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+# The csv module refuses fields over 131,072 characters by default; a long document is still one text.
+CSV_FIELD_LIMIT = 2**31 - 1
+
+
+def raise_csv_field_limit() -> None:
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+
+
+def label_kind(value: Any) -> str:
+    """The JSON type of a label: labels of two types would merge once turned into names (1 and "1")."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
+
+
+def check_label_types(path: Path, records: Sequence[dict[str, Any]], label_column: str) -> None:
+    """One JSON type for every label, and no list, object or non-finite number as a label."""
+    first: dict[str, int] = {}
+    for row_id, record in enumerate(records):
+        value = record.get(label_column)
+        if value is None:
+            continue
+        kind = label_kind(value)
+        if kind not in ("boolean", "number", "string"):
+            raise DataError(f"{path}: record {row_id}: label {label_column!r} is a {kind}, not a string or number")
+        if kind == "number" and not math.isfinite(value):
+            raise DataError(f"{path}: record {row_id}: label {value!r} is not a finite number")
+        first.setdefault(kind, row_id)
+    if len(first) > 1:
+        shown = ", ".join(f"{kind} (record {row_id}: {records[row_id][label_column]!r})"
+                          for kind, row_id in first.items())
+        raise DataError(f"{path}: labels mix JSON types: {shown}; write every label the same way, e.g. all as "
+                        "strings, so 1 and \"1\" cannot merge")
+
+
 def load_dataset(path: Path, text_column: str, label_column: str, group_column: str | None = None,
                  labels: Sequence[str] | None = None) -> Dataset:
     """Labels default to sorted unique values (a stable order); pass `labels` to impose a model's order."""
@@ -124,6 +166,7 @@ def load_dataset(path: Path, text_column: str, label_column: str, group_column: 
         if column not in available:
             names = ", ".join(sorted(map(str, available)))
             raise DataError(f"{path}: {role} column {column!r} not found (columns: {names})")
+    check_label_types(path, records, label_column)
     examples = []
     for row_id, record in enumerate(records):
         text, label = record.get(text_column), record.get(label_column)
@@ -223,3 +266,34 @@ def read_split(path: Path) -> Split:
         return Split.from_json(json.loads(Path(path).read_text("utf-8")))
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{path}: not a split file ({exc})") from exc
+
+
+def normalized(text: str) -> str:
+    return " ".join(text.split())
+
+
+def cross_split_duplicates(dataset: Dataset, split: Split, shown: int = 5) -> dict[str, Any]:
+    """Texts (equal after whitespace normalisation) found in more than one part: they inflate test metrics.
+
+    {"count": distinct texts, "rows": rows involved, "examples": [{"text", "parts"}]} (the first `shown`)."""
+    part_of: dict[int, str] = {row_id: name for name in PARTS for row_id in getattr(split, name)}
+    parts: dict[str, set[str]] = {}
+    rows: dict[str, int] = {}
+    for example in dataset.examples:
+        if example.row_id in part_of:
+            key = normalized(example.text)
+            parts.setdefault(key, set()).add(part_of[example.row_id])
+            rows[key] = rows.get(key, 0) + 1
+    shared = [key for key, names in parts.items() if len(names) > 1]
+    return {"count": len(shared), "rows": sum(rows[key] for key in shared),
+            "examples": [{"text": key[:200], "parts": [name for name in PARTS if name in parts[key]]}
+                         for key in shared[:shown]]}
+
+
+def duplicates_warning(duplicates: dict[str, Any]) -> str | None:
+    """One line naming the count and a few examples, or None when every text stays in one part."""
+    if not duplicates["count"]:
+        return None
+    examples = "; ".join(f"{item['text'][:60]!r} in {'+'.join(item['parts'])}" for item in duplicates["examples"])
+    return (f"warning: {duplicates['count']} text(s) ({duplicates['rows']} rows) appear in more than one of "
+            f"train/validation/test after whitespace normalisation, so test metrics overstate: {examples}")

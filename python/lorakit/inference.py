@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from .errors import UnsupportedError
-from .manifest import EMBEDDING, SEQUENCE, TOKEN, Manifest, read_manifest
+from .manifest import EMBEDDING, SEQUENCE, TOKEN
+from .modeldir import ModelDir, open_model_dir
 
 # Texts per native call: long inputs (`predict --input`) stay under the core's max_batch.
 NATIVE_BATCH = 256
@@ -30,28 +31,28 @@ def unsafe_verdicts(probabilities: np.ndarray, labels: Sequence[str],
     return [labels[int(i)] in unsafe_labels for i in top], [float(s) for s in scores]
 
 
-def native_model(model_dir: Path, method: str) -> Any:
-    from .native import Model
-
-    if not hasattr(Model, method):
+def native_model(opened: ModelDir, method: str) -> Any:
+    """The merged native model `open_model_dir` loaded while checking the directory."""
+    if not hasattr(opened.native, method):
         raise UnsupportedError(f"this build of lorakit._native has no Model.{method}; rebuild it (make setup) "
                                "or pass --backend torch")
-    return Model.load(str(model_dir), merged=True)
+    return opened.native
 
 
 def batches(texts: Sequence[str]) -> list[list[str]]:
     return [list(texts[start:start + NATIVE_BATCH]) for start in range(0, len(texts), NATIVE_BATCH)]
 
 
-def native_logits(model_dir: Path, texts: Sequence[str]) -> np.ndarray:
+def native_logits(opened: ModelDir, texts: Sequence[str]) -> np.ndarray:
     """Sequence classification logits [len(texts), C] from the native core."""
-    model = native_model(model_dir, "classify")
+    model = native_model(opened, "classify")
     return np.concatenate([np.asarray(model.classify(chunk).logits) for chunk in batches(texts)])
 
 
-def native_entities(model_dir: Path, texts: Sequence[str]) -> tuple[list[list[dict[str, Any]]], list[np.ndarray]]:
+def native_entities(opened: ModelDir,
+                    texts: Sequence[str]) -> tuple[list[list[dict[str, Any]]], list[np.ndarray]]:
     """Per text: the native core's entity spans and its token logits [tokens_used, C]."""
-    model = native_model(model_dir, "extract_entities")
+    model = native_model(opened, "extract_entities")
     entities: list[list[dict[str, Any]]] = []
     logits: list[np.ndarray] = []
     for chunk in batches(texts):
@@ -63,22 +64,23 @@ def native_entities(model_dir: Path, texts: Sequence[str]) -> tuple[list[list[di
 
 def predict(model_dir: Path, texts: list[str], backend: str, top_k: int = 3,
             mask: bool = False) -> list[dict[str, Any]]:
-    manifest = read_manifest(model_dir)
+    opened = open_model_dir(model_dir)
+    manifest = opened.manifest
     if manifest.task == TOKEN:
-        return predict_entities(model_dir, manifest, texts, backend, mask)
+        return predict_entities(opened, texts, backend, mask)
     if manifest.task == EMBEDDING:
-        vectors = embed(model_dir, manifest, texts, backend)
+        vectors = embed(opened, texts, backend)
         return [{"text": text, "embedding": [float(v) for v in row]} for text, row in zip(texts, vectors, strict=True)]
     if manifest.task != SEQUENCE:
         raise UnsupportedError(f"{model_dir}: task {manifest.task!r} cannot be predicted")
-    return predict_labels(model_dir, manifest, texts, backend, top_k)
+    return predict_labels(opened, texts, backend, top_k)
 
 
-def predict_labels(model_dir: Path, manifest: Manifest, texts: list[str], backend: str,
-                   top_k: int) -> list[dict[str, Any]]:
+def predict_labels(opened: ModelDir, texts: list[str], backend: str, top_k: int) -> list[dict[str, Any]]:
+    model_dir, manifest = opened.path, opened.manifest
     labels = list(manifest.labels)
     if backend == "native":
-        model = native_model(model_dir, "classify")
+        model = native_model(opened, "classify")
         parts = [model.classify(chunk) for chunk in batches(texts)]
         probabilities = np.concatenate([np.asarray(part.probabilities) for part in parts])
         verdicts = None
@@ -106,12 +108,12 @@ def predict_labels(model_dir: Path, manifest: Manifest, texts: list[str], backen
     return results
 
 
-def predict_entities(model_dir: Path, manifest: Manifest, texts: list[str], backend: str,
-                     mask: bool) -> list[dict[str, Any]]:
+def predict_entities(opened: ModelDir, texts: list[str], backend: str, mask: bool) -> list[dict[str, Any]]:
+    model_dir, manifest = opened.path, opened.manifest
     if backend == "native":
         from ._native import mask_entities
 
-        found = native_entities(model_dir, texts)[0]
+        found = native_entities(opened, texts)[0]
     else:
         from .entities import extract_entities, mask_entities
         from .loading import load_merged, load_tokenizer
@@ -127,9 +129,10 @@ def predict_entities(model_dir: Path, manifest: Manifest, texts: list[str], back
     return results
 
 
-def embed(model_dir: Path, manifest: Manifest, texts: list[str], backend: str) -> np.ndarray:
+def embed(opened: ModelDir, texts: list[str], backend: str) -> np.ndarray:
+    model_dir, manifest = opened.path, opened.manifest
     if backend == "native":
-        model = native_model(model_dir, "embed")
+        model = native_model(opened, "embed")
         return np.concatenate([np.asarray(model.embed(chunk)) for chunk in batches(texts)])
     from .embedding import encode
     from .loading import load_merged, load_tokenizer
@@ -162,17 +165,18 @@ def format_predictions(results: list[dict[str, Any]], mask: bool) -> str:
 def evaluate_model_dir(model_dir: Path, data: Any, backend: str = "native") -> dict[str, Any]:
     """Metrics of the merged model on a labelled file (`data`: a pipeline.DataSpec), predicted by the native core
     (default) or torch. The metrics themselves need the training extra (scikit-learn, seqeval, scipy)."""
-    manifest = read_manifest(model_dir)
+    opened = open_model_dir(model_dir)
+    model_dir, manifest = opened.path, opened.manifest
     if manifest.task == TOKEN:
-        return evaluate_token_file(model_dir, manifest, data, backend)
+        return evaluate_token_file(opened, data, backend)
     if manifest.task == EMBEDDING:
-        return evaluate_pair_file(model_dir, manifest, data, backend)
+        return evaluate_pair_file(opened, data, backend)
     from .data import load_dataset
     from .evaluate import evaluate_examples, logits_metrics
 
     dataset = load_dataset(data.path, data.text_column, data.label_column, labels=list(manifest.labels))
     if backend == "native":
-        logits = native_logits(model_dir, [example.text for example in dataset.examples])
+        logits = native_logits(opened, [example.text for example in dataset.examples])
         return logits_metrics(logits, dataset, dataset.examples)
     from .loading import load_merged, load_tokenizer
 
@@ -180,28 +184,29 @@ def evaluate_model_dir(model_dir: Path, data: Any, backend: str = "native") -> d
                              manifest.max_seq_len)
 
 
-def evaluate_token_file(model_dir: Path, manifest: Manifest, data: Any, backend: str) -> dict[str, Any]:
+def evaluate_token_file(opened: ModelDir, data: Any, backend: str) -> dict[str, Any]:
     from .entities import evaluate_tokens, token_metrics
     from .loading import load_merged, load_tokenizer
     from .tokens import load_token_dataset
 
+    model_dir, manifest = opened.path, opened.manifest
     labels = list(manifest.labels)
     tokens = load_token_dataset(data.path, text_column=data.text_column, spans_column=data.spans_column,
                                 tokens_column=data.tokens_column, tags_column=data.tags_column, labels=labels)
     tokenizer = load_tokenizer(model_dir)  # the words gold spans are tagged on, as in training
     if backend == "native":
-        entities, logits = native_entities(model_dir, [example.text for example in tokens.examples])
+        entities, logits = native_entities(opened, [example.text for example in tokens.examples])
         return token_metrics(tokenizer, tokens.examples, labels, manifest.max_seq_len, entities, logits)
     return evaluate_tokens(load_merged(model_dir, manifest), tokenizer, tokens.examples, labels, manifest.max_seq_len)
 
 
-def evaluate_pair_file(model_dir: Path, manifest: Manifest, data: Any, backend: str) -> dict[str, Any]:
+def evaluate_pair_file(opened: ModelDir, data: Any, backend: str) -> dict[str, Any]:
     from .embedding import evaluate_embedding, load_pairs, vector_metrics
 
+    model_dir, manifest = opened.path, opened.manifest
     pairs = load_pairs(data.path, data.text_column, data.text_pair_column, data.score_column)
     if backend == "native":
-        vectors = embed(model_dir, manifest, [text for pair in pairs for text in (pair.text, pair.text_pair)],
-                        backend)
+        vectors = embed(opened, [text for pair in pairs for text in (pair.text, pair.text_pair)], backend)
         return vector_metrics(vectors[0::2], vectors[1::2], pairs)
     from .loading import load_merged, load_tokenizer
 

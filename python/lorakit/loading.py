@@ -1,12 +1,12 @@
 """Load an exported model directory back into torch (merged, or base + adapter unmerged).
 
-Every problem with the directory's files becomes a one-line ModelDirError: a corrupt model is the user's to fix
-(re-export it), never a traceback.
+Callers open the directory with `modeldir.open_model_dir` first (checksums, labels, tokenizer, the native core's
+own load), so torch never runs on a directory the native core refuses. Every problem with the directory's
+files becomes a one-line ModelDirError: a corrupt model is the user's to fix (re-export it), never a traceback.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,9 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer
 
 from .errors import ModelDirError, UnsupportedError
-from .manifest import Manifest, read_manifest, sha256_file
+from .manifest import Manifest, sha256_file
+from .modeldir import check_adapter_config as check_adapter_config  # re-exported: the importer's check
+from .modeldir import open_model_dir
 from .tasks import TASKS, auto_class, label_kwargs
 
 # What transformers and safetensors raise on unreadable or malformed files.
@@ -68,7 +70,7 @@ def load_merged(model_dir: Path, manifest: Manifest | None = None) -> torch.nn.M
     `from_pretrained(model_dir)` is avoided on purpose: with adapter_config.json present, transformers loads the
     base and re-applies the adapter, which does not reproduce the merged weights.
     """
-    manifest = manifest or read_manifest(model_dir)
+    manifest = manifest or open_model_dir(model_dir).manifest
     config = load_config(model_dir, manifest)
     weights = Path(model_dir) / "model.safetensors"
     if not weights.is_file():
@@ -126,14 +128,3 @@ def check_adapter_keys(model: Any, path: Path) -> None:
             listed = ", ".join(sorted(keys)[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
             raise ModelDirError(f"{path}: {problem} adapter tensors {listed}; re-export the model")
 
-
-def check_adapter_config(path: Path) -> None:
-    """Refuse what PEFT would load into something else than the exported model (as export and the core do)."""
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelDirError(f"{path}: not readable JSON ({one_line(exc)})") from None
-    if not isinstance(config, dict):
-        raise ModelDirError(f"{path}: expected a JSON object")
-    if config.get("use_dora") or config.get("bias", "none") != "none":
-        raise UnsupportedError(f"{path}: use_dora or trained biases cannot be reproduced; export plain LoRA")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import ModelDirError
+from .errors import ConfigError, FormatError, IoError, ModelDirError, UnsupportedError
 
 MANIFEST_FILE = "lorakit.json"
 FORMAT_VERSION = 1
@@ -28,11 +28,24 @@ _IOB2 = re.compile(r"^(O|[BI]-\S.*)$")
 
 
 class ManifestError(ModelDirError):
-    """One field of a manifest is wrong; the message names the file and the field."""
+    """One field of a manifest is wrong; the message names the file and the field. Raised as one of the
+    subclasses below, which carry the native core's error kind too."""
 
     def __init__(self, source: str, field_name: str, problem: str) -> None:
         super().__init__(f"{source}: {field_name}: {problem}")
         self.field_name, self.problem = field_name, problem
+
+
+class ManifestConfigError(ManifestError, ConfigError):
+    """A field has the right type but a value the format refuses (empty, duplicate, out of range)."""
+
+
+class ManifestFormatError(ManifestError, FormatError):
+    """A field is missing or has the wrong JSON type."""
+
+
+class ManifestUnsupportedError(ManifestError, UnsupportedError):
+    """A valid choice this release cannot read (format_version, task, adapter type)."""
 
 
 @dataclass(frozen=True)
@@ -130,68 +143,68 @@ def _check_invariants(m: Manifest, source: str) -> None:
     """What must hold however the manifest was made (read from disk or built by the exporter)."""
     _check_version(m.format_version, source)
     if m.task not in KNOWN_TASKS:
-        raise ManifestError(source, "task", f"unknown task {m.task!r} (known: {', '.join(KNOWN_TASKS)})")
+        raise ManifestUnsupportedError(source, "task", f"unknown task {m.task!r} (known: {', '.join(KNOWN_TASKS)})")
     if not m.name:
-        raise ManifestError(source, "name", "must not be empty")
+        raise ManifestConfigError(source, "name", "must not be empty")
     if not m.architecture:
-        raise ManifestError(source, "architecture", "must not be empty")
+        raise ManifestConfigError(source, "architecture", "must not be empty")
     _check_task_fields(m, source)
     duplicates = sorted({label for label in m.labels if m.labels.count(label) > 1})
     if duplicates:
-        raise ManifestError(source, "labels", f"duplicate label(s) {', '.join(map(repr, duplicates))}")
+        raise ManifestConfigError(source, "labels", f"duplicate label(s) {', '.join(map(repr, duplicates))}")
     if m.max_seq_len <= 0:
-        raise ManifestError(source, "max_seq_len", f"must be positive, got {m.max_seq_len}")
+        raise ManifestConfigError(source, "max_seq_len", f"must be positive, got {m.max_seq_len}")
     if m.base.weights_sha256 is not None and not _SHA256.match(m.base.weights_sha256):
-        raise ManifestError(source, "base.weights_sha256", "is not a lower-case hex sha256")
+        raise ManifestConfigError(source, "base.weights_sha256", "is not a lower-case hex sha256")
     for rel, digest in m.files.items():
         parts = PurePosixPath(rel).parts
         if not rel or rel.startswith("/") or "\\" in rel or ".." in parts:
-            raise ManifestError(source, "files", f"{rel!r} is not a relative path inside the model directory")
+            raise ManifestConfigError(source, "files", f"{rel!r} is not a relative path inside the model directory")
         if not _SHA256.match(digest):
-            raise ManifestError(source, f"files[{rel!r}]", "is not a lower-case hex sha256")
+            raise ManifestConfigError(source, f"files[{rel!r}]", "is not a lower-case hex sha256")
     if m.adapter is not None:
         if m.adapter.type != "lora":
-            raise ManifestError(source, "adapter.type", f"{m.adapter.type!r} is not supported (only 'lora')")
+            raise ManifestUnsupportedError(source, "adapter.type", f"{m.adapter.type!r} is not supported (only 'lora')")
         if m.adapter.r <= 0:
-            raise ManifestError(source, "adapter.r", f"must be positive, got {m.adapter.r}")
+            raise ManifestConfigError(source, "adapter.r", f"must be positive, got {m.adapter.r}")
 
 
 def _check_task_fields(m: Manifest, source: str) -> None:
     """docs/FORMAT.md "Tasks": labels per task, and each task-specific field only on its own task."""
     if m.task == EMBEDDING:
         if m.labels:
-            raise ManifestError(source, "labels", "must be empty for an embedding model (it has no head)")
+            raise ManifestConfigError(source, "labels", "must be empty for an embedding model (it has no head)")
     elif not m.labels:
-        raise ManifestError(source, "labels", "must not be empty (one name per output of the head)")
+        raise ManifestConfigError(source, "labels", "must not be empty (one name per output of the head)")
     foreign = {"unsafe_labels": (m.unsafe_labels, SEQUENCE), "normalize": (m.normalize, EMBEDDING),
                "aggregation": (m.aggregation, TOKEN)}
     for name, (value, task) in foreign.items():
         if value is not None and m.task != task:
-            raise ManifestError(source, name, f"belongs to task {task!r}, not {m.task!r}; remove it")
+            raise ManifestConfigError(source, name, f"belongs to task {task!r}, not {m.task!r}; remove it")
     if m.unsafe_labels is not None:
         if not m.unsafe_labels:
-            raise ManifestError(source, "unsafe_labels", "must not be empty (omit it when no label is unsafe)")
+            raise ManifestConfigError(source, "unsafe_labels", "must not be empty (omit it when no label is unsafe)")
         unknown = [label for label in m.unsafe_labels if label not in m.labels]
         if unknown:
-            raise ManifestError(source, "unsafe_labels", f"{', '.join(map(repr, unknown))} not in labels")
+            raise ManifestConfigError(source, "unsafe_labels", f"{', '.join(map(repr, unknown))} not in labels")
     if m.task == EMBEDDING:
         if m.pooling not in EMBEDDING_POOLINGS:
-            raise ManifestError(source, "pooling", f"{m.pooling!r} is not an embedding pooling "
+            raise ManifestConfigError(source, "pooling", f"{m.pooling!r} is not an embedding pooling "
                                 f"({', '.join(EMBEDDING_POOLINGS)})")
         if m.normalize is None:
-            raise ManifestError(source, "normalize", "missing (true or false for an embedding model)")
+            raise ManifestConfigError(source, "normalize", "missing (true or false for an embedding model)")
     if m.task == TOKEN:
         if m.aggregation not in AGGREGATIONS:
             problem = "missing" if m.aggregation is None else f"{m.aggregation!r} is not supported"
-            raise ManifestError(source, "aggregation", f"{problem} (token classification aggregates 'first')")
+            raise ManifestConfigError(source, "aggregation", f"{problem} (token classification aggregates 'first')")
         bad = [label for label in m.labels if not _IOB2.match(label)]
         if bad:
-            raise ManifestError(source, "labels", f"{bad[0]!r} is not an IOB2 tag (O, B-TYPE or I-TYPE)")
+            raise ManifestConfigError(source, "labels", f"{bad[0]!r} is not an IOB2 tag (O, B-TYPE or I-TYPE)")
 
 
 def _check_version(version: int, source: str) -> None:
     if version != FORMAT_VERSION:
-        raise ManifestError(source, "format_version", f"{version} is not supported (this lorakit reads "
+        raise ManifestUnsupportedError(source, "format_version", f"{version} is not supported (this lorakit reads "
                             f"{FORMAT_VERSION}); upgrade lorakit")
 
 
@@ -201,7 +214,7 @@ class _Fields:
     def __init__(self, raw: object, source: str, prefix: str) -> None:
         if not isinstance(raw, dict):
             where = prefix or "top level"
-            raise ManifestError(source, where, f"expected a JSON object, got {_json_type(raw)}")
+            raise ManifestFormatError(source, where, f"expected a JSON object, got {_json_type(raw)}")
         self.raw, self.source, self.prefix = raw, source, prefix
 
     def _name(self, key: str) -> str:
@@ -211,14 +224,15 @@ class _Fields:
         if key not in self.raw:
             if optional:
                 return default
-            raise ManifestError(self.source, self._name(key), "missing")
+            raise ManifestFormatError(self.source, self._name(key), "missing")
         value = self.raw[key]
         if value is None and optional:
             return default
         # JSON true/false are Python bools, and bool is a subclass of int: never accept one for the other.
         wrong_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
         if wrong_bool or not isinstance(value, kind):
-            raise ManifestError(self.source, self._name(key), f"expected {_kind_name(kind)}, got {_json_type(value)}")
+            problem = f"expected {_kind_name(kind)}, got {_json_type(value)}"
+            raise ManifestFormatError(self.source, self._name(key), problem)
         return value
 
     def strings(self, key: str) -> tuple[str, ...]:
@@ -226,12 +240,12 @@ class _Fields:
         for i, value in enumerate(values):
             if not isinstance(value, str):
                 problem = f"expected a string, got {_json_type(value)}"
-                raise ManifestError(self.source, f"{self._name(key)}[{i}]", problem)
+                raise ManifestFormatError(self.source, f"{self._name(key)}[{i}]", problem)
         return tuple(values)
 
     def child(self, key: str) -> _Fields:
         if key not in self.raw:
-            raise ManifestError(self.source, self._name(key), "missing")
+            raise ManifestFormatError(self.source, self._name(key), "missing")
         return _Fields(self.raw[key], self.source, self._name(key))
 
 
@@ -247,11 +261,11 @@ def _parse(raw: object, source: str) -> Manifest:
                               use_rslora=a.get("use_rslora", bool), target_modules=a.strings("target_modules"),
                               modules_to_save=a.strings("modules_to_save"))
     elif "adapter" not in top.raw:
-        raise ManifestError(source, "adapter", "missing (null for a full fine-tune)")
+        raise ManifestFormatError(source, "adapter", "missing (null for a full fine-tune)")
     files = top.get("files", dict)
     for rel, digest in files.items():
         if not isinstance(digest, str):
-            raise ManifestError(source, f"files[{rel!r}]", f"expected a string, got {_json_type(digest)}")
+            raise ManifestFormatError(source, f"files[{rel!r}]", f"expected a string, got {_json_type(digest)}")
     task = top.get("task", str)
     try:
         return Manifest(
@@ -275,7 +289,7 @@ def _parse(raw: object, source: str) -> Manifest:
             aggregation=top.get("aggregation", str, optional=True),
         )
     except ManifestError as exc:  # invariants are checked against the generic name; report the real file
-        raise ManifestError(source, exc.field_name, exc.problem) from None
+        raise type(exc)(source, exc.field_name, exc.problem) from None
 
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
@@ -299,15 +313,15 @@ def read_manifest(model_dir: Path) -> Manifest:
     model_dir = Path(model_dir)
     path = model_dir / MANIFEST_FILE
     if not model_dir.is_dir():
-        raise ModelDirError(f"{model_dir}: not a directory")
+        raise IoError(f"{model_dir}: not a directory")
     if not path.is_file():
-        raise ModelDirError(f"{model_dir}: not a lorakit model directory (no {MANIFEST_FILE})")
+        raise IoError(f"{model_dir}: not a lorakit model directory (no {MANIFEST_FILE})")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelDirError(f"{path}: invalid JSON ({exc}); re-export the model") from None
+        raise FormatError(f"{path}: invalid JSON ({exc}); re-export the model") from None
     except OSError as exc:
-        raise ModelDirError(f"{path}: cannot read it ({exc.strerror})") from None
+        raise IoError(f"{path}: cannot read it ({exc.strerror})") from None
     return Manifest.from_json(raw, str(path))
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import torch
 
 from .confusions import format_confusions, top_confusions
-from .data import Dataset, Split, load_dataset, split_dataset, write_split
+from .data import Dataset, Split, cross_split_duplicates, duplicates_warning, load_dataset, split_dataset, write_split
 from .distributed import check_same_on_every_process, is_main_process, run_directory
 from .errors import DataError, LorakitError, ModelDirError
 from .evaluate import evaluate_examples
@@ -26,8 +28,9 @@ from .export import export_model
 from .manifest import EMBEDDING, SEQUENCE, is_model_dir
 from .models import MINILM_ID, check_servable, minilm_path
 from .plots import plot_confusion_matrix, plot_loss_curves
-from .tasks import label_kwargs, load_task_model
+from .tasks import TASKS, label_kwargs, load_task_model
 from .train import TrainConfig, train
+from .train_options import check_train_config
 
 RUN_FILE = "lorakit_run.json"
 GOLDEN_FROM_TEST = 16
@@ -84,6 +87,7 @@ def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id:
 
     Under `torchrun` / `accelerate launch` every process runs this; each splits identically (checked), trains its
     share through the Trainer's DDP, and only rank 0 evaluates, writes and logs; it returns {} elsewhere."""
+    check_train_config(config, data.validation_fraction, data.test_fraction)
     output = Path(output).absolute()
     check_output(output)
     log = log if is_main_process() else quiet
@@ -97,11 +101,15 @@ def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id:
     split = split_dataset(dataset, data.validation_fraction, data.test_fraction, data.seed,
                           grouped=data.group_column is not None)
     config.labels = dataset.labels
+    duplicates = cross_split_duplicates(dataset, split)
+    warning = duplicates_warning(duplicates)
+    if warning and is_main_process():
+        print(warning, file=sys.stderr)
     log(f"data: {len(dataset.examples)} rows, {len(dataset.labels)} labels, {split.strategy} split "
         f"train/validation/test = {len(split.train)}/{len(split.validation)}/{len(split.test)}")
     with run_directory(checkpoint_dir) as run_dir:
         check_same_on_every_process(split.digest(), "split")
-        return _train_in(run_dir, dataset, split, config, output, base_id, name, onnx, log)
+        return _train_in(run_dir, dataset, split, config, output, base_id, name, onnx, log, duplicates)
 
 
 def quiet(message: str) -> None:
@@ -127,7 +135,8 @@ def check_unsafe_labels(unsafe: list[str] | None, labels: list[str]) -> None:
 
 
 def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig, output: Path, base_id: str,
-              name: str | None, onnx: bool, log: Callable[[str], None]) -> dict[str, Any]:
+              name: str | None, onnx: bool, log: Callable[[str], None],
+              duplicates: dict[str, Any] | None = None) -> dict[str, Any]:
     train_part, validation_part, test_part = (split.part(dataset, part) for part in ("train", "validation", "test"))
     result = train(config, train_part, dataset.label_ids(train_part), validation_part,
                    dataset.label_ids(validation_part), run_dir / "trainer")
@@ -144,7 +153,8 @@ def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig
     report.mkdir(exist_ok=True)
     write_split(report / "split.json", split)
     full_metrics = {"validation": validation, "test": test, "training": result.stats,
-                    "config": config.to_json(), "data": {"source": dataset.source, "labels": dataset.labels}}
+                    "config": config.to_json(), "data": {"source": dataset.source, "labels": dataset.labels,
+                             "cross_split_duplicates": duplicates}}
     (report / "metrics.json").write_text(json.dumps(full_metrics, indent=2) + "\n", "utf-8")
     (report / "history.json").write_text(json.dumps(result.history, indent=2) + "\n", "utf-8")
     plot_confusion_matrix(test["confusion_matrix"], dataset.labels, report / "confusion_matrix.png",
@@ -183,36 +193,96 @@ def find_run(checkpoint: Path) -> tuple[Path, Path]:
 
 
 def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: str | None = None) -> Path:
-    """Re-export a model directory from a saved training checkpoint (for example another epoch's weights)."""
-    from transformers import AutoTokenizer
+    """Re-export a model directory from a saved training checkpoint (for example another epoch's weights).
 
+    A damaged checkpoint (unreadable run file, missing fields, weights that do not fit) is a one-line
+    ModelDirError, raised before anything is written."""
     output = Path(output).absolute()
     check_output(output)
     run_dir, weights = find_run(checkpoint)
-    run = json.loads((run_dir / RUN_FILE).read_text("utf-8"))
-    fields = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{key: value for key, value in run["config"].items() if key in fields})
-    labels = config.labels
-    if (weights / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        base_model = load_task_model(config.task, config.base, labels)
-        model: torch.nn.Module = PeftModel.from_pretrained(base_model, str(weights))
-    elif (weights / "model.safetensors").is_file():
-        from .tasks import auto_class
-
-        model = auto_class(config.task).from_pretrained(str(weights), **label_kwargs(labels))
-    else:
-        raise ModelDirError(f"{weights}: no adapter or model weights in the checkpoint")
-    tokenizer_dir = weights if (weights / "tokenizer_config.json").is_file() else run_dir / "best"
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    run = read_run(run_dir / RUN_FILE)
+    config: TrainConfig = run["config"]
+    model = load_checkpoint_model(config, weights)
+    tokenizer = load_checkpoint_tokenizer(weights if (weights / "tokenizer_config.json").is_file()
+                                          else run_dir / "best")
     report = run_dir / "report"
     # The recorded metrics belong to the best epoch; another checkpoint's weights were never evaluated.
     metrics = run["metrics"] if weights == run_dir / "best" else {"checkpoint": weights.name}
     embedding = config.task == EMBEDDING
-    return export_model(model, tokenizer, output, labels=labels, max_seq_len=config.max_seq_len,
+    return export_model(model, tokenizer, output, labels=config.labels, max_seq_len=config.max_seq_len,
                         base_path=Path(config.base), base_id=run["base_id"], name=name,
                         golden_examples=run["golden_examples"], metrics=metrics,
                         report_dir=report if report.is_dir() else None, onnx=onnx, task=config.task,
                         unsafe_labels=config.unsafe_labels, pooling=config.pooling if embedding else None,
                         normalize=config.normalize if embedding else None)
+
+
+def read_run(path: Path) -> dict[str, Any]:
+    """lorakit_run.json with its fields typed; `config` becomes a TrainConfig."""
+    try:
+        run = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelDirError(f"{path}: not a readable run file ({' '.join(str(exc).split())}); train again with "
+                            "--checkpoint-dir") from None
+    expected = {"config": dict, "base_id": str, "metrics": dict, "golden_examples": list}
+    problems = [key for key, kind in expected.items()
+                if not isinstance(run, dict) or not isinstance(run.get(key), kind)]
+    if problems:
+        raise ModelDirError(f"{path}: run file lacks {', '.join(problems)} (or has the wrong type); train again "
+                            "with --checkpoint-dir")
+    fields = TrainConfig.__dataclass_fields__
+    try:
+        config = TrainConfig(**{key: value for key, value in run["config"].items() if key in fields})
+    except TypeError as exc:
+        raise ModelDirError(f"{path}: config is incomplete ({exc})") from None
+    if not isinstance(config.base, str) or not isinstance(config.labels, list) or \
+            not isinstance(config.max_seq_len, int) or config.task not in TASKS:
+        raise ModelDirError(f"{path}: config has a wrong base, labels, max_seq_len or task")
+    typed: dict[str, Any] = {**run, "config": config}
+    return typed
+
+
+def load_checkpoint_model(config: TrainConfig, weights: Path) -> torch.nn.Module:
+    """The checkpoint's PEFT adapter on its base, or its full weights; every tensor used and present."""
+    from .loading import check_adapter_keys, one_line
+
+    try:
+        if (weights / "adapter_config.json").is_file():
+            from peft import PeftModel
+            from safetensors import safe_open
+
+            with safe_open(str(weights / "adapter_model.safetensors"), framework="pt") as handle:
+                if not list(handle.keys()):
+                    raise ModelDirError(f"{weights / 'adapter_model.safetensors'}: holds no tensors; export "
+                                        "another checkpoint or train again")
+            base_model = load_task_model(config.task, config.base, config.labels)
+            with warnings.catch_warnings():  # PEFT only warns about missing tensors; check_adapter_keys refuses them
+                warnings.filterwarnings("ignore", message="Found missing adapter keys")
+                model: torch.nn.Module = PeftModel.from_pretrained(base_model, str(weights))
+            check_adapter_keys(model, weights / "adapter_model.safetensors")
+            return model
+        if (weights / "model.safetensors").is_file():
+            from .tasks import auto_class
+
+            full: torch.nn.Module = auto_class(config.task).from_pretrained(str(weights), **label_kwargs(config.labels))
+            return full
+    except LorakitError:
+        raise
+    except KeyError as exc:  # peft looks tensors up by name
+        raise ModelDirError(f"{weights}: cannot load the checkpoint (tensor {exc} missing)") from None
+    except Exception as exc:  # transformers, peft and safetensors share no base class for a damaged file
+        raise ModelDirError(f"{weights}: cannot load the checkpoint ({one_line(exc)[:300]})") from None
+    raise ModelDirError(f"{weights}: no adapter or model weights in the checkpoint")
+
+
+def load_checkpoint_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    from .loading import one_line
+
+    if not (path / "tokenizer.json").is_file():
+        raise ModelDirError(f"{path / 'tokenizer.json'}: missing from the checkpoint (no fallback tokenizer)")
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except Exception as exc:  # the tokenizers library raises bare Exception for a malformed tokenizer.json
+        raise ModelDirError(f"{path}: not a usable tokenizer ({one_line(exc)[:300]})") from None

@@ -1,0 +1,130 @@
+"""Training options checked before any work starts: a setting that would train nothing, diverge, or export a model
+no runtime can serve is refused in one line (exit 2), and nothing is written.
+
+Needs the base directory only for what depends on it (its positions, tokenizer and module names); reads no
+weights, only the safetensors header.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import LorakitError
+from .manifest import MANIFEST_FILE, is_model_dir
+
+
+class OptionError(LorakitError):
+    """A training option is out of range, not a number, or does not fit the base model."""
+
+
+def check_finite(name: str, value: float, *, low: float, high: float | None = None, low_open: bool = False,
+                 high_open: bool = True) -> None:
+    """`value` is a finite number in the interval; `name` is the CLI flag shown to the user."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise OptionError(f"{name} must be a finite number, got {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise OptionError(f"{name} must be in {left}{low:g}, {'inf' if high is None else f'{high:g}'}{right}, "
+                          f"got {value!r}")
+
+
+def check_numbers(config: Any, validation_fraction: float = 0.1, test_fraction: float = 0.1) -> None:
+    """The numeric options of a TrainConfig (and the split fractions)."""
+    check_finite("--epochs", config.epochs, low=0, low_open=True)
+    if config.learning_rate is not None:
+        check_finite("--learning-rate", config.learning_rate, low=0, low_open=True)
+    for flag, value in (("--batch-size", config.batch_size), ("--gradient-accumulation", config.gradient_accumulation),
+                        ("--r", config.r)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise OptionError(f"{flag} must be an integer >= 1, got {value!r}")
+    check_finite("--lora-alpha", config.lora_alpha, low=0, low_open=True)
+    check_finite("--lora-dropout", config.lora_dropout, low=0, high=1)
+    check_finite("--warmup", config.warmup, low=0, high=1)
+    check_finite("--weight-decay", config.weight_decay, low=0)
+    check_finite("--max-grad-norm", config.max_grad_norm, low=0, low_open=True)
+    check_finite("--validation-fraction", validation_fraction, low=0, high=1, low_open=True)
+    check_finite("--test-fraction", test_fraction, low=0, high=1, low_open=True)
+
+
+def refuse_model_dir_base(base: str | Path | None) -> None:
+    """A lorakit model directory holds merged weights and an adapter, not a base to train a new adapter on."""
+    if base is None or not is_model_dir(Path(base)):
+        return
+    import json
+
+    try:
+        recorded = json.loads((Path(base) / MANIFEST_FILE).read_text("utf-8"))["base"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    hint = f" (its lorakit.json base.path: {recorded})" if isinstance(recorded, str) else ""
+    raise OptionError(f"--base {base}: is a lorakit model directory, not a base model; pass the base it was "
+                      f"trained on{hint}")
+
+
+def check_max_seq_len(max_seq_len: int, base: Path, tokenizer: Any) -> None:
+    """Room for the special tokens plus at least one text token, and no more than the base's positions."""
+    from ._native import max_positions
+
+    specials = int(tokenizer.num_special_tokens_to_add(pair=False))
+    if not isinstance(max_seq_len, int) or max_seq_len < specials + 1:
+        raise OptionError(f"--max-seq-len {max_seq_len} leaves no room for text: the base adds {specials} special "
+                          f"token(s), so it must be at least {specials + 1}")
+    limit = max_positions(Path(base) / "config.json")
+    if max_seq_len > limit:
+        raise OptionError(f"--max-seq-len {max_seq_len} exceeds the {limit} positions the base model accepts: "
+                          f"pass --max-seq-len {limit} or less")
+
+
+def base_module_names(base: Path) -> set[str] | None:
+    """Module paths of the base's weights (keys without `.weight`/`.bias`), from the safetensors header alone;
+    None when the base keeps no model.safetensors."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(base) / "model.safetensors"
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            keys = list(handle.keys())
+    except (OSError, SafetensorError) as exc:
+        raise OptionError(f"{path}: not a readable safetensors file ({' '.join(str(exc).split())})") from None
+    return {key.rsplit(".", 1)[0] for key in keys if "." in key}
+
+
+def check_target_modules(targets: Iterable[str] | None, base: Path) -> None:
+    """Each name non-empty and matching a module of the base the way PEFT matches (the whole name, or its last
+    dotted parts), so the adapter never silently adapts nothing."""
+    if targets is None:
+        return
+    names = list(targets)
+    empty = [i for i, name in enumerate(names) if not name.strip()]
+    if empty or not names:
+        raise OptionError("--target-modules: empty module name (comma-separated names such as query,value)")
+    modules = base_module_names(base)
+    if modules is None:
+        return
+    missing = [name for name in names if not any(m == name or m.endswith("." + name) for m in modules)]
+    if missing:
+        suffixes = sorted({m.rsplit(".", 1)[-1] for m in modules})
+        raise OptionError(f"--target-modules {', '.join(missing)}: no such module in the base (its module names "
+                          f"end in: {', '.join(suffixes[:20])})")
+
+
+def check_train_config(config: Any, validation_fraction: float = 0.1, test_fraction: float = 0.1) -> None:
+    """Every option of a TrainConfig, before data is read or anything is written."""
+    check_numbers(config, validation_fraction, test_fraction)
+    refuse_model_dir_base(config.base)
+    base = Path(config.base)
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(base))
+    except Exception as exc:  # the tokenizers library raises bare Exception for a malformed tokenizer.json
+        raise OptionError(f"--base {base}: no usable tokenizer ({' '.join(str(exc).split())[:300]})") from None
+    check_max_seq_len(config.max_seq_len, base, tokenizer)
+    check_target_modules(config.target_modules, base)
