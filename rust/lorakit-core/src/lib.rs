@@ -21,6 +21,7 @@ mod runtime;
 mod task;
 mod tensors;
 mod tokenize;
+mod tokenizer_check;
 mod weights;
 
 pub use entities::{mask_entities, Entity};

@@ -37,6 +37,7 @@ impl TextTokenizer {
         tokenizer_json: &[u8],
         tokenizer_config: Option<&[u8]>,
     ) -> Result<TextTokenizer> {
+        crate::tokenizer_check::check_post_processor(tokenizer_json)?;
         let mut inner = Tokenizer::from_bytes(tokenizer_json)
             .map_err(|e| Error::Format(format!("tokenizer.json: {e}")))?;
         // Truncation and padding are applied here, per call; the file's own settings must not interfere.
@@ -56,15 +57,34 @@ impl TextTokenizer {
         let added_tokens = inner
             .get_post_processor()
             .map_or(0, |p| p.added_tokens(false));
-        Ok(TextTokenizer {
+        let tokenizer = TextTokenizer {
             inner,
             pad_id: pad_id as i64,
             added_tokens,
-        })
+        };
+        // A tokenizer that cannot encode a plain text is a damaged file: say so at load, not on the first call.
+        tokenizer
+            .encode("a probe", usize::MAX, Spans::Keep)
+            .map_err(|e| {
+                Error::Format(format!("tokenizer.json cannot tokenize a probe text: {e}"))
+            })?;
+        Ok(tokenizer)
     }
 
     /// Tokenizes one text, truncating from the right so that the result (specials included) fits `max_len`.
+    /// A panic inside the tokenizers crate (inconsistent files it does not check) becomes an error.
     pub fn encode(&self, text: &str, max_len: usize, spans: Spans) -> Result<TokenizedText> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.encode_unguarded(text, max_len, spans)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::Format(
+                "tokenizer.json: the tokenizer failed inside the tokenizers library".into(),
+            ))
+        })
+    }
+
+    fn encode_unguarded(&self, text: &str, max_len: usize, spans: Spans) -> Result<TokenizedText> {
         if max_len <= self.added_tokens {
             return Err(Error::Config(format!(
                 "max_seq_len {max_len} leaves no room next to {} special tokens",
