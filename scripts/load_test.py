@@ -47,7 +47,7 @@ def plot(report: dict, path: Path) -> None:
         f"{report['throughput_rps']:.0f} req/s, valid p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, "
         f"{report['valid_errors']} errors"
     )
-    fig.legend(loc="lower right")
+    fig.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

@@ -123,3 +123,28 @@ func TestPollServesAModelCopiedManifestFirst(t *testing.T) {
 		return status == 200
 	})
 }
+
+// Field names are matched exactly: encoding/json alone would take "teXts" for "texts" (found by
+// FuzzHTTPDecoding), answering 200 to a request the API document calls invalid.
+func TestFieldNamesAreCaseSensitive(t *testing.T) {
+	h := loaded(t, &fakeLoader{})
+	cases := []struct{ path, body, field string }{
+		{"/api/v1/classify/batch", `{"teXts": ["00"], "tAsk_tYpe": "intent"}`, "teXts"},
+		{"/api/v1/classify", `{"text": "a", "task": "intent", "options": {"Return_Probabilities": true}}`, "Return_Probabilities"},
+		{"/api/v1/classify/intent", `{"Text": "a"}`, "Text"},
+		{"/predict", `{"Inputs": "a"}`, "Inputs"},
+	}
+	for _, c := range cases {
+		status, body := h.do("POST", c.path, c.body)
+		if status != 400 || errorCode(t, body) != "invalid_json" {
+			t.Errorf("%s %s: %d %v, want 400 invalid_json", c.path, c.body, status, body)
+			continue
+		}
+		if msg := body["error"].(map[string]any)["message"].(string); !strings.Contains(msg, c.field) {
+			t.Errorf("%s: message %q does not name %s", c.path, msg, c.field)
+		}
+	}
+	if status, body := h.do("POST", "/api/v1/classify", `{"text": "a", "task": "intent", "options": {"return_probabilities": true}}`); status != 200 {
+		t.Errorf("exact names refused: %d %v", status, body)
+	}
+}

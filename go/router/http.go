@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"runtime/debug"
 	"time"
 )
@@ -91,6 +92,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) *api
 	}
 	if dec.More() {
 		return errorf(http.StatusBadRequest, codeInvalidJSON, "malformed JSON: data after the object")
+	}
+	if err := exactKeys(data, reflect.TypeOf(v)); err != nil {
+		return errorf(http.StatusBadRequest, codeInvalidJSON, "malformed JSON: %v (field names are case-sensitive)", err)
 	}
 	return nil
 }
