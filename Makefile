@@ -28,7 +28,7 @@ render_pc = sed -e 's|@PREFIX@|$(2)|g' -e 's|@LIBDIR@|$(3)|g' -e 's|@INCLUDEDIR@
 
 .DEFAULT_GOAL := help
 .PHONY: help setup native ffi fixtures demo test test-python test-rust test-go header-check lint bench clean
-.PHONY: install-lib test-go-consumer
+.PHONY: install-lib test-go-consumer test-abi-leaks fuzz
 .PHONY: test-wheel
 
 help: ## Show this help
@@ -74,7 +74,7 @@ fixtures: setup ## Generate tiny random models + golden vectors used by cargo an
 demo: setup ffi ## Main job: train on the embedded default, export, run natively from Python and Go, print parity + metrics
 	$(PY) scripts/demo.py
 
-test: lint fixtures ffi test-python test-rust test-go test-go-consumer test-wheel header-check ## Install everything, lint, run every test suite
+test: lint fixtures ffi test-python test-rust test-go test-go-consumer test-wheel test-abi-leaks header-check ## Install everything, lint, run every test suite
 
 test-python: setup
 	$(PY) -m pytest -q
@@ -90,6 +90,12 @@ test-go: ffi fixtures
 
 test-go-consumer: ffi fixtures ## A Go module outside the tree builds on an installed liblorakit
 	scripts/test_go_consumer.sh
+
+test-abi-leaks: ffi fixtures ## Create/use/free loop over the C ABI under valgrind: 0 bytes definitely or indirectly lost
+	scripts/abi_leak_check.sh 3
+
+fuzz: ffi fixtures ## Run every fuzz target longer (FUZZ_SECONDS per target, default 60): loaders, Go fuzz targets
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
 
 header-check: ffi ## Fail when the checked-in C header is stale
 	git diff --exit-code -- rust/lorakit-ffi/include/lorakit.h
