@@ -16,7 +16,8 @@ pub enum ErrorKind {
     Unsupported = 5,
     /// Bad caller input (empty batch, unknown adapter name, batch too large).
     Input = 6,
-    /// A numerical/backend failure inside the compute library.
+    /// A numerical/backend failure: the compute library failed, or an output is NaN or Inf (unless
+    /// `LoadOptions::allow_non_finite`).
     Compute = 7,
     /// An internal bug (a caught panic).
     Internal = 8,

@@ -152,7 +152,7 @@ typedef struct LorakitOptions {
 #define LORAKIT_INPUT 6
 
 /*
- Numerical or backend failure.
+ Numerical or backend failure, e.g. a NaN or Inf output (unless `LorakitOptions.allow_non_finite`).
  */
 #define LORAKIT_COMPUTE 7
 

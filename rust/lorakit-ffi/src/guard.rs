@@ -23,7 +23,7 @@ pub const LORAKIT_SHAPE: LorakitStatus = 4;
 pub const LORAKIT_UNSUPPORTED: LorakitStatus = 5;
 /// Bad caller input: NULL pointer, invalid UTF-8, empty or oversized batch, unknown adapter.
 pub const LORAKIT_INPUT: LorakitStatus = 6;
-/// Numerical or backend failure.
+/// Numerical or backend failure, e.g. a NaN or Inf output (unless `LorakitOptions.allow_non_finite`).
 pub const LORAKIT_COMPUTE: LorakitStatus = 7;
 /// An internal bug, e.g. a caught panic.
 pub const LORAKIT_INTERNAL: LorakitStatus = 8;
