@@ -43,9 +43,10 @@ func FuzzManifest(f *testing.F) {
 	}
 	f.Add([]byte(`{"format_version": 1, "files": {"../../etc/passwd": "00"}}`))
 	f.Add([]byte(`[]`))
+	// One model directory per process, its manifest rewritten by each input (inputs run serially).
+	root := f.TempDir()
+	dir := discoverytest.WriteModel(f, root, "m", discoverytest.Spec{Golden: true})
 	f.Fuzz(func(t *testing.T, manifest []byte) {
-		root := t.TempDir()
-		dir := discoverytest.WriteModel(t, root, "m", discoverytest.Spec{Golden: true})
 		if err := os.WriteFile(filepath.Join(dir, discovery.ManifestFile), manifest, 0o644); err != nil {
 			t.Fatal(err)
 		}

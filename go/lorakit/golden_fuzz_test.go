@@ -24,8 +24,8 @@ func FuzzReadGolden(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("\x08\x00\x00\x00\x00\x00\x00\x00{}      "))
 	f.Add([]byte(`2\x00\x00\x00\x00\x00\x00\x00{"__metadata__":{"texts":"[\"a\"]"},"input_ids":{}}`))
+	path := filepath.Join(f.TempDir(), lorakit.GoldenFile) // one scratch file per process: inputs run serially
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), lorakit.GoldenFile)
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
