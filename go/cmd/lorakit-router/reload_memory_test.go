@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +17,9 @@ import (
 
 // rssEnv names a CSV file the memory test writes its RSS curve to (scripts/reload_rss.py plots it).
 const rssEnv = "LORAKIT_RSS_CSV"
+
+// reloadsEnv overrides the number of reloads (50), for longer curves.
+const reloadsEnv = "LORAKIT_RSS_RELOADS"
 
 // rssKiB reads the resident set size of process pid from /proc.
 func rssKiB(t *testing.T, pid int) int {
@@ -69,7 +73,11 @@ func TestRSSBoundedAcrossReloads(t *testing.T) {
 	pid := p.cmd.Process.Pid
 	request := map[string]any{"texts": []string{"please close my account", "what is the weather", "hello"}, "task_type": name}
 
-	const reloads, reference = 50, 5
+	const reference = 5
+	reloads := 50
+	if n, err := strconv.Atoi(os.Getenv(reloadsEnv)); err == nil && n > reference+5 {
+		reloads = n
+	}
 	rss := []int{rssKiB(t, pid)}
 	for gen := 2; gen <= reloads+1; gen++ {
 		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -83,6 +91,14 @@ func TestRSSBoundedAcrossReloads(t *testing.T) {
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("reload %d did not land: %v\n%s", gen-1, health, p.log())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		// Sample once the previous generation is gone: while it drains, memory holds both.
+		closed := fmt.Sprintf(`"msg":"generation closed","generation":%d`, gen-1)
+		for !strings.Contains(p.log(), closed) {
+			if time.Now().After(deadline) {
+				t.Fatalf("generation %d never closed:\n%s", gen-1, p.log())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -103,11 +119,22 @@ func TestRSSBoundedAcrossReloads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%s: RSS %d KiB at start, %d after reload %d, %d after reload %d", name, rss[0], rss[reference], reference, rss[reloads], reloads)
-	if limit := rss[reference] * 115 / 100; rss[reloads] > limit {
-		t.Errorf("RSS grew from %d KiB after reload %d to %d KiB after reload %d (limit +15%%: %d KiB); curve: %v",
-			rss[reference], reference, rss[reloads], reloads, limit, rss)
+	// Medians of five samples around reload 5 and of the last five, so one noisy sample decides nothing.
+	// The bound is +15 % plus 16 MiB: Go's heap and the allocator settle within ~15 MiB over the first
+	// few dozen reloads and then stay flat (250 reloads of the tiny model plateau near 60 MiB), while the
+	// defect this guards against kept each generation's freed weights: ~25 MiB more per MiniLM reload.
+	early, late := median(rss[reference-2:reference+3]), median(rss[reloads-4:])
+	t.Logf("%s: RSS %d KiB at start, %d around reload %d, %d at reloads %d-%d", name, rss[0], early, reference, late, reloads-4, reloads)
+	if limit := early*115/100 + 16<<10; late > limit {
+		t.Errorf("RSS grew from %d KiB around reload %d to %d KiB at the last reloads (limit +15%% +16 MiB: %d KiB); curve: %v",
+			early, reference, late, limit, rss)
 	}
+}
+
+func median(samples []int) int {
+	sorted := slices.Clone(samples)
+	slices.Sort(sorted)
+	return sorted[len(sorted)/2]
 }
 
 // The symlink and timeout flags reach discovery.
