@@ -2,6 +2,7 @@ package router_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +147,38 @@ func TestFieldNamesAreCaseSensitive(t *testing.T) {
 	}
 	if status, body := h.do("POST", "/api/v1/classify", `{"text": "a", "task": "intent", "options": {"return_probabilities": true}}`); status != 200 {
 		t.Errorf("exact names refused: %d %v", status, body)
+	}
+}
+
+// A load that does not finish within LoadTimeout fails the reload with ErrLoadTimeout (the current
+// generation keeps serving), and what the abandoned load produces later is closed, never served.
+func TestLoadTimeoutKeepsTheCurrentGeneration(t *testing.T) {
+	loader := &fakeLoader{}
+	h := newHarnessWith(t, testRoot(t), loader, func(c *router.Config) { c.LoadTimeout = 100 * time.Millisecond })
+	if err := h.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	loader.set(func(l *fakeLoader) { l.loadGate = gate })
+	start := time.Now()
+	err := h.srv.Reload(context.Background())
+	if !errors.Is(err, router.ErrLoadTimeout) || !strings.Contains(err.Error(), "100ms") {
+		t.Fatalf("stuck load: %v", err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("reload returned after %s", elapsed)
+	}
+	if status, _ := h.do("POST", "/api/v1/classify", `{"text": "weather", "task": "intent"}`); status != 200 || h.srv.Generation() != 1 {
+		t.Errorf("current generation: %d, generation %d", status, h.srv.Generation())
+	}
+	close(gate)
+	waitFor(t, "the abandoned load to be closed", func() bool {
+		loader.mu.Lock()
+		n := len(loader.built)
+		loader.mu.Unlock()
+		return n == 2 && allClosed(loader.generation(1))
+	})
+	if h.srv.Generation() != 1 {
+		t.Errorf("abandoned load was served: generation %d", h.srv.Generation())
 	}
 }

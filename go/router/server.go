@@ -43,6 +43,9 @@ type Config struct {
 	Logger   *slog.Logger
 	// Compat names the model behind each compatibility route; empty fields pick a default (compat.go).
 	Compat CompatModels
+	// LoadTimeout bounds the loading step of a reload (0 = unbounded); past it the reload fails with
+	// ErrLoadTimeout and the current generation keeps serving.
+	LoadTimeout time.Duration
 }
 
 // Server owns the current generation of models and the HTTP API over it.
@@ -129,7 +132,7 @@ func (s *Server) build(ctx context.Context) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := s.cfg.Loader.Load(ctx, cat)
+	set, err := s.loadWithin(ctx, cat)
 	if err != nil {
 		return nil, fmt.Errorf("loading models: %w", err)
 	}

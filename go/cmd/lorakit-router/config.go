@@ -31,6 +31,7 @@ type config struct {
 	compat          router.CompatModels
 	followSymlinks  bool
 	readTimeout     time.Duration
+	loadTimeout     time.Duration
 }
 
 var devicePattern = regexp.MustCompile(`^(cpu|cuda(:[0-9]+)?)$`)
@@ -107,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	}
 	fs.BoolVar(&cfg.followSymlinks, "follow-symlinks", false, "serve model directories and files whose symlinks lead outside --models (default: skipped)")
 	fs.DurationVar(&cfg.readTimeout, "read-timeout", discovery.DefaultReadTimeout, "most time one model directory may take to read at a scan (a hung filesystem is skipped, not waited for)")
+	fs.DurationVar(&cfg.loadTimeout, "load-timeout", 10*time.Minute, "most time the loading step of a reload may take (past it the reload fails and the current models keep serving)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -132,8 +134,8 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	if cfg.limits.MaxBatch <= 0 || cfg.limits.MaxTextBytes <= 0 || cfg.limits.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("--max-batch, --max-text-bytes and --max-body-bytes must be positive"))
 	}
-	if cfg.readTimeout <= 0 {
-		errs = append(errs, errors.New("--read-timeout must be positive"))
+	if cfg.readTimeout <= 0 || cfg.loadTimeout <= 0 {
+		errs = append(errs, errors.New("--read-timeout and --load-timeout must be positive"))
 	}
 	if cfg.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))

@@ -66,7 +66,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		ModelsRoot: cfg.models, Loader: loader, Limits: cfg.limits, Priority: cfg.priority, Logger: logger,
 		Discovery: discovery.Options{Aliases: cfg.aliases, Architectures: archs, ResolveBase: lorakit.ResolveBase,
 			FollowSymlinks: cfg.followSymlinks, ReadTimeout: cfg.readTimeout},
-		Compat: cfg.compat,
+		Compat:      cfg.compat,
+		LoadTimeout: cfg.loadTimeout,
 	})
 	if err != nil {
 		ln.Close()

@@ -90,6 +90,7 @@ func TestUsageErrors(t *testing.T) {
 		"extra args":    {"--models", "x", "serve"},
 		"bad device":    {"--models", "x", "--device", "gpu"},
 		"zero timeout":  {"--models", "x", "--read-timeout", "0s"},
+		"neg load time": {"--models", "x", "--load-timeout", "-1s"},
 	}
 	for name, args := range cases {
 		var stderr safeBuffer

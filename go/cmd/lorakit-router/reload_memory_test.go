@@ -141,11 +141,11 @@ func median(samples []int) int {
 func TestPathPolicyFlags(t *testing.T) {
 	var stderr safeBuffer
 	cfg, err := parseFlags([]string{"--models", "x"}, &stderr, []string{"bert"})
-	if err != nil || cfg.followSymlinks || cfg.readTimeout != 60*time.Second {
+	if err != nil || cfg.followSymlinks || cfg.readTimeout != 60*time.Second || cfg.loadTimeout != 10*time.Minute {
 		t.Fatalf("defaults: %+v %v", cfg, err)
 	}
-	cfg, err = parseFlags([]string{"--models", "x", "--follow-symlinks", "--read-timeout", "5s"}, &stderr, []string{"bert"})
-	if err != nil || !cfg.followSymlinks || cfg.readTimeout != 5*time.Second {
+	cfg, err = parseFlags([]string{"--models", "x", "--follow-symlinks", "--read-timeout", "5s", "--load-timeout", "1m"}, &stderr, []string{"bert"})
+	if err != nil || !cfg.followSymlinks || cfg.readTimeout != 5*time.Second || cfg.loadTimeout != time.Minute {
 		t.Fatalf("set: %+v %v", cfg, err)
 	}
 }
