@@ -12,28 +12,28 @@ pub(crate) fn check_post_processor(tokenizer_json: &[u8]) -> Result<()> {
     check_processor(&doc["post_processor"])
 }
 
+/// Processors are recognised by their fields, not by `type`: the crate deserialises them untagged, so a template
+/// with a damaged `type` is still read as a template.
 fn check_processor(processor: &Value) -> Result<()> {
-    match processor["type"].as_str() {
-        Some("Sequence") => processor["processors"]
-            .as_array()
-            .map_or(Ok(()), |list| list.iter().try_for_each(check_processor)),
-        Some("TemplateProcessing") => {
-            let defined = &processor["special_tokens"];
-            for template in ["single", "pair"] {
-                let pieces = processor[template].as_array().into_iter().flatten();
-                for id in pieces.filter_map(|p| p["SpecialToken"]["id"].as_str()) {
-                    if defined.get(id).is_none() {
-                        return Err(Error::Format(format!(
-                            "tokenizer.json: post_processor template {template:?} uses special token {id:?}, \
-                             which its special_tokens do not define"
-                        )));
-                    }
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+    if let Some(list) = processor["processors"].as_array() {
+        return list.iter().try_for_each(check_processor);
     }
+    if processor.get("single").is_none() && processor.get("pair").is_none() {
+        return Ok(());
+    }
+    let defined = &processor["special_tokens"];
+    for template in ["single", "pair"] {
+        let pieces = processor[template].as_array().into_iter().flatten();
+        for id in pieces.filter_map(|p| p["SpecialToken"]["id"].as_str()) {
+            if defined.get(id).is_none() {
+                return Err(Error::Format(format!(
+                    "tokenizer.json: post_processor template {template:?} uses special token {id:?}, which its \
+                     special_tokens do not define"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -61,5 +61,10 @@ mod tests {
         let err = check_post_processor(&template("{}")).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Format);
         assert!(err.to_string().contains("\"[CLS]\""), "{err}");
+        // Whatever `type` says: the crate reads these fields as a template anyway.
+        let retyped = String::from_utf8(template("{}"))
+            .unwrap()
+            .replace("TemplateProcessing", "");
+        assert!(check_post_processor(retyped.as_bytes()).is_err());
     }
 }

@@ -45,3 +45,21 @@ fn template_naming_undefined_special_tokens_is_a_format_error() {
         assert!(err.to_string().contains("special token \"[CLS]\""), "{err}");
     }
 }
+
+/// The same template with its `type` damaged: tokenizers reads post-processors untagged, so it is still a template
+/// (the fuzzer found this one panicking past the first check).
+#[test]
+fn template_with_a_damaged_type_is_checked_too() {
+    let dir = copy_fixture("tiny_bert_full");
+    edit_json(&dir.file("tokenizer.json"), |doc| {
+        doc["post_processor"]["type"] = "".into();
+        doc["post_processor"]["special_tokens"] = serde_json::json!({});
+    });
+    let opts = LoadOptions {
+        verify_checksums: false,
+        ..opts()
+    };
+    let err = Model::load(dir.path(), true, &opts).expect_err("the template cannot be applied");
+    assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+    assert!(err.to_string().contains("special token"), "{err}");
+}
