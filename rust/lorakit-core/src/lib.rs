@@ -67,8 +67,8 @@ pub struct LoadOptions {
     pub device: DeviceSpec,
     /// Check files against the sha256 table of lorakit.json (and the base weights against base.weights_sha256).
     pub verify_checksums: bool,
-    /// Compute threads of this model's own pool (GEMMs, attention, GELU, softmax, tokenization); None =
-    /// physical cores. Residual additions run on candle's process-wide pool (`CANDLE_NUM_THREADS`).
+    /// Compute threads (GEMMs, attention, GELU, softmax, tokenization), from one process-wide pool per thread
+    /// count shared by every model that asks for it, so reloads start no threads; None = physical cores. Residual additions run on candle's process-wide pool (`CANDLE_NUM_THREADS`).
     pub threads: Option<usize>,
     /// Largest batch one `classify` call accepts (Input error above it).
     pub max_batch: usize,
