@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from lorakit.cli import main
-from lorakit.data import ids_digest, read_split
+from lorakit.data import cross_split_duplicates, ids_digest, read_split
 from lorakit.golden import read_golden
 from lorakit.manifest import check_files, read_manifest
 from lorakit.tokens import load_token_dataset
@@ -84,6 +84,9 @@ def test_token_metrics_are_on_the_written_grouped_split(token_model: dict[str, P
     dataset = load_token_dataset(token_model["data"], group_column="template_id")
     groups = {part: {dataset.examples[i].group for i in getattr(split, part)} for part in ("train", "test")}
     assert not groups["train"] & groups["test"]
+    # Texts shared across parts are counted on the written split, as for sequence classification.
+    recorded = metrics["data"]["cross_split_duplicates"]
+    assert recorded == cross_split_duplicates(dataset.examples, split)
 
 
 def test_token_model_verifies_on_every_backend(token_model: dict[str, Path],

@@ -110,12 +110,12 @@ def test_cross_split_duplicates_are_counted_after_whitespace_normalisation() -> 
     texts = ["same  text", "same text\n", "other", " other ", "unique a", "unique b"]
     dataset = Dataset([Example(i, text, "x") for i, text in enumerate(texts)], ["x", "y"])
     split = Split(train=[0, 2, 4], validation=[1], test=[3, 5], strategy="stratified", seed=0)
-    found = cross_split_duplicates(dataset, split)
+    found = cross_split_duplicates(dataset.examples, split)
     assert found["count"] == 2 and found["rows"] == 4
     assert found["examples"] == [{"text": "same text", "parts": ["train", "validation"]},
                                  {"text": "other", "parts": ["train", "test"]}]
     alone = Split(train=[0, 1, 2, 3], validation=[4], test=[5], strategy="stratified", seed=0)
-    assert cross_split_duplicates(dataset, alone)["count"] == 0
+    assert cross_split_duplicates(dataset.examples, alone)["count"] == 0
 
 
 def write_duplicated_csv(path: Path) -> Path:

@@ -8,10 +8,10 @@ import io
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import DataError
 
@@ -272,14 +272,23 @@ def normalized(text: str) -> str:
     return " ".join(text.split())
 
 
-def cross_split_duplicates(dataset: Dataset, split: Split, shown: int = 5) -> dict[str, Any]:
+class Row(Protocol):
+    """A split unit with its text: a sequence example or a token-classification text."""
+
+    @property
+    def row_id(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+
+
+def cross_split_duplicates(examples: Iterable[Row], split: Split, shown: int = 5) -> dict[str, Any]:
     """Texts (equal after whitespace normalisation) found in more than one part: they inflate test metrics.
 
     {"count": distinct texts, "rows": rows involved, "examples": [{"text", "parts"}]} (the first `shown`)."""
     part_of: dict[int, str] = {row_id: name for name in PARTS for row_id in getattr(split, name)}
     parts: dict[str, set[str]] = {}
     rows: dict[str, int] = {}
-    for example in dataset.examples:
+    for example in examples:
         if example.row_id in part_of:
             key = normalized(example.text)
             parts.setdefault(key, set()).add(part_of[example.row_id])

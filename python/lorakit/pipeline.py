@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,16 @@ from typing import Any
 import torch
 
 from .confusions import format_confusions, top_confusions
-from .data import Dataset, Split, cross_split_duplicates, duplicates_warning, load_dataset, split_dataset, write_split
+from .data import (
+    Dataset,
+    Row,
+    Split,
+    cross_split_duplicates,
+    duplicates_warning,
+    load_dataset,
+    split_dataset,
+    write_split,
+)
 from .distributed import check_same_on_every_process, is_main_process, run_directory
 from .errors import DataError, LorakitError, ModelDirError
 from .evaluate import evaluate_examples
@@ -101,15 +110,21 @@ def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id:
     split = split_dataset(dataset, data.validation_fraction, data.test_fraction, data.seed,
                           grouped=data.group_column is not None)
     config.labels = dataset.labels
-    duplicates = cross_split_duplicates(dataset, split)
-    warning = duplicates_warning(duplicates)
-    if warning and is_main_process():
-        print(warning, file=sys.stderr)
+    duplicates = warn_duplicates(dataset.examples, split)
     log(f"data: {len(dataset.examples)} rows, {len(dataset.labels)} labels, {split.strategy} split "
         f"train/validation/test = {len(split.train)}/{len(split.validation)}/{len(split.test)}")
     with run_directory(checkpoint_dir) as run_dir:
         check_same_on_every_process(split.digest(), "split")
         return _train_in(run_dir, dataset, split, config, output, base_id, name, onnx, log, duplicates)
+
+
+def warn_duplicates(examples: Iterable[Row], split: Split) -> dict[str, Any]:
+    """Texts shared by train/validation/test: warned about on stderr (once), returned for report/metrics.json."""
+    duplicates = cross_split_duplicates(examples, split)
+    warning = duplicates_warning(duplicates)
+    if warning and is_main_process():
+        print(warning, file=sys.stderr)
+    return duplicates
 
 
 def quiet(message: str) -> None:

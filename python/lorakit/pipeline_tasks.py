@@ -13,7 +13,7 @@ from .distributed import check_same_on_every_process
 from .errors import DataError
 from .export import export_model
 from .manifest import EMBEDDING, TOKEN
-from .pipeline import GOLDEN_FROM_TEST, DataSpec, log_training, save_checkpoint
+from .pipeline import GOLDEN_FROM_TEST, DataSpec, log_training, save_checkpoint, warn_duplicates
 from .plots import plot_loss_curves
 from .train import TrainConfig
 
@@ -56,6 +56,7 @@ def token_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path,
     split = split_tokens(dataset, data.validation_fraction, data.test_fraction, data.seed,
                          grouped=data.group_column is not None)
     config.labels = dataset.labels
+    duplicates = warn_duplicates(dataset.examples, split)
     log(f"data: {len(dataset.examples)} texts, {len(dataset.types)} entity types ({len(dataset.labels)} tags), "
         f"{split.strategy} split train/validation/test = {len(split.train)}/{len(split.validation)}/"
         f"{len(split.test)}")
@@ -70,7 +71,8 @@ def token_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path,
                                  desc="validation")
     test = evaluate_tokens(result.model, result.tokenizer, test_part, dataset.labels, config.max_seq_len, desc="test")
     full_metrics = {"validation": validation, "test": test, "training": result.stats, "config": config.to_json(),
-                    "data": {"source": dataset.source, "labels": dataset.labels}}
+                    "data": {"source": dataset.source, "labels": dataset.labels,
+                             "cross_split_duplicates": duplicates}}
     report = write_report(run_dir, split, full_metrics, result.history)
     metrics = {"validation": summary(validation, TOKEN_SUMMARY), "test": summary(test, TOKEN_SUMMARY),
                "training": result.stats}
