@@ -152,6 +152,17 @@ def test_embedding_training_export_verify_eval_predict(embedding_model: dict[str
     assert vectors.shape == (2, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+def test_embedding_report_counts_pairs_shared_across_splits(embedding_model: dict[str, Path]) -> None:
+    from lorakit.embedding import load_pairs
+    from lorakit.pipeline_tasks import pair_rows
+
+    model = embedding_model["model"]
+    pairs = load_pairs(embedding_model["data"], "text", "text_pair", "score")
+    split = read_split(model / "report" / "split.json")
+    recorded = json.loads((model / "report" / "metrics.json").read_text())["data"]["cross_split_duplicates"]
+    assert recorded == cross_split_duplicates(pair_rows(pairs), split)
+
+
 def test_embedding_reexport_from_the_checkpoint(embedding_model: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "again"
     assert main(["export", str(embedding_model["run"]), "--output", str(out)]) == 0

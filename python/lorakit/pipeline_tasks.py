@@ -92,12 +92,18 @@ def split_pairs(count: int, data: DataSpec, source: str) -> Split:
     return split_dataset(proxy, data.validation_fraction, data.test_fraction, data.seed)
 
 
+def pair_rows(pairs: list[Any]) -> list[Example]:
+    """Pairs as split rows for the duplicate check: a pair recurs when both its texts recur together."""
+    return [Example(i, f"{pair.text} || {pair.text_pair}", "pair") for i, pair in enumerate(pairs)]
+
+
 def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path, base_id: str,
                    name: str | None, onnx: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from .embedding import EmbeddingConfig, evaluate_embedding, load_pairs, train_embedding
 
     pairs = load_pairs(data.path, data.text_column, data.text_pair_column, data.score_column)
     split = split_pairs(len(pairs), data, str(data.path))
+    duplicates = warn_duplicates(pair_rows(pairs), split)
     train_part, validation_part, test_part = ([pairs[i] for i in getattr(split, part)]
                                               for part in ("train", "validation", "test"))
     log(f"data: {len(pairs)} pairs ({'scored' if data.score_column else 'anchor, positive'}), random split "
@@ -118,7 +124,8 @@ def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: P
     for part, metrics_of_part in (("validation", validation), ("test", test)):
         metrics_of_part["row_ids_sha256"] = ids_digest(getattr(split, part))
     full_metrics = {"validation": validation, "test": test, "training": result.stats, "config": config.to_json(),
-                    "embedding_config": embedding_config.to_json(), "data": {"source": str(data.path)}}
+                    "embedding_config": embedding_config.to_json(),
+                    "data": {"source": str(data.path), "cross_split_duplicates": duplicates}}
     report = write_report(run_dir, split, full_metrics, result.history)
     metrics = {"validation": summary(validation, EMBEDDING_SUMMARY), "test": summary(test, EMBEDDING_SUMMARY),
                "training": result.stats}
