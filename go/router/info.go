@@ -91,12 +91,11 @@ type healthResponse struct {
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	resp := healthResponse{Status: "no_models", Tasks: []string{}}
+	// No generation yet means the first load has not landed (the router binds its port before loading).
+	resp := healthResponse{Status: "loading", Tasks: []string{}}
 	g := s.cur.acquire()
-	if g == nil && s.loading.Load() {
-		resp.Status = "loading"
-	}
 	if g != nil {
+		resp.Status = "no_models"
 		defer g.release()
 		resp.Generation, resp.Models, resp.Tasks = g.id, len(g.models), g.tasks
 	}

@@ -14,8 +14,8 @@ func TestHealthAndNoModels(t *testing.T) {
 	empty := t.TempDir()
 	h := newHarness(t, empty, &fakeLoader{}, router.Limits{})
 	status, body := h.do("GET", "/health", "")
-	if status != 503 || body["status"] != "no_models" {
-		t.Errorf("before load: %d %v", status, body)
+	if status != 503 || body["status"] != "loading" {
+		t.Errorf("before the first load: %d %v", status, body)
 	}
 	status, body = h.do("POST", "/api/v1/classify", `{"text": "x", "task": "intent"}`)
 	if status != 503 || errorCode(t, body) != "no_models" {
@@ -25,7 +25,7 @@ func TestHealthAndNoModels(t *testing.T) {
 		t.Fatal(err)
 	}
 	status, body = h.do("GET", "/health", "")
-	if status != 503 || body["generation"].(float64) != 1 {
+	if status != 503 || body["generation"].(float64) != 1 || body["status"] != "no_models" {
 		t.Errorf("empty root: %d %v", status, body)
 	}
 	status, body = h.do("POST", "/api/v1/classify/batch", `{"texts": ["x"], "task_type": "all"}`)
