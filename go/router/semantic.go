@@ -91,18 +91,27 @@ func (s *Server) singleText(text string) *apiError {
 	return s.validateTexts("text", []string{text})
 }
 
-func (s *Server) handleIntent(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	var req intentRequest
-	e := decodeJSON(w, r, s.cfg.Limits.MaxBodyBytes, &req)
+// decodeSemantic decodes a semantic-router request into req and checks its one text and, when given, its
+// confidence threshold; false means the error was written.
+func (s *Server) decodeSemantic(w http.ResponseWriter, r *http.Request, req any, text *string, threshold *float64) bool {
+	e := decodeJSON(w, r, s.cfg.Limits.MaxBodyBytes, req)
 	if e == nil {
-		e = s.singleText(req.Text)
+		e = s.singleText(*text)
 	}
-	if e == nil {
-		e = checkThreshold(req.Options.ConfidenceThreshold)
+	if e == nil && threshold != nil {
+		e = checkThreshold(*threshold)
 	}
 	if e != nil {
 		writeError(w, e)
+		return false
+	}
+	return true
+}
+
+func (s *Server) handleIntent(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var req intentRequest
+	if !s.decodeSemantic(w, r, &req, &req.Text, &req.Options.ConfidenceThreshold) {
 		return
 	}
 	g, m, task := s.compatModel(w, roleIntent, s.cfg.Compat.Intent)
@@ -138,15 +147,7 @@ func (s *Server) handleIntent(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handlePII(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var req piiRequest
-	e := decodeJSON(w, r, s.cfg.Limits.MaxBodyBytes, &req)
-	if e == nil {
-		e = s.singleText(req.Text)
-	}
-	if e == nil {
-		e = checkThreshold(req.Options.ConfidenceThreshold)
-	}
-	if e != nil {
-		writeError(w, e)
+	if !s.decodeSemantic(w, r, &req, &req.Text, &req.Options.ConfidenceThreshold) {
 		return
 	}
 	g, m, task := s.compatModel(w, rolePII, s.cfg.Compat.PII)
@@ -217,12 +218,7 @@ func maskSpans(text string, ents []Entity) string {
 func (s *Server) handleSecurity(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var req securityRequest
-	e := decodeJSON(w, r, s.cfg.Limits.MaxBodyBytes, &req)
-	if e == nil {
-		e = s.singleText(req.Text)
-	}
-	if e != nil {
-		writeError(w, e)
+	if !s.decodeSemantic(w, r, &req, &req.Text, nil) {
 		return
 	}
 	g, m, task := s.compatModel(w, roleSecurity, s.cfg.Compat.Security)
