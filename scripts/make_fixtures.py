@@ -314,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The list the cargo and go tests iterate, so a new entry in ARCH_FIXTURES is tested everywhere.
     (out / "arch_fixtures.json").write_text(json.dumps([f.name for f in ARCH_FIXTURES]) + "\n", "utf-8")
     build_task_fixtures(out)
+    from decoder_fixtures import main as build_decoder_fixtures  # tiny Gemma 3 / Qwen3 bases, torch logits
+    print("\n".join(map(str, build_decoder_fixtures(out))))
     if args.with_minilm:
         started = time.perf_counter()
         print(summary(build_minilm_lora(out / "minilm_lora"), started))
