@@ -52,7 +52,10 @@ type Manifest struct {
 	// UnsafeLabels (sequence classification) are the labels that mean "unsafe"; each is one of Labels.
 	UnsafeLabels []string `json:"unsafe_labels,omitempty"`
 	// Normalize (embedding) says the vectors are L2-normalised.
-	Normalize      *bool             `json:"normalize,omitempty"`
+	Normalize *bool `json:"normalize,omitempty"`
+	// Prompt (generative classification) is the prompt template; the core reads its fields, discovery only
+	// requires it to be an object.
+	Prompt         json.RawMessage   `json:"prompt,omitempty"`
 	Files          map[string]string `json:"files"`
 	CreatedAt      string            `json:"created_at,omitempty"`
 	LorakitVersion string            `json:"lorakit_version,omitempty"`
@@ -80,13 +83,15 @@ const (
 	TaskSequenceClassification = "sequence_classification"
 	TaskTokenClassification    = "token_classification"
 	TaskEmbedding              = "embedding"
+	// TaskGenerativeClassification is a causal LM scoring each label's answer (docs/generative.md).
+	TaskGenerativeClassification = "generative_classification"
 )
 
 // KnownTasks are the manifest task kinds of format_version 1 (docs/FORMAT.md).
-var KnownTasks = []string{TaskSequenceClassification, TaskTokenClassification, TaskEmbedding, "generative_classification"}
+var KnownTasks = []string{TaskSequenceClassification, TaskTokenClassification, TaskEmbedding, TaskGenerativeClassification}
 
 // ServedTasks are the task kinds a native loader runs (Scan's default).
-var ServedTasks = []string{TaskSequenceClassification, TaskTokenClassification, TaskEmbedding}
+var ServedTasks = []string{TaskSequenceClassification, TaskTokenClassification, TaskEmbedding, TaskGenerativeClassification}
 
 // namePattern keeps serving names safe in URLs, JSON, logs and metric labels.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -173,6 +178,12 @@ func (m *Manifest) Validate() error {
 	for _, l := range m.UnsafeLabels {
 		if !seen[l] {
 			return bad("unsafe label %q is not one of the labels", l)
+		}
+	}
+	if m.Task == TaskGenerativeClassification {
+		var prompt map[string]any
+		if json.Unmarshal(m.Prompt, &prompt) != nil || prompt == nil {
+			return bad("prompt must be an object for %s", m.Task)
 		}
 	}
 	if m.MaxSeqLen <= 0 {

@@ -83,7 +83,7 @@ func TestScanRejectsBadManifests(t *testing.T) {
 		{"weights_unlisted", func(m map[string]any) { delete(m["files"].(map[string]any), "model.safetensors") }, discovery.ErrManifest},
 		{"adapter_type", func(m map[string]any) { m["adapter"] = map[string]any{"type": "ia3", "r": 8} }, discovery.ErrUnsupported},
 		{"reserved_name", func(m map[string]any) { m["name"] = "all" }, discovery.ErrManifest},
-		{"generative_not_served", func(m map[string]any) { m["task"] = "generative_classification" }, discovery.ErrUnsupported},
+		{"generative_without_prompt", func(m map[string]any) { m["task"] = "generative_classification" }, discovery.ErrManifest},
 		{"token_without_labels", func(m map[string]any) {
 			m["task"], m["labels"] = "token_classification", []string{}
 		}, discovery.ErrManifest},
@@ -124,17 +124,22 @@ func TestScanAcceptsEveryServedTask(t *testing.T) {
 	discoverytest.WriteModel(t, root, "pii", discoverytest.Spec{Task: "token_classification",
 		Labels: []string{"O", "B-EMAIL", "I-EMAIL"}})
 	discoverytest.WriteModel(t, root, "embed", discoverytest.Spec{Task: "embedding", Labels: []string{}})
+	discoverytest.WriteModel(t, root, "topics", discoverytest.Spec{Task: "generative_classification",
+		Architecture: "qwen3", Labels: []string{"sport", "music"}})
 	cat := scan(t, root, discovery.Options{})
-	if got := ids(cat.Models); strings.Join(got, ",") != "embed,guard,pii" || len(cat.Skipped) != 0 {
+	if got := ids(cat.Models); strings.Join(got, ",") != "embed,guard,pii,topics" || len(cat.Skipped) != 0 {
 		t.Fatalf("models %v, skipped %+v", got, cat.Skipped)
 	}
 	for _, m := range cat.Models {
 		if m.ID == "guard" && strings.Join(m.Manifest.UnsafeLabels, ",") != "jailbreak" {
 			t.Errorf("unsafe labels %v", m.Manifest.UnsafeLabels)
 		}
+		if m.ID == "topics" && (m.Manifest.Task != discovery.TaskGenerativeClassification || len(m.Manifest.Prompt) == 0) {
+			t.Errorf("generative model: task %q prompt %s", m.Manifest.Task, m.Manifest.Prompt)
+		}
 	}
 	only := scan(t, root, discovery.Options{Tasks: []string{"embedding"}})
-	if got := ids(only.Models); strings.Join(got, ",") != "embed" || len(only.Skipped) != 2 {
+	if got := ids(only.Models); strings.Join(got, ",") != "embed" || len(only.Skipped) != 3 {
 		t.Errorf("Tasks [embedding]: models %v, skipped %+v", got, only.Skipped)
 	}
 }

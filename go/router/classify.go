@@ -157,7 +157,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 		resp.Results[i].Index = i
 	}
 	if req.TaskType == discovery.AllTasks {
-		tasks := g.tasksOf(discovery.TaskSequenceClassification, discovery.TaskTokenClassification)
+		tasks := g.tasksOf(classifierKinds...)
 		if len(tasks) == 0 {
 			writeError(w, errorf(http.StatusServiceUnavailable, codeNoModels, "no classification tasks are loaded"))
 			return
@@ -224,8 +224,12 @@ func (s *Server) validateTexts(field string, texts []string) *apiError {
 	return nil
 }
 
+// classifierKinds are the manifest task kinds the classify routes (and task_type "all") answer.
+var classifierKinds = []string{discovery.TaskSequenceClassification, discovery.TaskTokenClassification,
+	discovery.TaskGenerativeClassification}
+
 func unknownTask(g *generation, name string) *apiError {
-	tasks := g.tasksOf(discovery.TaskSequenceClassification, discovery.TaskTokenClassification)
+	tasks := g.tasksOf(classifierKinds...)
 	return errorf(http.StatusNotFound, codeUnknownTask, "no task or model named %q (tasks: %s, or %q)",
 		name, strings.Join(tasks, ", "), discovery.AllTasks)
 }

@@ -77,16 +77,19 @@ func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
 	if err := f.begin(); err != nil {
 		return nil, err
 	}
-	k := len(f.labels)
-	out := &router.Output{Labels: f.labels}
+	return f.answer(texts, f.labels, f.unsafeLabels, ""), nil
+}
+
+// answer gives the first label named in a text 0.9 of the mass (else hint's, when it is one of labels);
+// with neither the distribution is uniform.
+func (f *fakeClassifier) answer(texts, labels, unsafeLabels []string, hint string) *router.Output {
+	k := len(labels)
+	out := &router.Output{Labels: labels}
 	for _, text := range texts {
 		row := make([]float32, k)
-		hit := -1
-		for j, l := range f.labels {
-			if strings.Contains(text, l) {
-				hit = j
-				break
-			}
+		hit := slices.IndexFunc(labels, func(l string) bool { return strings.Contains(text, l) })
+		if hit < 0 {
+			hit = slices.Index(labels, hint)
 		}
 		for j := range row {
 			switch {
@@ -108,24 +111,45 @@ func (f *fakeClassifier) Classify(texts []string) (*router.Output, error) {
 		in, used := f.tokens(text)
 		out.TokensIn = append(out.TokensIn, in)
 		out.TokensUsed = append(out.TokensUsed, used)
-		if f.unsafeLabels != nil {
+		if unsafeLabels != nil {
 			best, score := 0, float32(0)
-			for j, l := range f.labels {
+			for j, l := range labels {
 				if row[j] > row[best] {
 					best = j
 				}
-				if slices.Contains(f.unsafeLabels, l) {
+				if slices.Contains(unsafeLabels, l) {
 					score += row[j]
 				}
 			}
-			out.Unsafe = append(out.Unsafe, slices.Contains(f.unsafeLabels, f.labels[best]))
+			out.Unsafe = append(out.Unsafe, slices.Contains(unsafeLabels, labels[best]))
 			out.UnsafeScore = append(out.UnsafeScore, score)
 		}
 	}
 	if f.behaviour == "short" {
 		out.TokensUsed = out.TokensUsed[:len(out.TokensUsed)-1]
 	}
-	return out, nil
+	return out
+}
+
+// ClassifyFewShot scores labels (nil: the manifest's, then new example labels) like Classify, except that
+// with no label named in the text the last example's label gets the 0.9, so the examples visibly matter.
+func (f *fakeClassifier) ClassifyFewShot(text string, examples []router.Example, labels []string) (*router.Output, error) {
+	if err := f.begin(); err != nil {
+		return nil, err
+	}
+	if labels == nil {
+		labels = slices.Clone(f.labels)
+		for _, ex := range examples {
+			if !slices.Contains(labels, ex.Label) {
+				labels = append(labels, ex.Label)
+			}
+		}
+	}
+	hint := ""
+	if len(examples) > 0 {
+		hint = examples[len(examples)-1].Label
+	}
+	return f.answer([]string{text}, labels, nil, hint), nil
 }
 
 // ExtractEntities finds every capitalised word as a NAME entity (score 0.9), in rune offsets.
@@ -225,6 +249,8 @@ func (l *fakeLoader) Load(_ context.Context, cat *discovery.Catalog) (*router.Lo
 			loaded.Extractor = f
 		case discovery.TaskEmbedding:
 			loaded.Embedder, loaded.Dim = f, fakeDim
+		case discovery.TaskGenerativeClassification:
+			loaded.Classifier, loaded.FewShot = f, f
 		default:
 			loaded.Classifier = f
 		}

@@ -21,6 +21,7 @@ import (
 var fuzzRoutes = []string{
 	"/api/v1/classify", "/api/v1/classify/batch", "/api/v1/classify/intent", "/api/v1/classify/pii",
 	"/api/v1/classify/security", "/api/v1/embed", "/api/v1/similarity", "/predict", "/embed",
+	"/api/v1/predict_fewshot",
 }
 
 // fuzzSeeds are real requests of the test suites, one or more per route.
@@ -42,6 +43,8 @@ var fuzzSeeds = []struct {
 	{8, `{"inputs": ["hello", "world"], "normalize": false}`},
 	{0, `{"text": "a"} {"text": "b"}`},
 	{1, `{"texts": [` + "\"\xff\xfe\"" + `], "task_type": "intent"}`},
+	{9, `{"text": "sunny", "examples": [{"document": "a goal", "label": "sport"}], "labels": ["sport", "weather"]}`},
+	{9, `{"model": "topics", "text": "x", "examples": [null], "options": {"confidence_threshold": 0.2}}`},
 }
 
 var (
@@ -71,6 +74,8 @@ func fuzzServer(t testing.TB) http.Handler {
 		discoverytest.WriteModel(t, root, "security", discoverytest.Spec{Labels: []string{"benign", "jailbreak"}, UnsafeLabels: []string{"jailbreak"}})
 		discoverytest.WriteModel(t, root, "pii", discoverytest.Spec{Task: "token_classification", Labels: []string{"O", "B-NAME", "I-NAME"}})
 		discoverytest.WriteModel(t, root, "embedder", discoverytest.Spec{Task: "embedding", Labels: []string{}})
+		discoverytest.WriteModel(t, root, "topics", discoverytest.Spec{Task: "generative_classification", Architecture: "qwen3",
+			Labels: []string{"sport", "music"}})
 		srv, err := router.New(router.Config{ModelsRoot: root, Loader: &fakeLoader{}, Compat: router.CompatModels{Predict: "intent"},
 			Limits: router.Limits{MaxBatch: 16, MaxTextBytes: 512, MaxBodyBytes: 8192},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -35,6 +35,18 @@ type Output struct {
 	UnsafeScore []float32
 }
 
+// FewShotClassifier runs one loaded generative-classification model on one text with labelled examples in
+// its prompt. labels nil means the model's labels followed by each example label not among them.
+type FewShotClassifier interface {
+	ClassifyFewShot(text string, examples []Example, labels []string) (*Output, error)
+}
+
+// Example is one labelled document of a few-shot prompt.
+type Example struct {
+	Document string `json:"document"`
+	Label    string `json:"label"`
+}
+
 // EntityExtractor runs one loaded token-classification model (PII / NER) on a batch of texts.
 type EntityExtractor interface {
 	ExtractEntities(texts []string) (*EntityOutput, error)
@@ -78,12 +90,14 @@ type Loader interface {
 }
 
 // LoadedModel is one model a Loader made servable. The runner of its manifest task is set: Classifier
-// (sequence_classification), Extractor (token_classification) or Embedder (embedding).
+// (sequence_classification), Extractor (token_classification), Embedder (embedding), or Classifier and
+// FewShot (generative_classification).
 type LoadedModel struct {
 	Info       *discovery.Model
 	Classifier Classifier
 	Extractor  EntityExtractor
 	Embedder   Embedder
+	FewShot    FewShotClassifier
 	// Dim is the vector width of an embedding model (0 for others).
 	Dim int
 	// GoldenVerified is true when the model reproduced its golden vectors at load.

@@ -25,6 +25,7 @@ var modelRoutes = []struct{ path, body string }{
 	{"/api/v1/similarity", `{"texts_a": ["hi"], "texts_b": ["ho"]}`},
 	{"/predict", `{"inputs": "hi"}`},
 	{"/embed", `{"inputs": "hi"}`},
+	{"/api/v1/predict_fewshot", `{"text": "hi"}`},
 }
 
 // A generation in which every directory was skipped serves nothing: every model route answers 503
@@ -67,6 +68,7 @@ func TestNullTextsAreRefused(t *testing.T) {
 		{"/predict", `{"inputs": [null]}`},
 		{"/predict", `{"inputs": [["a"], [null]]}`},
 		{"/embed", `{"inputs": ["a", null]}`},
+		{"/api/v1/predict_fewshot", `{"text": "a", "examples": [null]}`},
 	}
 	for _, c := range cases {
 		status, body := h.do("POST", c.path, c.body)

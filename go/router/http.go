@@ -119,6 +119,7 @@ func (s *Server) routes() []route {
 		{Route{http.MethodPost, "/api/v1/classify/intent"}, s.handleIntent},
 		{Route{http.MethodPost, "/api/v1/classify/pii"}, s.handlePII},
 		{Route{http.MethodPost, "/api/v1/classify/security"}, s.handleSecurity},
+		{Route{http.MethodPost, "/api/v1/predict_fewshot"}, s.handleFewShot},
 		{Route{http.MethodPost, "/api/v1/embed"}, s.handleEmbed},
 		{Route{http.MethodPost, "/api/v1/similarity"}, s.handleSimilarity},
 		{Route{http.MethodGet, "/api/v1/models"}, s.handleModels},

@@ -14,7 +14,8 @@ import (
 func (s *Server) run(ctx context.Context, m *LoadedModel, task string, texts []string, opts Options) ([]*Classification, TaskTiming, *apiError) {
 	timing := TaskTiming{Task: task, Model: m.Info.ID, Texts: len(texts)}
 	switch {
-	case m.Kind() == discovery.TaskSequenceClassification && m.Classifier != nil:
+	case (m.Kind() == discovery.TaskSequenceClassification || m.Kind() == discovery.TaskGenerativeClassification) &&
+		m.Classifier != nil:
 		return s.runClassifier(ctx, m, timing, texts, opts)
 	case m.Kind() == discovery.TaskTokenClassification && m.Extractor != nil:
 		return s.runExtractor(ctx, m, timing, texts)
@@ -69,28 +70,33 @@ func (s *Server) runClassifier(ctx context.Context, m *LoadedModel, timing TaskT
 	if e != nil {
 		return nil, timing, e
 	}
-	k := len(out.Labels)
 	results := make([]*Classification, len(texts))
 	for i := range texts {
-		row := out.Probabilities[i*k : (i+1)*k]
-		best := argmax(row)
-		p := &Prediction{Label: out.Labels[best], PredictedLabel: out.Labels[best], Confidence: row[best]}
-		if float64(row[best]) < opts.ConfidenceThreshold {
-			p.Label, p.BelowThreshold = UnknownLabel, true
-		}
-		if opts.ReturnProbabilities {
-			p.Probabilities = make(map[string]float32, k)
-			for j, prob := range row {
-				p.Probabilities[out.Labels[j]] = prob
-			}
-		}
-		if out.Unsafe != nil {
-			p.Unsafe, p.UnsafeScore = &out.Unsafe[i], &out.UnsafeScore[i]
-		}
 		results[i] = newResult(task, m, timing, out.TokensIn[i], out.TokensUsed[i])
-		results[i].Prediction = p
+		results[i].Prediction = prediction(out, i, opts)
 	}
 	return results, timing, nil
+}
+
+// prediction reads text i of a checked classifier answer under the request's options.
+func prediction(out *Output, i int, opts Options) *Prediction {
+	k := len(out.Labels)
+	row := out.Probabilities[i*k : (i+1)*k]
+	best := argmax(row)
+	p := &Prediction{Label: out.Labels[best], PredictedLabel: out.Labels[best], Confidence: row[best]}
+	if float64(row[best]) < opts.ConfidenceThreshold {
+		p.Label, p.BelowThreshold = UnknownLabel, true
+	}
+	if opts.ReturnProbabilities {
+		p.Probabilities = make(map[string]float32, k)
+		for j, prob := range row {
+			p.Probabilities[out.Labels[j]] = prob
+		}
+	}
+	if out.Unsafe != nil {
+		p.Unsafe, p.UnsafeScore = &out.Unsafe[i], &out.UnsafeScore[i]
+	}
+	return p
 }
 
 func (s *Server) runExtractor(ctx context.Context, m *LoadedModel, timing TaskTiming, texts []string) ([]*Classification, TaskTiming, *apiError) {

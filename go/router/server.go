@@ -18,15 +18,19 @@ type Limits struct {
 	MaxBatch     int   // texts per batch request
 	MaxTextBytes int   // bytes per text (UTF-8)
 	MaxBodyBytes int64 // bytes per request body
+	// MaxExamples bounds the labelled examples of one few-shot request: each one lengthens the prompt.
+	MaxExamples int
+	// MaxLabels bounds the labels of one few-shot request: each one is a continuation scored on the prompt.
+	MaxLabels int
 }
 
 // DefaultLimits suit a CPU deployment of small encoders.
 func DefaultLimits() Limits {
-	return Limits{MaxBatch: 256, MaxTextBytes: 16 << 10, MaxBodyBytes: 4 << 20}
+	return Limits{MaxBatch: 256, MaxTextBytes: 16 << 10, MaxBodyBytes: 4 << 20, MaxExamples: 32, MaxLabels: 64}
 }
 
 func (l Limits) validate() error {
-	if l.MaxBatch <= 0 || l.MaxTextBytes <= 0 || l.MaxBodyBytes <= 0 {
+	if l.MaxBatch <= 0 || l.MaxTextBytes <= 0 || l.MaxBodyBytes <= 0 || l.MaxExamples <= 0 || l.MaxLabels <= 0 {
 		return fmt.Errorf("limits must be positive: %+v", l)
 	}
 	return nil
@@ -80,6 +84,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Limits.MaxBodyBytes == 0 {
 		cfg.Limits.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if cfg.Limits.MaxExamples == 0 {
+		cfg.Limits.MaxExamples = def.MaxExamples
+	}
+	if cfg.Limits.MaxLabels == 0 {
+		cfg.Limits.MaxLabels = def.MaxLabels
 	}
 	if err := cfg.Limits.validate(); err != nil {
 		return nil, fmt.Errorf("router: %w", err)

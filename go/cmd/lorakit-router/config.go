@@ -91,6 +91,8 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	fs.IntVar(&cfg.limits.MaxBatch, "max-batch", def.MaxBatch, "most texts per batch request")
 	fs.IntVar(&cfg.limits.MaxTextBytes, "max-text-bytes", def.MaxTextBytes, "most bytes per text")
 	fs.Int64Var(&maxBody, "max-body-bytes", def.MaxBodyBytes, "most bytes per request body")
+	fs.IntVar(&cfg.limits.MaxExamples, "max-examples", def.MaxExamples, "most labelled examples per few-shot request")
+	fs.IntVar(&cfg.limits.MaxLabels, "max-labels", def.MaxLabels, "most labels per few-shot request")
 	fs.StringVar(&priority, "priority", strings.Join(defaultPriority, ","), "architectures in serving preference order, best first (default: the native core's order)")
 	fs.Var(aliasFlag(cfg.aliases), "alias", "NAME=TASK: serve the model with directory or manifest name NAME as TASK (repeatable)")
 	compatFlags := []struct {
@@ -131,8 +133,9 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	if cfg.poll < 0 {
 		errs = append(errs, fmt.Errorf("--poll must not be negative, got %s", cfg.poll))
 	}
-	if cfg.limits.MaxBatch <= 0 || cfg.limits.MaxTextBytes <= 0 || cfg.limits.MaxBodyBytes <= 0 {
-		errs = append(errs, errors.New("--max-batch, --max-text-bytes and --max-body-bytes must be positive"))
+	if cfg.limits.MaxBatch <= 0 || cfg.limits.MaxTextBytes <= 0 || cfg.limits.MaxBodyBytes <= 0 ||
+		cfg.limits.MaxExamples <= 0 || cfg.limits.MaxLabels <= 0 {
+		errs = append(errs, errors.New("--max-batch, --max-text-bytes, --max-body-bytes, --max-examples and --max-labels must be positive"))
 	}
 	if cfg.readTimeout <= 0 || cfg.loadTimeout <= 0 {
 		errs = append(errs, errors.New("--read-timeout and --load-timeout must be positive"))

@@ -74,6 +74,11 @@ func WriteModel(t testing.TB, root, id string, spec Spec) string {
 		"max_seq_len":    128,
 		"files":          table,
 	}
+	if manifest["task"] == "generative_classification" {
+		manifest["prompt"] = map[string]any{"instruction": "Classify the document.", "labels_prefix": "\nCategories: ",
+			"label_separator": ", ", "document_prefix": "\nDocument: ", "answer_prefix": "\nAnswer: ",
+			"answer_suffix": "", "max_document_tokens": 64, "truncation": "head", "add_bos": true}
+	}
 	if spec.UnsafeLabels != nil {
 		manifest["unsafe_labels"] = spec.UnsafeLabels
 	}
