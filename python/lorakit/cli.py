@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import InputError, LorakitError
 from .extras import MissingExtraError, require_train
+from .prepare import add_prepare_parser, run_prepare
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx", action="store_true", help="also write model.onnx")
 
     add_import_parser(verbs)
+    add_prepare_parser(verbs)
 
     predict = verbs.add_parser("predict", help="labels, entity spans or vectors for texts",
                                formatter_class=Formatter)
@@ -225,7 +227,7 @@ def data_spec(args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not native_only(args):
+    if not native_only(args) and args.verb != "prepare":  # prepare reads documents: no model library to quiet
         quiet_libraries()
     try:
         return run(args)
@@ -282,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
         return run_predict(args)
     if args.verb == "import":
         return run_import(args)
+    if args.verb == "prepare":
+        return run_prepare(args)
     return run_verify(args)
 
 
