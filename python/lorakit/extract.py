@@ -28,6 +28,11 @@ ADVICE = {".doc": "legacy Word .doc is not supported: save it as .docx",
           ".odt": "OpenDocument is not supported: save it as .docx"}
 # Elements whose text a browser does not show.
 INVISIBLE = ["script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed"]
+# Elements that start a new line when shown; text inside any other element runs on.
+BLOCKS = ["address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure",
+          "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre",
+          "section", "table", "title", "tr", "ul"]
+CELLS = ["td", "th"]
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
@@ -95,7 +100,7 @@ def read_any(kind: str, path: Path, encoding_errors: str) -> tuple[str, str | No
     if kind == "docx":
         return docx_text(path), None
     if kind == "html":
-        return html_text(path.read_bytes()), None
+        return html_text(path.read_bytes(), encoding_errors)
     return decode_text(path.read_bytes(), encoding_errors)
 
 
@@ -140,15 +145,31 @@ def block_lines(container: Any) -> list[str]:
     return lines
 
 
-def html_text(data: bytes) -> str:
+def html_text(data: bytes, encoding_errors: str = "fail") -> tuple[str, str | None]:
+    """Visible text. Encoding: a BOM or the page's own charset declaration, else as TXT (UTF-8, then the policy):
+    a guess by byte statistics would differ between installs."""
     from bs4 import BeautifulSoup
+    from bs4.dammit import EncodingDetector
 
-    soup = BeautifulSoup(data, "html.parser")  # bytes: the parser reads the page's own charset declaration
+    declared = EncodingDetector.find_declared_encoding(data, is_html=True)
+    if declared or data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        soup = BeautifulSoup(data, "html.parser")
+        encoding = None
+    else:
+        markup, encoding = decode_text(data, encoding_errors)
+        soup = BeautifulSoup(markup, "html.parser")
     for element in soup(INVISIBLE):
         element.decompose()
     for element in soup.find_all(hidden=True):
         element.decompose()
-    return str(soup.get_text("\n"))
+    for element in soup.find_all("br"):
+        element.replace_with("\n")
+    for element in soup.find_all(BLOCKS):
+        element.insert_before("\n")
+        element.insert_after("\n")
+    for element in soup.find_all(CELLS):
+        element.insert_after(" ")
+    return str(soup.get_text()), encoding
 
 
 def decode_text(data: bytes, policy: str) -> tuple[str, str | None]:

@@ -93,7 +93,7 @@ def scan(root: Path) -> Scan:
             found.hidden += 1
         elif entry.is_dir():
             label = unicodedata.normalize("NFC", entry.name)  # macOS writes decomposed names
-            files = list(label_files(entry, found))
+            files = sorted(label_files(entry, found), key=lambda path: path.relative_to(root).as_posix())
             if not files:
                 found.warnings.append(f"label folder {entry.name!r} holds no files: no label {label!r}")
             found.documents += [Document(label, path, path.relative_to(root).as_posix()) for path in files]
@@ -104,11 +104,11 @@ def scan(root: Path) -> Scan:
 
 
 def label_files(folder: Path, found: Scan) -> Iterator[Path]:
-    """Files under one label folder, nested folders included, hidden ones skipped, in sorted order."""
+    """Files under one label folder, nested folders included, hidden ones skipped."""
     for dirpath, dirnames, filenames in os.walk(folder):
         found.hidden += sum(hidden(name) for name in dirnames + filenames)
-        dirnames[:] = sorted(name for name in dirnames if not hidden(name))
-        for name in sorted(filenames):
+        dirnames[:] = [name for name in dirnames if not hidden(name)]
+        for name in filenames:
             if not hidden(name):
                 yield Path(dirpath) / name
 
@@ -119,7 +119,7 @@ def spans(text: str, settings: Settings) -> list[tuple[int, int]]:
     truncate: the first max_chars characters, cut back to the last word boundary in the window's second half.
     chunk: windows of at most max_chars cut the same way; each next window starts chunk_overlap characters
     before the previous end, moved forward to a word start, so the overlap is whole words of at most
-    chunk_overlap characters."""
+    chunk_overlap characters (exact characters after a cut through an unspaced run)."""
     limit = settings.max_chars
     if limit == 0 or len(text) <= limit:
         return [(0, len(text))]
@@ -156,12 +156,17 @@ def word_end(text: str, start: int, limit: int, overlap: int) -> int:
 
 
 def word_start(text: str, position: int, end: int) -> int:
-    """`position`, or the next word start after it when it falls inside a word (never past `end`)."""
+    """`position`, or the next word start after it when it falls inside a word. When no word starts before `end`:
+    `end` (no overlap) if the window ended on a word boundary, else `position` (a hard cut through a long
+    unspaced run, such as a URL or text without spaces, keeps its overlap in characters)."""
     if position <= 0 or text[position - 1].isspace():
         return position
-    while position < end and not text[position].isspace():
-        position += 1
-    return position
+    cursor = position
+    while cursor < end and not text[cursor].isspace():
+        cursor += 1
+    if cursor < end:
+        return cursor
+    return end if end < len(text) and text[end].isspace() else position
 
 
 def rows_of(document: Document, text: str, settings: Settings) -> list[dict[str, Any]]:
