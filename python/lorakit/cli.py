@@ -19,15 +19,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-TASK_CHOICES = ("sequence-classification", "token-classification", "embedding")
+GENERATIVE_MAX_SEQ_LEN = 1024  # default: room for a few few-shot examples of 256-token documents
+TASK_CHOICES = ("sequence-classification", "token-classification", "embedding", "generative")
 # Options that only some tasks read: given for another task they are refused, never silently ignored.
 TASK_OPTIONS = {
-    "label_column": ("sequence-classification",), "unsafe_labels": ("sequence-classification",),
+    "label_column": ("sequence-classification", "generative"), "unsafe_labels": ("sequence-classification",),
     "class_weighted": ("sequence-classification",), "full": ("sequence-classification", "token-classification"),
-    "group_column": ("sequence-classification", "token-classification"),
-    "target_modules": ("sequence-classification", "token-classification"),
+    "group_column": ("sequence-classification", "token-classification", "generative"),
+    "target_modules": ("sequence-classification", "token-classification", "generative"),
     "best_metric": ("sequence-classification", "token-classification"),
     "score_column": ("embedding",), "pooling": ("embedding",), "normalize": ("embedding",),
+    "quantize": ("generative",), "max_document_tokens": ("generative",),
 }
 
 
@@ -79,13 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser("train", help="train (LoRA or --full), evaluate and export a model directory",
                              formatter_class=Formatter)
     train.add_argument("--task", choices=TASK_CHOICES, default="sequence-classification",
-                       help="what the model outputs: a label per text, entity spans, or a vector")
+                       help="what the model outputs: a label per text, entity spans, a vector, or a label "
+                       "answered by a causal LM (generative)")
     add_data_arguments(train)
     train.add_argument("--group-column", help="split by whole groups of this column (e.g. template_id) instead of "
                        "by label")
     train.add_argument("--unsafe-labels", help="comma-separated labels that mean unsafe (sequence classification); "
                        "runtimes report unsafe / unsafe_score from this declaration")
-    train.add_argument("--base", help="base model directory (default: the offline all-MiniLM-L6-v2)")
+    train.add_argument("--base", help="base model directory (default: the offline all-MiniLM-L6-v2); generative: "
+                       "a Gemma 3 / Qwen3 causal LM directory or gemma-3-270m")
     train.add_argument("--output", required=True, type=Path, help="model directory to write")
     train.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
     train.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
@@ -117,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="embedding: L2-normalise the vector")
     train.add_argument("--checkpoint-dir", type=Path, help="keep training checkpoints here (for `lorakit export`)")
     train.add_argument("--onnx", action="store_true", help="also write model.onnx")
+    train.add_argument("--quantize", choices=["4bit"], help="generative: train on an NF4 4-bit base (QLoRA); the "
+                       "export merges into the fp32 base")
+    train.add_argument("--max-document-tokens", type=int, default=256, help="generative: document tokens kept in "
+                       "the prompt (the rest is cut)")
+
+    add_base_parser(verbs)
 
     evaluate = verbs.add_parser("eval", help="evaluate a model directory on a labelled file (predictions from the "
                                 "native core; metrics need the training extra)",
@@ -154,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "order (labels and probabilities, entity spans, or the embedding)")
     predict.add_argument("--backend", choices=["native", "torch"], default="native",
                          help="native: the Rust core on the merged weights; torch: PyTorch")
+    predict.add_argument("--examples", type=Path, help="generative: few-shot examples, JSON Lines of "
+                         "{\"document\", \"label\"} (or {\"text\", \"label\"})")
+    predict.add_argument("--labels", help="generative: comma-separated labels to choose from instead of the "
+                         "manifest's (and the examples')")
+    predict.add_argument("--generate", action="store_true", help="generative, torch: answer freely (greedy) and "
+                         "parse the JSON instead of scoring the labels")
 
     verify = verbs.add_parser("verify", help="recompute golden outputs with every backend and compare",
                               formatter_class=Formatter)
@@ -172,6 +188,14 @@ def backend_list(value: str) -> tuple[str, ...]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"{value!r}: choose from {', '.join(BACKEND_GROUPS)}")
     return names
+
+
+def add_base_parser(verbs: Any) -> None:
+    base = verbs.add_parser("base", help="write a named base model (gemma-3-270m) as a safetensors directory",
+                            formatter_class=Formatter)
+    base.add_argument("name", choices=["gemma-3-270m"], help="the named base")
+    base.add_argument("--output", type=Path, help="directory to write (default: the lorakit cache, "
+                      "$LORAKIT_CACHE/bases/NAME)")
 
 
 def add_import_parser(verbs: Any) -> None:
@@ -284,6 +308,12 @@ def run(args: argparse.Namespace) -> int:
         return run_predict(args)
     if args.verb == "import":
         return run_import(args)
+    if args.verb == "base":
+        require_train("lorakit base")
+        from .gguf_base import materialise
+
+        print(materialise(args.name, args.output))
+        return 0
     if args.verb == "prepare":
         return run_prepare(args)
     return run_verify(args)
@@ -307,16 +337,24 @@ def run_train(args: argparse.Namespace) -> int:
     check_task_options(args, build_parser().parse_args(["train", "--data", "x", "--output", "x"]))
     refuse_model_dir_base(args.base)  # before resolve_base: a model directory has a config.json too
     task = BY_CLI[args.task].name
-    base, base_id = resolve_base(args.base)
+    if task == "generative_classification":
+        base, base_id = generative_base(args.base)
+    else:
+        base, base_id = resolve_base(args.base)
     max_seq_len = args.max_seq_len
     if max_seq_len is None:
         if task == EMBEDDING:
             from .embedding import resolve_max_seq_len
 
             max_seq_len = resolve_max_seq_len(base, None)
+        elif task == "generative_classification":
+            from .prompt import decoder_positions
+
+            max_seq_len = min(GENERATIVE_MAX_SEQ_LEN, decoder_positions(base))
         else:
             max_seq_len = 128
-    best_metric = args.best_metric or {"token_classification": "entity_f1"}.get(task, "macro_f1")
+    best_metric = args.best_metric or {"token_classification": "entity_f1",
+                                       "generative_classification": "loss"}.get(task, "macro_f1")
     config = TrainConfig(
         base=str(base), labels=[], full=args.full, epochs=args.epochs, learning_rate=args.learning_rate,
         batch_size=args.batch_size, gradient_accumulation=args.gradient_accumulation, warmup=args.warmup,
@@ -325,7 +363,8 @@ def run_train(args: argparse.Namespace) -> int:
         lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, use_rslora=args.use_rslora,
         target_modules=args.target_modules.split(",") if args.target_modules else None, task=task,
         unsafe_labels=[label.strip() for label in args.unsafe_labels.split(",")] if args.unsafe_labels else None,
-        pooling=args.pooling, normalize=args.normalize,
+        pooling=args.pooling, normalize=args.normalize, quantize=args.quantize,
+        max_document_tokens=args.max_document_tokens,
     )
     metrics = train_and_export(data_spec(args), config, args.output, base_id, name=args.name, onnx=args.onnx,
                                checkpoint_dir=args.checkpoint_dir)
@@ -336,6 +375,16 @@ def run_train(args: argparse.Namespace) -> int:
             print(summary_line(part, metrics[part]))
         print(f"model directory: {Path(args.output).absolute()}")
     return 0
+
+
+def generative_base(base: str | None) -> tuple[Path, str]:
+    """A generative base: a named one (materialised into the cache on first use) or a causal LM directory."""
+    from .gguf_base import NAMED_BASES, resolve_base
+
+    if base is None:
+        raise LorakitError(f"--task generative needs --base (a Gemma 3 / Qwen3 directory or {', '.join(NAMED_BASES)})")
+    path = resolve_base(base).expanduser().absolute()
+    return path, base if base in NAMED_BASES else path.name
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -355,9 +404,24 @@ def run_predict(args: argparse.Namespace) -> int:
         require_train("lorakit predict --backend torch")
     texts = args.text if args.input is None else read_texts(args.input, args.input_format)
     check_utf8(texts)
-    results = predict(args.model_dir, texts, args.backend, top_k=args.top_k, mask=args.mask)
+    fewshot = read_fewshot(args)
+    results = predict(args.model_dir, texts, args.backend, top_k=args.top_k, mask=args.mask, **fewshot)
     print(json.dumps(results, ensure_ascii=False) if args.json else format_predictions(results, args.mask))
     return 0
+
+
+def read_fewshot(args: argparse.Namespace) -> dict[str, Any]:
+    """predict's generative options, only when given: other tasks refuse them."""
+    options: dict[str, Any] = {}
+    if args.examples is not None:
+        from .prompt import read_examples
+
+        options["examples"] = read_examples(args.examples)
+    if args.labels is not None:
+        options["labels"] = [label.strip() for label in args.labels.split(",")]
+    if args.generate:
+        options["generate"] = True
+    return options
 
 
 def check_utf8(texts: Sequence[str]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import UnsupportedError
-from .manifest import EMBEDDING, SEQUENCE, TOKEN
+from .manifest import EMBEDDING, GENERATIVE, SEQUENCE, TOKEN
 from .modeldir import ModelDir, open_model_dir
 
 # Texts per native call: long inputs (`predict --input`) stay under the core's max_batch.
@@ -62,10 +62,19 @@ def native_entities(opened: ModelDir,
     return entities, logits
 
 
-def predict(model_dir: Path, texts: list[str], backend: str, top_k: int = 3,
-            mask: bool = False) -> list[dict[str, Any]]:
+def predict(model_dir: Path, texts: list[str], backend: str, top_k: int = 3, mask: bool = False,
+            **generative: Any) -> list[dict[str, Any]]:
+    """`generative`: examples, labels and generate of a generative model (generative_inference.py)."""
     opened = open_model_dir(model_dir)
     manifest = opened.manifest
+    if manifest.task == GENERATIVE:
+        from .generative_inference import predict_generative
+
+        return predict_generative(opened, texts, backend, top_k, **generative)
+    if generative:
+        from .errors import InputError
+
+        raise InputError(f"--{next(iter(generative))} applies to generative models only, not {manifest.task}")
     if manifest.task == TOKEN:
         return predict_entities(opened, texts, backend, mask)
     if manifest.task == EMBEDDING:
@@ -151,6 +160,9 @@ def format_predictions(results: list[dict[str, Any]], mask: bool) -> str:
             lines.append(result["text"])
             for e in result["entities"]:
                 lines.append(f"  {e['type']}\t{e['start']}-{e['end']}\t{e['score']:.3f}\t{e['text']!r}")
+        elif "generated" in result:
+            verdict = result["label"] if result["valid"] else f"INVALID ({result['error']})"
+            lines.append(f"{verdict}\t{result['generated']!r}\t{result['text']}")
         elif "embedding" in result:
             vector = ", ".join(f"{v:.6g}" for v in result["embedding"])
             lines.append(f"{result['text']}\t[{vector}]")
@@ -171,6 +183,10 @@ def evaluate_model_dir(model_dir: Path, data: Any, backend: str = "native") -> d
         return evaluate_token_file(opened, data, backend)
     if manifest.task == EMBEDDING:
         return evaluate_pair_file(opened, data, backend)
+    if manifest.task == GENERATIVE:
+        from .generative_inference import evaluate_generative_file
+
+        return evaluate_generative_file(opened, data, backend)
     from .data import load_dataset
     from .evaluate import evaluate_examples, logits_metrics
 

@@ -21,6 +21,7 @@ FORMAT_VERSION = 1
 # Task kinds of format_version 1 (the Go reader knows the same list); the torch loaders run the first three.
 KNOWN_TASKS = ("sequence_classification", "token_classification", "embedding", "generative_classification")
 SEQUENCE, TOKEN, EMBEDDING = "sequence_classification", "token_classification", "embedding"
+GENERATIVE = "generative_classification"
 EMBEDDING_POOLINGS = ("mean", "cls")
 AGGREGATIONS = ("first",)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -87,6 +88,7 @@ class Manifest:
     unsafe_labels: tuple[str, ...] | None = None  # sequence classification only
     normalize: bool | None = None  # embedding only
     aggregation: str | None = None  # token classification only
+    prompt: Mapping[str, Any] | None = None  # generative classification only (docs/generative.md)
 
     def __post_init__(self) -> None:
         _check_invariants(self, MANIFEST_FILE)
@@ -110,6 +112,8 @@ class Manifest:
             task_fields["normalize"] = self.normalize
         if self.task == TOKEN:
             task_fields["aggregation"] = self.aggregation
+        if self.task == GENERATIVE:
+            task_fields["prompt"] = dict(self.prompt or {})
         return {
             "format_version": self.format_version,
             "name": self.name,
@@ -177,7 +181,7 @@ def _check_task_fields(m: Manifest, source: str) -> None:
     elif not m.labels:
         raise ManifestConfigError(source, "labels", "must not be empty (one name per output of the head)")
     foreign = {"unsafe_labels": (m.unsafe_labels, SEQUENCE), "normalize": (m.normalize, EMBEDDING),
-               "aggregation": (m.aggregation, TOKEN)}
+               "aggregation": (m.aggregation, TOKEN), "prompt": (m.prompt, GENERATIVE)}
     for name, (value, task) in foreign.items():
         if value is not None and m.task != task:
             raise ManifestConfigError(source, name, f"belongs to task {task!r}, not {m.task!r}; remove it")
@@ -193,6 +197,8 @@ def _check_task_fields(m: Manifest, source: str) -> None:
                                 f"({', '.join(EMBEDDING_POOLINGS)})")
         if m.normalize is None:
             raise ManifestConfigError(source, "normalize", "missing (true or false for an embedding model)")
+    if m.task == GENERATIVE:
+        _check_prompt(m.prompt, source)
     if m.task == TOKEN:
         if m.aggregation not in AGGREGATIONS:
             problem = "missing" if m.aggregation is None else f"{m.aggregation!r} is not supported"
@@ -200,6 +206,18 @@ def _check_task_fields(m: Manifest, source: str) -> None:
         bad = [label for label in m.labels if not _IOB2.match(label)]
         if bad:
             raise ManifestConfigError(source, "labels", f"{bad[0]!r} is not an IOB2 tag (O, B-TYPE or I-TYPE)")
+
+
+def _check_prompt(prompt: Mapping[str, Any] | None, source: str) -> None:
+    from .prompt import PromptSpec
+
+    if prompt is None:
+        raise ManifestFormatError(source, "prompt", "missing (a generative classifier declares its prompt)")
+    try:
+        PromptSpec.from_json(prompt)
+    except ConfigError as exc:
+        raise ManifestConfigError(source, "prompt", str(exc).removeprefix("prompt: ").removeprefix("prompt.")) \
+            from None
 
 
 def _check_version(version: int, source: str) -> None:
@@ -287,6 +305,7 @@ def _parse(raw: object, source: str) -> Manifest:
             else None,
             normalize=top.get("normalize", bool, optional=True),
             aggregation=top.get("aggregation", str, optional=True),
+            prompt=top.get("prompt", dict, optional=True),
         )
     except ManifestError as exc:  # invariants are checked against the generic name; report the real file
         raise type(exc)(source, exc.field_name, exc.problem) from None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, FormatError, IoError, UnsupportedError
-from .manifest import EMBEDDING, Manifest, read_manifest, sha256_file
+from .manifest import EMBEDDING, GENERATIVE, Manifest, read_manifest, sha256_file
 
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
@@ -78,7 +78,14 @@ def read_config(path: Path, manifest: Manifest) -> dict[str, Any]:
     """config.json as a JSON object whose model_type and id2label agree with the manifest."""
     from .models import architecture
 
-    architecture(manifest.architecture)  # UnsupportedError naming what the core serves
+    if manifest.task == GENERATIVE:
+        from .prompt import GENERATIVE_ARCHITECTURES
+
+        if manifest.architecture not in GENERATIVE_ARCHITECTURES:
+            raise UnsupportedError(f"{path}: architecture {manifest.architecture!r} is not a generative decoder "
+                                   f"(supported: {', '.join(GENERATIVE_ARCHITECTURES)})")
+    else:
+        architecture(manifest.architecture)  # UnsupportedError naming what the core serves
     file = require_file(path, CONFIG_FILE, "the model config")
     try:
         config = json.loads(file.read_text(encoding="utf-8"))
@@ -91,7 +98,7 @@ def read_config(path: Path, manifest: Manifest) -> dict[str, Any]:
     if config.get("model_type") != manifest.architecture:
         raise ConfigError(f"{path}: lorakit.json architecture {manifest.architecture!r} differs from config.json "
                           f"model_type {config.get('model_type')!r}")
-    if manifest.task != EMBEDDING:
+    if manifest.task not in (EMBEDDING, GENERATIVE):  # a generative model's labels are in its prompt
         labels = config_labels(file, config)
         if labels != list(manifest.labels):
             raise ConfigError(f"{path}: config.json id2label {labels} differs from lorakit.json labels "
@@ -114,6 +121,8 @@ def load_native(path: Path, manifest: Manifest) -> Any:
     """The native core's own strict load (weights, tokenizer, head), merged; the adapter on its base too."""
     from ._native import Model
 
+    if manifest.task == GENERATIVE and not native_decodes(manifest.architecture):
+        return None  # this build of the core predates generative models; verify reports native as not run
     merged = Model.load(str(path), merged=True)
     if manifest.adapter is None:
         return merged
@@ -121,6 +130,15 @@ def load_native(path: Path, manifest: Manifest) -> Any:
     if base_matches(path, manifest):
         Model.load(str(path), merged=False)
     return merged
+
+
+def native_decodes(architecture: str) -> bool:
+    """The native core of this build serves the causal LM `architecture` (and the bindings its few-shot call)."""
+    from ._native import Model, architectures
+
+    known = {entry["model_type"] for entry in architectures()} | {alias for entry in architectures()
+                                                                  for alias in entry["aliases"]}
+    return architecture in known and hasattr(Model, "classify_fewshot")
 
 
 def base_matches(path: Path, manifest: Manifest) -> bool:

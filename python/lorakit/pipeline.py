@@ -34,7 +34,7 @@ from .distributed import check_same_on_every_process, is_main_process, run_direc
 from .errors import DataError, LorakitError, ModelDirError
 from .evaluate import evaluate_examples
 from .export import export_model
-from .manifest import EMBEDDING, SEQUENCE, is_model_dir
+from .manifest import EMBEDDING, GENERATIVE, SEQUENCE, is_model_dir
 from .models import MINILM_ID, check_servable, minilm_path
 from .plots import plot_confusion_matrix, plot_loss_curves
 from .tasks import TASKS, label_kwargs, load_task_model
@@ -223,6 +223,11 @@ def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: 
     report = run_dir / "report"
     # The recorded metrics belong to the best epoch; another checkpoint's weights were never evaluated.
     metrics = run["metrics"] if weights == run_dir / "best" else {"checkpoint": weights.name}
+    if config.task == GENERATIVE:
+        from .generative_pipeline import export_generative_checkpoint
+
+        return export_generative_checkpoint(run, model, tokenizer, output, name,
+                                            report if report.is_dir() else None, metrics)
     embedding = config.task == EMBEDDING
     return export_model(model, tokenizer, output, labels=config.labels, max_seq_len=config.max_seq_len,
                         base_path=Path(config.base), base_id=run["base_id"], name=name,

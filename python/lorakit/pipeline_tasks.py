@@ -12,7 +12,7 @@ from .data import Dataset, Example, Split, ids_digest, split_dataset, write_spli
 from .distributed import check_same_on_every_process
 from .errors import DataError
 from .export import export_model
-from .manifest import EMBEDDING, TOKEN
+from .manifest import EMBEDDING, GENERATIVE, TOKEN
 from .pipeline import GOLDEN_FROM_TEST, DataSpec, log_training, save_checkpoint, warn_duplicates
 from .plots import plot_loss_curves
 from .train import TrainConfig
@@ -27,6 +27,12 @@ def train_and_export_task(run_dir: Path, data: DataSpec, config: TrainConfig, ou
         return token_flow(run_dir, data, config, output, base_id, name, onnx, log)
     if config.task == EMBEDDING:
         return embedding_flow(run_dir, data, config, output, base_id, name, onnx, log)
+    if config.task == GENERATIVE:
+        from .generative_pipeline import generative_flow
+
+        if onnx:
+            raise DataError("--onnx is not available for --task generative")
+        return generative_flow(run_dir, data, config, output, base_id, name, log)
     raise DataError(f"task {config.task!r} cannot be trained")
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import UnsupportedError
-from .manifest import EMBEDDING, SEQUENCE, TOKEN
+from .manifest import EMBEDDING, GENERATIVE, SEQUENCE, TOKEN
 from .models import head_modules
 
 
@@ -22,6 +22,7 @@ TASKS = {
     SEQUENCE: Task(SEQUENCE, "sequence-classification", "SEQ_CLS", "AutoModelForSequenceClassification"),
     TOKEN: Task(TOKEN, "token-classification", "TOKEN_CLS", "AutoModelForTokenClassification"),
     EMBEDDING: Task(EMBEDDING, "embedding", "FEATURE_EXTRACTION", "AutoModel"),
+    GENERATIVE: Task(GENERATIVE, "generative", "CAUSAL_LM", "AutoModelForCausalLM"),
 }
 BY_CLI = {task.cli: task for task in TASKS.values()}
 
@@ -48,13 +49,17 @@ def label_kwargs(labels: list[str]) -> dict[str, Any]:
 
 
 def load_task_model(task: str, path: str, labels: list[str]) -> Any:
+    if task == GENERATIVE:  # labels live in the prompt, not in a head
+        import torch
+
+        return auto_class(task).from_pretrained(path, dtype=torch.float32)
     return auto_class(task).from_pretrained(path, **label_kwargs(labels))
 
 
 def task_head_modules(model: Any, task: str) -> list[str]:
     """modules_to_save: the registry's head modules that this task's model has (a token head has no pooler,
     ModernBERT's has `head` + `classifier`); none for a bare encoder."""
-    if task == EMBEDDING:
+    if task in (EMBEDDING, GENERATIVE):
         return []
     present = {name for name, _ in model.named_children()}
     return [name for name in head_modules(model.config.model_type) if name in present]

@@ -66,6 +66,8 @@ class TrainConfig:
     unsafe_labels: list[str] | None = None  # sequence classification: labels meaning "unsafe"
     pooling: str = "mean"  # embedding: mean or cls
     normalize: bool = True  # embedding: L2-normalise the pooled vector
+    quantize: str | None = None  # generative: "4bit" trains on an NF4 base (QLoRA)
+    max_document_tokens: int = 256  # generative: document tokens kept in the prompt
     extra: dict[str, Any] = field(default_factory=dict)
 
     def lr(self) -> float:

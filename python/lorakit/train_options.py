@@ -126,5 +126,30 @@ def check_train_config(config: Any, validation_fraction: float = 0.1, test_fract
         tokenizer = AutoTokenizer.from_pretrained(str(base))
     except Exception as exc:  # the tokenizers library raises bare Exception for a malformed tokenizer.json
         raise OptionError(f"--base {base}: no usable tokenizer ({' '.join(str(exc).split())[:300]})") from None
-    check_max_seq_len(config.max_seq_len, base, tokenizer)
+    if config.task == "generative_classification":
+        check_generative(config, base)
+    else:
+        check_max_seq_len(config.max_seq_len, base, tokenizer)
     check_target_modules(config.target_modules, base)
+
+
+def check_generative(config: Any, base: Path) -> None:
+    """A causal LM base the runtimes decode, LoRA only, a document budget, a known quantization."""
+    import json
+
+    from .prompt import GENERATIVE_ARCHITECTURES, decoder_positions
+
+    model_type = json.loads((base / "config.json").read_text("utf-8")).get("model_type")
+    if model_type not in GENERATIVE_ARCHITECTURES:
+        raise OptionError(f"--base {base}: model_type {model_type!r} is not a generative base (supported: "
+                          f"{', '.join(GENERATIVE_ARCHITECTURES)})")
+    limit = decoder_positions(base)
+    if not isinstance(config.max_seq_len, int) or not 2 <= config.max_seq_len <= limit:
+        raise OptionError(f"--max-seq-len {config.max_seq_len} must be in [2, {limit}] (the positions of the base)")
+    if config.full:
+        raise OptionError("--full does not apply to --task generative (LoRA only)")
+    count = config.max_document_tokens
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise OptionError(f"--max-document-tokens must be an integer >= 1, got {count!r}")
+    if config.quantize not in (None, "4bit"):
+        raise OptionError(f"--quantize {config.quantize!r}: choose 4bit")
