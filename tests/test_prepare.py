@@ -18,7 +18,7 @@ from pypdf import PdfWriter
 from lorakit.cli import build_parser, main
 from lorakit.data import load_dataset, split_dataset
 from lorakit.extract import DOCS_INSTALL, MODULES
-from lorakit.prepare import Settings, read_sidecar, sidecar_path, spans
+from lorakit.prepare import Settings, progress_for, read_sidecar, sidecar_path, spans
 
 from conftest import ROOT
 
@@ -107,6 +107,7 @@ def corpus(tmp_path: Path) -> Path:
     write(letter / "notes.md", "\ufeff# Notes\n\nÜber alles".encode())
     write(letter / "legacy.txt", "caf\xe9 au lait".encode("latin-1"))
     write(letter / "broken.pdf", b"%PDF-1.4\n1 0 obj garbage")
+    write(letter / "broken.docx", b"PK not really a zip")
     encrypted_pdf(letter / "secret.pdf", plain, "secret")
     encrypted_pdf(letter / "open.pdf", plain, "")  # an owner password only: readable
     write(letter / "empty.txt", b"")
@@ -156,7 +157,8 @@ def test_files_not_read_are_reported_on_stderr_in_the_report_and_the_sidecar(
     out, report = tmp_path / "docs.jsonl", tmp_path / "report.json"
     code, err = run(capsys, "--docs", str(corpus), "--output", str(out), "--report", str(report))
     assert code == 0
-    expected = {"README.txt": "outside-label", "letter/blank.html": "no-text", "letter/broken.pdf": "corrupt",
+    expected = {"README.txt": "outside-label", "letter/blank.html": "no-text", "letter/broken.docx": "corrupt",
+                "letter/broken.pdf": "corrupt",
                 "letter/data.xyz": "unsupported", "letter/empty.txt": "empty", "letter/legacy.txt": "encoding",
                 "letter/old.doc": "unsupported", "letter/secret.pdf": "encrypted"}
     summary = json.loads(report.read_text("utf-8"))
@@ -165,10 +167,12 @@ def test_files_not_read_are_reported_on_stderr_in_the_report_and_the_sidecar(
     reasons = {item["source"]: item["reason"] for item in summary["not_read"]}
     assert reasons["letter/secret.pdf"] == "encrypted PDF: a password is needed"
     assert reasons["letter/empty.txt"] == "empty file (0 bytes)"
+    assert reasons["letter/broken.docx"] == "damaged DOCX file (not a Word .docx package)"
+    assert reasons["letter/broken.pdf"].startswith("damaged PDF file (")
     assert "save it as .docx" in reasons["letter/old.doc"]
     assert "byte 0xe9 at offset 3" in reasons["letter/legacy.txt"]
     assert summary["ok"] is True and summary["rows"] == 6
-    assert summary["files"] == {"read": 6, "not_read": 8, "hidden_skipped": 5}
+    assert summary["files"] == {"read": 6, "not_read": 9, "hidden_skipped": 5}
     assert summary["labels"] == {"invoice": {"files": 3, "rows": 3, "cut": 0},
                                  "letter": {"files": 3, "rows": 3, "cut": 0}}
     assert summary["warnings"] == ["label folder 'unused' holds no files: no label 'unused'"]
@@ -176,12 +180,12 @@ def test_files_not_read_are_reported_on_stderr_in_the_report_and_the_sidecar(
     assert sidecar["not_read"] == summary["not_read"] and sidecar["labels"] == summary["labels"]
     assert sidecar["settings"] == {"max_chars": 2000, "long": "truncate", "chunk_overlap": None,
                                    "encoding_errors": "fail"}
-    table = err[err.index("not read (8):"):]
+    table = err[err.index("not read (9):"):]
     for source, kind in expected.items():
         assert any(line.split()[:2] == [source, kind] for line in table.splitlines()), source
-    assert "6 file(s) read, 8 not read, 6 row(s)" in err
+    assert "6 file(s) read, 9 not read, 6 row(s)" in err
     assert "warning: label folder 'unused' holds no files" in err
-    assert "lorakit prepare: 13/13 files" in err  # plain progress lines: stderr is not a terminal here
+    assert "lorakit prepare: 14/14 files" in err  # plain progress lines: stderr is not a terminal here
 
 
 def test_text_that_is_not_utf8_is_refused_replaced_or_read_as_latin1(tmp_path: Path,
@@ -411,3 +415,20 @@ def test_lorakit_train_trains_on_prepared_documents(fixtures_dir: Path, tmp_path
     assert code == 0
     manifest = json.loads((tmp_path / "model" / "lorakit.json").read_text("utf-8"))
     assert manifest["labels"] == ["invoice", "letter"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_about_twenty_plain_lines_otherwise() -> None:
+    from tqdm.auto import tqdm
+
+    items = [object()] * 45
+    log = io.StringIO()
+    assert list(progress_for(log)(items, len(items))) == items  # type: ignore[arg-type]
+    lines = log.getvalue().splitlines()
+    assert lines == [f"lorakit prepare: {n}/45 files" for n in range(3, 46, 3)]
+    bar = progress_for(Terminal())(items, len(items))  # type: ignore[arg-type]
+    assert isinstance(bar, tqdm) and list(bar) == items

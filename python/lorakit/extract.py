@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,13 @@ def pdf_text(path: Path) -> str:
 
 def docx_text(path: Path) -> str:
     import docx
+    from docx.opc.exceptions import PackageNotFoundError
 
-    return "\n".join(block_lines(docx.Document(str(path))))
+    try:
+        document = docx.Document(str(path))
+    except (PackageNotFoundError, zipfile.BadZipFile, KeyError):  # python-docx names the path, not the problem
+        raise ExtractionFailure("corrupt", "damaged DOCX file (not a Word .docx package)") from None
+    return "\n".join(block_lines(document))
 
 
 def block_lines(container: Any) -> list[str]:

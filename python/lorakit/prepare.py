@@ -308,7 +308,7 @@ def progress_for(stream: Any) -> Callable[[Iterable[Document], int], Iterable[Do
     """A tqdm bar on a terminal (when tqdm is installed), plain lines otherwise (logs, pipes)."""
 
     def plain(items: Iterable[Document], total: int) -> Iterator[Document]:
-        step = max(1, total // 20)
+        step = max(1, -(-total // 20))  # about twenty lines, whatever the count
         for number, item in enumerate(items, start=1):
             yield item
             if number % step == 0 or number == total:
