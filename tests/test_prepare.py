@@ -432,3 +432,40 @@ def test_progress_is_a_bar_on_a_terminal_and_about_twenty_plain_lines_otherwise(
     assert lines == [f"lorakit prepare: {n}/45 files" for n in range(3, 46, 3)]
     bar = progress_for(Terminal())(items, len(items))  # type: ignore[arg-type]
     assert isinstance(bar, tqdm) and list(bar) == items
+
+
+def test_folders_and_files_the_os_refuses_are_reported_as_io(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "docs"
+    write(root / "a" / "ok.txt", "fine")
+    write(root / "a" / "locked" / "x.txt", "never listed")
+    write(root / "b" / "locked.txt", "never read")
+    write(root / "b" / "ok.txt", "fine too")
+    # Permissions do not stop root, so the refusals come from the calls themselves, as the OS would raise them.
+    real_scandir, real_read_bytes = os.scandir, Path.read_bytes
+
+    def scandir(path: Any) -> Any:
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == "locked.txt":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    out, report = tmp_path / "out.jsonl", tmp_path / "report.json"
+    code, err = run(capsys, "--docs", str(root), "--output", str(out), "--report", str(report))
+    assert code == 0, err
+    assert [row["source"] for row in read_rows(out)] == ["a/ok.txt", "b/ok.txt"]
+    assert json.loads(report.read_text("utf-8"))["not_read"] == [
+        {"source": "a/locked", "kind": "io", "reason": "cannot list folder: Permission denied"},
+        {"source": "b/locked.txt", "kind": "io", "reason": "cannot read: Permission denied"}]
+
+
+def test_cleaning_keeps_words_and_paragraphs_and_drops_what_json_cannot_carry() -> None:
+    from lorakit.extract import clean
+
+    assert clean("  a\tb \u00a0 c\r\n\r\n\r\n\x0c d\x07e\ud800 ") == "a b c\n\nde?"

@@ -197,7 +197,9 @@ def decode_text(data: bytes, policy: str) -> tuple[str, str | None]:
 
 
 def clean(text: str) -> str:
-    """Whitespace runs within a line become one space, blank-line runs one blank line; control characters go."""
+    """Whitespace runs within a line become one space, blank-line runs one blank line; control characters go,
+    and so do lone surrogates, which no JSON writer or tokenizer takes."""
+    text = text.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates (broken PDF strings) -> "?"
     lines = [" ".join(line.split()) for line in CONTROL.sub("", text).splitlines()]
     out: list[str] = []
     for line in lines:

@@ -105,7 +105,11 @@ def scan(root: Path) -> Scan:
 
 def label_files(folder: Path, found: Scan) -> Iterator[Path]:
     """Files under one label folder, nested folders included, hidden ones skipped."""
-    for dirpath, dirnames, filenames in os.walk(folder):
+    def unreadable(error: OSError) -> None:  # os.walk would skip a folder it cannot list without a word
+        where = Path(error.filename).relative_to(folder.parent).as_posix() if error.filename else folder.name
+        found.not_read.append(NotRead(where, "io", f"cannot list folder: {error.strerror or error}"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
         found.hidden += sum(hidden(name) for name in dirnames + filenames)
         dirnames[:] = [name for name in dirnames if not hidden(name)]
         for name in filenames:
