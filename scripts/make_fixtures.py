@@ -12,6 +12,7 @@ OUT_DIR/tiny_<arch>_base/, tiny_<arch>_lora/   the same for RoBERTa, ModernBERT 
                              DeBERTa-v3 and DeBERTa-v2 layouts (scripts/arch_fixtures.py), default LoRA targets
 OUT_DIR/tiny_bert_token_lora/, tiny_<arch>_token_lora/   token classification (IOB2 tags), randomised LoRA
 OUT_DIR/tiny_bert_embed_lora/ (mean, normalised), tiny_roberta_embed_lora/ (cls, raw)   embeddings
+OUT_DIR/tiny_gemma3_generative/, tiny_qwen3_generative/   generative classifiers (scripts/generative_fixtures.py)
 OUT_DIR/task_fixtures.json   [{"name", "task", "base"}] of the token and embedding fixtures, for cargo and go tests
 """
 
@@ -316,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_task_fixtures(out)
     from decoder_fixtures import main as build_decoder_fixtures  # tiny Gemma 3 / Qwen3 bases, torch logits
     print("\n".join(map(str, build_decoder_fixtures(out))))
+    from generative_fixtures import main as build_generative_fixtures  # generative classifiers on those bases
+
+    started = time.perf_counter()
+    print("\n".join(summary(path, started) for path in build_generative_fixtures(out)))
     if args.with_minilm:
         started = time.perf_counter()
         print(summary(build_minilm_lora(out / "minilm_lora"), started))
