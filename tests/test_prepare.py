@@ -117,6 +117,7 @@ def corpus(tmp_path: Path) -> Path:
     write(root / "README.txt", "not in a label folder")
     write(root / "unused" / ".DS_Store", b"\x00")
     write(root / ".git" / "HEAD", "ref")
+    (letter / "linked").symlink_to(invoice, target_is_directory=True)
     return root
 
 
@@ -158,7 +159,7 @@ def test_files_not_read_are_reported_on_stderr_in_the_report_and_the_sidecar(
     code, err = run(capsys, "--docs", str(corpus), "--output", str(out), "--report", str(report))
     assert code == 0
     expected = {"README.txt": "outside-label", "letter/blank.html": "no-text", "letter/broken.docx": "corrupt",
-                "letter/broken.pdf": "corrupt",
+                "letter/broken.pdf": "corrupt", "letter/linked": "unsupported",
                 "letter/data.xyz": "unsupported", "letter/empty.txt": "empty", "letter/legacy.txt": "encoding",
                 "letter/old.doc": "unsupported", "letter/secret.pdf": "encrypted"}
     summary = json.loads(report.read_text("utf-8"))
@@ -172,7 +173,7 @@ def test_files_not_read_are_reported_on_stderr_in_the_report_and_the_sidecar(
     assert "save it as .docx" in reasons["letter/old.doc"]
     assert "byte 0xe9 at offset 3" in reasons["letter/legacy.txt"]
     assert summary["ok"] is True and summary["rows"] == 6
-    assert summary["files"] == {"read": 6, "not_read": 9, "hidden_skipped": 5}
+    assert summary["files"] == {"read": 6, "not_read": 10, "hidden_skipped": 5}
     assert summary["labels"] == {"invoice": {"files": 3, "rows": 3, "cut": 0},
                                  "letter": {"files": 3, "rows": 3, "cut": 0}}
     assert summary["warnings"] == ["label folder 'unused' holds no files: no label 'unused'"]
@@ -180,10 +181,10 @@ def test_files_not_read_are_reported_on_stderr_in_the_report_and_the_sidecar(
     assert sidecar["not_read"] == summary["not_read"] and sidecar["labels"] == summary["labels"]
     assert sidecar["settings"] == {"max_chars": 2000, "long": "truncate", "chunk_overlap": None,
                                    "encoding_errors": "fail"}
-    table = err[err.index("not read (9):"):]
+    table = err[err.index("not read (10):"):]
     for source, kind in expected.items():
         assert any(line.split()[:2] == [source, kind] for line in table.splitlines()), source
-    assert "6 file(s) read, 9 not read, 6 row(s)" in err
+    assert "6 file(s) read, 10 not read, 6 row(s)" in err
     assert "warning: label folder 'unused' holds no files" in err
     assert "lorakit prepare: 14/14 files" in err  # plain progress lines: stderr is not a terminal here
 

@@ -111,6 +111,10 @@ def label_files(folder: Path, found: Scan) -> Iterator[Path]:
 
     for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
         found.hidden += sum(hidden(name) for name in dirnames + filenames)
+        for name in dirnames:
+            if not hidden(name) and os.path.islink(os.path.join(dirpath, name)):
+                source = (Path(dirpath) / name).relative_to(folder.parent).as_posix()
+                found.not_read.append(NotRead(source, "unsupported", "a link to a folder (not followed)"))
         dirnames[:] = [name for name in dirnames if not hidden(name)]
         for name in filenames:
             if not hidden(name):
