@@ -377,6 +377,45 @@ size_t lorakit_bytes_len(const struct LorakitBytes *b);
 void lorakit_bytes_free(struct LorakitBytes *b);
 
 /*
+ Classifies one `text` with generative task `adapter` (NULL = the default task), with `num_examples`
+ labelled examples in the prompt (`example_documents[i]` labelled `example_labels[i]`, in order). `labels`
+ (`num_labels` entries) is the label set to choose from; `num_labels` 0 (labels may then be NULL) means the
+ task's labels followed by each example label not among them. A prompt longer than the task's
+ `max_seq_len`, or a task of another kind, is `LORAKIT_INPUT`. On success `*out` receives a one-text result
+ (its labels are the label set used) to release with `lorakit_result_free`.
+
+ # Safety
+ `model` must be NULL or live; `adapter` NULL or NUL-terminated; `text` valid as a `LorakitText`; the two
+ example arrays must hold `num_examples` entries and `labels` `num_labels`; `out` must be writable.
+ */
+LorakitStatus lorakit_model_classify_fewshot(const struct LorakitModel *model,
+                                             const char *adapter,
+                                             struct LorakitText text,
+                                             const struct LorakitText *example_documents,
+                                             const struct LorakitText *example_labels,
+                                             size_t num_examples,
+                                             const struct LorakitText *labels,
+                                             size_t num_labels,
+                                             struct LorakitResult **out,
+                                             char **err_out);
+
+/*
+ The next-token logits after each text's prompt (`prompt(text, [])` of docs/generative.md) with generative
+ task `adapter` (NULL = the default task): a `[count, vocab]` matrix read with the `lorakit_embeddings_*`
+ accessors (`dim` = vocabulary size). On success `*out` receives it, to release with
+ `lorakit_embeddings_free`.
+
+ # Safety
+ As `lorakit_model_classify`.
+ */
+LorakitStatus lorakit_model_next_token_logits(const struct LorakitModel *model,
+                                              const char *adapter,
+                                              const struct LorakitText *texts,
+                                              size_t count,
+                                              struct LorakitEmbeddings **out,
+                                              char **err_out);
+
+/*
  Static name of a status code ("ok", "io", "format", ...; "unknown" for other values). Never freed.
  */
 const char *lorakit_status_string(LorakitStatus status);
@@ -705,8 +744,9 @@ LorakitStatus lorakit_model_task_info(const struct LorakitModel *model,
 const char *lorakit_task_info_name(const struct LorakitTaskInfo *info);
 
 /*
- Task kind from the manifest: "sequence_classification", "token_classification" or "embedding" (NULL for a
- NULL handle). It names the call that runs the task: classify, extract_entities or embed.
+ Task kind from the manifest: "sequence_classification", "token_classification", "embedding" or
+ "generative_classification" (NULL for a NULL handle). It names the call that runs the task: classify,
+ extract_entities, embed, or classify and classify_fewshot.
 
  # Safety
  `info` must be NULL or live.

@@ -14,6 +14,12 @@ pub struct LorakitEmbeddings {
     embeddings: Embeddings,
 }
 
+impl LorakitEmbeddings {
+    pub(crate) fn new(embeddings: Embeddings) -> Self {
+        LorakitEmbeddings { embeddings }
+    }
+}
+
 /// Embeds `count` texts with task `adapter` (NULL = the default task). A task of another kind is
 /// `LORAKIT_INPUT` naming the call it needs. On success `*out` receives a result to release with
 /// `lorakit_embeddings_free`.

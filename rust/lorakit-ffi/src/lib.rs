@@ -6,7 +6,8 @@
 //!   [`lorakit_string_free`]. On success `*err_out` is set to NULL.
 //! - Objects are opaque handles; each has a `lorakit_*_free` that accepts NULL. One handle type,
 //!   `LorakitModel`, serves every task: calls that run a task take an `adapter` name, NULL for the default one,
-//!   and each task kind has its call (classify, extract_entities, embed; the wrong one is `LORAKIT_INPUT`).
+//!   and each task kind has its call (classify, extract_entities, embed; classify_fewshot and next_token_logits
+//!   for generative classification; the wrong one is `LORAKIT_INPUT`).
 //! - Sizes are `size_t`. Strings are UTF-8; NULL pointers and invalid UTF-8 give `LORAKIT_INPUT`.
 //! - Every body runs inside `catch_unwind`: a Rust panic becomes `LORAKIT_INTERNAL`, never an abort.
 //! - Model handles may be used from many threads at once; a handle must not be freed while another
@@ -15,6 +16,7 @@
 mod base;
 mod embeddings;
 mod entities;
+mod generative;
 mod guard;
 mod model;
 mod options;
@@ -25,6 +27,7 @@ mod texts;
 pub use base::*;
 pub use embeddings::*;
 pub use entities::*;
+pub use generative::*;
 pub use guard::*;
 pub use model::*;
 pub use options::*;

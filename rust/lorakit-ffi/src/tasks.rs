@@ -69,8 +69,9 @@ pub unsafe extern "C" fn lorakit_task_info_name(info: *const LorakitTaskInfo) ->
     })
 }
 
-/// Task kind from the manifest: "sequence_classification", "token_classification" or "embedding" (NULL for a
-/// NULL handle). It names the call that runs the task: classify, extract_entities or embed.
+/// Task kind from the manifest: "sequence_classification", "token_classification", "embedding" or
+/// "generative_classification" (NULL for a NULL handle). It names the call that runs the task: classify,
+/// extract_entities, embed, or classify and classify_fewshot.
 ///
 /// # Safety
 /// `info` must be NULL or live.

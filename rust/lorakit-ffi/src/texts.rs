@@ -21,11 +21,24 @@ pub(crate) unsafe fn borrow_texts<'a>(
     texts: *const LorakitText,
     count: usize,
 ) -> Result<Vec<&'a str>, Error> {
+    unsafe { borrow_named(texts, count, "texts", "text") }
+}
+
+/// `borrow_texts` for any list of strings: `list` names the array and `item` its entries in errors.
+///
+/// # Safety
+/// As `borrow_texts`.
+pub(crate) unsafe fn borrow_named<'a>(
+    texts: *const LorakitText,
+    count: usize,
+    list: &str,
+    item: &str,
+) -> Result<Vec<&'a str>, Error> {
     if count == 0 {
         return Ok(Vec::new());
     }
     if texts.is_null() {
-        return Err(Error::Input(format!("texts is NULL but count is {count}")));
+        return Err(Error::Input(format!("{list} is NULL but count is {count}")));
     }
     let items = unsafe { std::slice::from_raw_parts(texts, count) };
     items
@@ -37,13 +50,13 @@ pub(crate) unsafe fn borrow_texts<'a>(
             }
             if text.data.is_null() {
                 return Err(Error::Input(format!(
-                    "text {i} has NULL data and length {}",
+                    "{item} {i} has NULL data and length {}",
                     text.len
                 )));
             }
             let bytes = unsafe { std::slice::from_raw_parts(text.data.cast::<u8>(), text.len) };
             std::str::from_utf8(bytes)
-                .map_err(|e| Error::Input(format!("text {i} is not valid UTF-8: {e}")))
+                .map_err(|e| Error::Input(format!("{item} {i} is not valid UTF-8: {e}")))
         })
         .collect()
 }

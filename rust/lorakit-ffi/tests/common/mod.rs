@@ -91,6 +91,7 @@ pub fn take_strings(list: *mut LorakitStrings) -> Vec<String> {
 }
 
 /// Logits, probabilities, tokens in, tokens used and labels of a result, copied out.
+#[derive(Debug)]
 pub struct Parts {
     pub logits: Vec<f32>,
     pub probabilities: Vec<f32>,
