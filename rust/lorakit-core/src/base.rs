@@ -8,19 +8,64 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 
+use crate::error::Error;
 use crate::error::Result;
 use crate::lora::AdapterSource;
 use crate::manifest::check_sha256;
+use crate::models::decoder::Decoder;
 use crate::models::{encoder_key_prefix, is_buffer, ArchConfig, CheckpointConfig, Encoder};
 use crate::tensors::{read_file, sha256_hex, TensorStore};
 use crate::weights::{LoadContext, ModuleTable, Weights};
 
 pub(crate) const WEIGHTS_FILE: &str = "model.safetensors";
 
-/// An encoder with the config it was built from.
+/// The network of a checkpoint: a bidirectional encoder or a causal LM.
+pub(crate) enum Network {
+    Encoder(Box<dyn Encoder>),
+    Decoder(Box<dyn Decoder>),
+}
+
+/// A network with the config it was built from.
 pub(crate) struct Backbone {
     pub config: Arc<dyn ArchConfig>,
-    pub encoder: Box<dyn Encoder>,
+    pub network: Network,
+}
+
+impl Backbone {
+    pub fn encoder(&self) -> Result<&dyn Encoder> {
+        match &self.network {
+            Network::Encoder(e) => Ok(e.as_ref()),
+            Network::Decoder(_) => Err(Error::Input(format!(
+                "{} is a causal language model: use a generative_classification model directory",
+                self.config.architecture().info.model_type
+            ))),
+        }
+    }
+
+    pub fn decoder(&self) -> Result<&dyn Decoder> {
+        match &self.network {
+            Network::Decoder(d) => Ok(d.as_ref()),
+            Network::Encoder(_) => Err(Error::Input(format!(
+                "{} is an encoder: generative_classification needs a causal language model",
+                self.config.architecture().info.model_type
+            ))),
+        }
+    }
+}
+
+/// The checkpoint's network from `ctx`: `key_prefix` is where the encoder (or a causal LM's `model`) sits.
+pub(crate) fn load_network(
+    config: &dyn ArchConfig,
+    ctx: &LoadContext,
+    key_prefix: &str,
+) -> Result<Network> {
+    let arch = config.architecture();
+    let body = encoder_weights(ctx, key_prefix, arch.encoder_prefix);
+    if arch.info.causal_lm {
+        Ok(Network::Decoder(config.load_decoder(&body, &ctx.root())?))
+    } else {
+        Ok(Network::Encoder(config.load_encoder(&body)?))
+    }
 }
 
 /// A loaded base checkpoint.
@@ -78,7 +123,7 @@ pub(crate) fn load_base(
     let arch = config.architecture();
     let key_prefix = encoder_key_prefix(&store, arch)?;
     let ctx = LoadContext::new(store, fold);
-    let encoder = config.load_encoder(&encoder_weights(&ctx, &key_prefix, arch.encoder_prefix))?;
+    let network = load_network(&*config, &ctx, &key_prefix)?;
     let (mut store, modules) = ctx.into_parts();
 
     let mut head_tensors = HashMap::new();
@@ -107,7 +152,7 @@ pub(crate) fn load_base(
     store.finish()?;
     Ok(LoadedBase {
         dir: dir.to_path_buf(),
-        backbone: Arc::new(Backbone { config, encoder }),
+        backbone: Arc::new(Backbone { config, network }),
         modules,
         head_tensors,
         weights_sha256,

@@ -165,6 +165,8 @@ impl Golden {
             max_abs_diff: 0.0,
             tolerance: self.tolerance,
             worst: (0, 0, f32::NAN, f32::NAN),
+            prob_max_abs_diff: None,
+            prob_tolerance: None,
             ok: false,
         };
         if !report.argmax_equal {
@@ -233,7 +235,7 @@ impl Golden {
 }
 
 /// Index of the largest value; NaN is never the largest, and a row of NaN gives None.
-fn argmax(row: &[f32]) -> Option<usize> {
+pub(crate) fn argmax(row: &[f32]) -> Option<usize> {
     let mut best: Option<(usize, f32)> = None;
     for (i, &v) in row.iter().enumerate() {
         if v.is_nan() {
@@ -246,7 +248,7 @@ fn argmax(row: &[f32]) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
-fn read_i64(st: &SafeTensors, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
+pub(crate) fn read_i64(st: &SafeTensors, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
     let view = st
         .tensor(name)
         .map_err(|e| Error::Format(format!("{GOLDEN_FILE}: {name}: {e}")))?;
@@ -271,7 +273,7 @@ fn read_i64(st: &SafeTensors, name: &str) -> Result<(Vec<i64>, Vec<usize>)> {
     Ok((values, shape))
 }
 
-fn read_f32(st: &SafeTensors, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+pub(crate) fn read_f32(st: &SafeTensors, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
     let view = st
         .tensor(name)
         .map_err(|e| Error::Format(format!("{GOLDEN_FILE}: {name}: {e}")))?;
@@ -291,6 +293,9 @@ fn read_f32(st: &SafeTensors, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
 
 /// Recomputes the golden file of `task`'s model directory with `backbone` and compares.
 pub(crate) fn verify(runtime: &Runtime, backbone: &Backbone, task: &Task) -> Result<GoldenReport> {
+    if task.generative.is_some() {
+        return crate::generative_golden::verify(runtime, backbone, task);
+    }
     let md = &task.model_dir;
     let golden = Golden::parse(&md.read(GOLDEN_FILE)?)?;
     if golden.kind != task.head.kind() {

@@ -118,6 +118,8 @@ pub(crate) enum Head {
     SequenceClassification(ClassificationHead),
     TokenClassification(ClassificationHead),
     Embedding(EmbeddingHead),
+    /// The LM head of a causal LM scores label answers (crate::generative); no weights of its own.
+    Generative,
 }
 
 impl Head {
@@ -126,6 +128,7 @@ impl Head {
             Head::SequenceClassification(_) => TaskKind::SequenceClassification,
             Head::TokenClassification(_) => TaskKind::TokenClassification,
             Head::Embedding(_) => TaskKind::Embedding,
+            Head::Generative => TaskKind::GenerativeClassification,
         }
     }
 
@@ -135,6 +138,7 @@ impl Head {
             Head::SequenceClassification(h) => h.pooling.rows(),
             Head::TokenClassification(_) => Rows::All,
             Head::Embedding(e) => e.pooling.rows(),
+            Head::Generative => Rows::All,
         }
     }
 
@@ -144,6 +148,9 @@ impl Head {
             Head::SequenceClassification(h) => h.forward(hidden, mask),
             Head::TokenClassification(h) => h.forward_tokens(hidden),
             Head::Embedding(e) => e.forward(hidden, mask),
+            Head::Generative => Err(Error::Internal(
+                "a generative task has no encoder head".into(),
+            )),
         }
     }
 }

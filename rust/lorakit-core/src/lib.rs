@@ -4,9 +4,12 @@
 //! base plus PEFT LoRA adapters applied at runtime, and classifies text on CPU or CUDA.
 
 mod base;
+mod causal_lm;
 mod entities;
 pub mod error;
 mod finite;
+mod generative;
+mod generative_golden;
 mod golden;
 mod heads;
 mod kernels;
@@ -24,8 +27,10 @@ mod tokenize;
 mod tokenizer_check;
 mod weights;
 
+pub use causal_lm::CausalLm;
 pub use entities::{mask_entities, Entity};
 pub use error::{Error, ErrorKind, Result};
+pub use generative::FewShotExample;
 pub use locate::{resolve_base, BASES_ENV};
 pub use model::{Model, TaskInfo};
 pub use models::{architectures, max_positions, ArchitectureInfo};

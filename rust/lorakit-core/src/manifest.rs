@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::generative::PromptConfig;
 use crate::tensors::{read_file, sha256_hex};
 
 pub(crate) const MANIFEST_FILE: &str = "lorakit.json";
@@ -49,6 +50,9 @@ pub(crate) struct Manifest {
     /// Token classification: how sub-word tags become entities (`first`).
     #[serde(default)]
     pub aggregation: Option<String>,
+    /// Generative classification: how prompts are assembled (docs/generative.md).
+    #[serde(default)]
+    pub prompt: Option<serde_json::Value>,
 }
 
 /// The task kinds of format_version 1 (docs/FORMAT.md "Tasks").
@@ -57,6 +61,7 @@ pub(crate) enum TaskKind {
     SequenceClassification,
     TokenClassification,
     Embedding,
+    GenerativeClassification,
 }
 
 impl TaskKind {
@@ -65,8 +70,10 @@ impl TaskKind {
             "sequence_classification" => Ok(TaskKind::SequenceClassification),
             "token_classification" => Ok(TaskKind::TokenClassification),
             "embedding" => Ok(TaskKind::Embedding),
+            "generative_classification" => Ok(TaskKind::GenerativeClassification),
             other => Err(Error::Unsupported(format!(
-                "task {other:?} (this runtime serves sequence_classification, token_classification, embedding)"
+                "task {other:?} (this runtime serves sequence_classification, token_classification, embedding, \
+                 generative_classification)"
             ))),
         }
     }
@@ -76,6 +83,7 @@ impl TaskKind {
             TaskKind::SequenceClassification => "sequence_classification",
             TaskKind::TokenClassification => "token_classification",
             TaskKind::Embedding => "embedding",
+            TaskKind::GenerativeClassification => "generative_classification",
         }
     }
 }
@@ -86,6 +94,8 @@ pub(crate) struct ModelDir {
     pub manifest: Manifest,
     pub kind: TaskKind,
     pub verify_checksums: bool,
+    /// Generative classification: the checked `prompt`.
+    pub prompt: Option<PromptConfig>,
 }
 
 impl ModelDir {
@@ -110,7 +120,12 @@ impl ModelDir {
                     path.display()
                 )))
             }
-            (TaskKind::SequenceClassification | TaskKind::TokenClassification, true) => {
+            (
+                TaskKind::SequenceClassification
+                | TaskKind::TokenClassification
+                | TaskKind::GenerativeClassification,
+                true,
+            ) => {
                 return Err(Error::Config(format!(
                     "{}: labels is empty",
                     path.display()
@@ -131,11 +146,25 @@ impl ModelDir {
                 path.display()
             )));
         }
+        let origin = path.display().to_string();
+        let prompt = match (kind, &manifest.prompt) {
+            (TaskKind::GenerativeClassification, p) => {
+                Some(PromptConfig::parse(p.as_ref(), &origin)?)
+            }
+            (_, None) => None,
+            (_, Some(_)) => {
+                return Err(Error::Config(format!(
+                    "{origin}: prompt is for generative_classification, not {}",
+                    kind.name()
+                )))
+            }
+        };
         Ok(ModelDir {
             dir: dir.to_path_buf(),
             manifest,
             kind,
             verify_checksums,
+            prompt,
         })
     }
 

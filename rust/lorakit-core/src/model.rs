@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use crate::base::{load_base, Backbone, LoadedBase};
 use crate::error::{Error, Result};
 use crate::finite::{self, Output};
+use crate::generative::{self, FewShotExample};
 use crate::golden;
 use crate::manifest::{ModelDir, TaskKind};
 use crate::runtime::Runtime;
@@ -20,7 +21,8 @@ use crate::{Classification, Embeddings, Encoding, GoldenReport, LoadOptions, Tok
 pub struct TaskInfo {
     /// The adapter name (for `load`, the manifest name).
     pub name: String,
-    /// Manifest task kind: `sequence_classification`, `token_classification` or `embedding`.
+    /// Manifest task kind: `sequence_classification`, `token_classification`, `embedding` or
+    /// `generative_classification`.
     pub task: String,
     /// `config.json` `model_type` of the encoder.
     pub architecture: String,
@@ -239,10 +241,64 @@ impl Model {
         Ok(result)
     }
 
-    /// Tokenize exactly as `classify` does (truncation to max_seq_len, padding to the longest).
+    /// Generative classification of one text with labelled examples in the prompt (docs/generative.md). `labels`
+    /// default to the manifest's followed by each example label not among them; the result's labels are the ones
+    /// scored.
+    pub fn classify_fewshot(
+        &self,
+        text: &str,
+        examples: &[FewShotExample],
+        labels: Option<&[String]>,
+        task: Option<&str>,
+    ) -> Result<Classification> {
+        let (_, t) = self.resolve(task)?;
+        let result = self
+            .runtime
+            .install(|| generative::classify_fewshot(&self.backbone, &t, text, examples, labels))?;
+        if !self.allow_non_finite {
+            let rows = result.logits.chunks(result.num_labels.max(1));
+            finite::check("classify_fewshot", Output::Logits(&result.labels), rows)?;
+        }
+        Ok(result)
+    }
+
+    /// Generative models: the next-token logits after each text's prompt, as `[texts, vocab]` rows (`dim` is the
+    /// vocabulary size).
+    pub fn next_token_logits(&self, texts: &[&str], task: Option<&str>) -> Result<Embeddings> {
+        let (_, t) = self.resolve(task)?;
+        self.runtime.check_batch(texts.len())?;
+        let result = self
+            .runtime
+            .install(|| generative::next_token_logits(&self.backbone, &t, texts))?;
+        if !self.allow_non_finite {
+            let rows = result.values.chunks(result.dim.max(1));
+            finite::check("next_token_logits", Output::Embedding, rows)?;
+        }
+        Ok(result)
+    }
+
+    /// Generative models: greedy free text after the prompt of `text` and `examples` (up to `max_new_tokens`,
+    /// stopping at EOS). `classify` never lets the model answer freely; this is for inspecting what it would say.
+    pub fn generate(
+        &self,
+        text: &str,
+        examples: &[FewShotExample],
+        max_new_tokens: usize,
+        task: Option<&str>,
+    ) -> Result<String> {
+        let (_, t) = self.resolve(task)?;
+        self.runtime
+            .install(|| generative::generate(&self.backbone, &t, text, examples, max_new_tokens))
+    }
+
+    /// Tokenize exactly as `classify` does (truncation to max_seq_len, padding to the longest). Generative models:
+    /// each text's prompt, left padded.
     pub fn tokenize(&self, texts: &[&str], task: Option<&str>) -> Result<Encoding> {
         let (_, t) = self.resolve(task)?;
         self.runtime.check_batch(texts.len())?;
+        if t.generative.is_some() {
+            return self.runtime.install(|| generative::tokenize(&t, texts));
+        }
         self.runtime.install(|| {
             let rows = self.runtime.tokenize(&t, texts)?;
             Ok(t.tokenizer.pad(&rows.iter().collect::<Vec<_>>()))

@@ -89,6 +89,10 @@ pub struct GoldenReport {
     pub tolerance: f32,
     /// (row, column, expected, got) of the largest difference.
     pub worst: (usize, usize, f32, f32),
+    /// Generative classification: the largest label-probability difference (`label_probs` and the `fewshot`
+    /// entries) and its tolerance (`prob_tolerance`); None for other tasks.
+    pub prob_max_abs_diff: Option<f32>,
+    pub prob_tolerance: Option<f32>,
     pub ok: bool,
 }
 

@@ -87,6 +87,10 @@ impl Runtime {
         task: &Task,
         texts: &[&str],
     ) -> Result<Classification> {
+        if task.generative.is_some() {
+            self.check_batch(texts.len())?;
+            return self.install(|| crate::generative::classify(backbone, task, texts));
+        }
         expect_kind(task, TaskKind::SequenceClassification, "classify")?;
         self.check_batch(texts.len())?;
         self.install(|| {
@@ -172,9 +176,10 @@ impl Runtime {
                 backbone.config.vocab_size(),
                 &self.device,
             )?;
-            let hidden = backbone
-                .encoder
-                .forward(&input, task.lora.as_ref(), task.head.rows())?;
+            let hidden =
+                backbone
+                    .encoder()?
+                    .forward(&input, task.lora.as_ref(), task.head.rows())?;
             let output = task.head.forward(&hidden, &mask)?;
             match task.head {
                 Head::TokenClassification(_) => {
@@ -227,6 +232,7 @@ fn expect_kind(task: &Task, kind: TaskKind, call: &str) -> Result<()> {
         TaskKind::SequenceClassification => "classify",
         TaskKind::TokenClassification => "extract_entities",
         TaskKind::Embedding => "embed",
+        TaskKind::GenerativeClassification => "classify",
     };
     Err(Error::Input(format!(
         "{call} needs a {} model; this task is {}: use {right}",

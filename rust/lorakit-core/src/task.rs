@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use crate::base::{encoder_weights, load_base, Backbone, LoadedBase, WEIGHTS_FILE};
+use crate::base::{load_base, load_network, Backbone, LoadedBase, WEIGHTS_FILE};
 use crate::entities::TagScheme;
 use crate::error::{Error, Result};
+use crate::generative::Generative;
 use crate::heads::{EmbeddingHead, Head, Pooling};
 use crate::lora::{AdapterSource, LoraWeights};
 use crate::manifest::{ModelDir, TaskKind};
@@ -35,6 +36,8 @@ pub(crate) struct Task {
     pub unsafe_labels: Option<Vec<usize>>,
     /// Token classification: the IOB2 tag of each label.
     pub tags: Option<TagScheme>,
+    /// Generative classification: prompt segments, label answers and the header cache.
+    pub generative: Option<Generative>,
 }
 
 /// Looks up an already loaded tokenizer by the sha256 of its tokenizer files.
@@ -75,8 +78,7 @@ pub(crate) fn load_merged(md: ModelDir, runtime: &Runtime) -> Result<(Arc<Backbo
     let store = TensorStore::from_safetensors(&md.read(WEIGHTS_FILE)?, &origin, &runtime.device)?;
     let key_prefix = encoder_key_prefix(&store, arch)?;
     let ctx = LoadContext::new(store, None);
-    let encoder_w = encoder_weights(&ctx, &key_prefix, arch.encoder_prefix);
-    let encoder = config.arch.load_encoder(&encoder_w)?;
+    let network = load_network(&*config.arch, &ctx, &key_prefix)?;
     let head = load_head(&md, &config, &ctx)?;
     let (mut store, _) = ctx.into_parts();
     // What the task's head does not read: BERT's pooler under a token or embedding head, pretraining heads.
@@ -96,7 +98,7 @@ pub(crate) fn load_merged(md: ModelDir, runtime: &Runtime) -> Result<(Arc<Backbo
     store.finish()?;
     let backbone = Arc::new(Backbone {
         config: config.arch.clone(),
-        encoder,
+        network,
     });
     let task = finish_task(md, &config, head, None, &|_| None)?;
     Ok((backbone, task))
@@ -176,6 +178,7 @@ fn read_adapter(md: &ModelDir, runtime: &Runtime) -> Result<AdapterSource> {
         TaskKind::SequenceClassification => ("SEQ_CLS", None),
         TaskKind::TokenClassification => ("TOKEN_CLS", None),
         TaskKind::Embedding => ("FEATURE_EXTRACTION", Some(arch.encoder_prefix)),
+        TaskKind::GenerativeClassification => ("CAUSAL_LM", None),
     };
     let source = AdapterSource::parse(&adapter_config, store, task_type, bare_prefix)?;
     if let Some(declared) = &md.manifest.adapter {
@@ -240,6 +243,14 @@ fn load_head(md: &ModelDir, config: &CheckpointConfig, ctx: &LoadContext) -> Res
             pooling: Pooling::from_hf_name(md.manifest.pooling.as_deref().unwrap_or("mean"))?,
             normalize: md.manifest.normalize.unwrap_or(true),
         })),
+        TaskKind::GenerativeClassification => match config.arch.decoder_spec() {
+            Some(_) => Ok(Head::Generative),
+            None => Err(Error::Config(format!(
+                "{}: generative_classification needs a causal LM, not {}",
+                md.dir.display(),
+                config.arch.architecture().info.model_type
+            ))),
+        },
     };
     head.map_err(|e| match e {
         Error::Format(m) if m.contains("missing tensor") => {
@@ -272,6 +283,19 @@ fn finish_task(
         }
         _ => None,
     };
+    let generative =
+        match (md.kind, &md.prompt, config.arch.decoder_spec()) {
+            (TaskKind::GenerativeClassification, Some(prompt), Some(spec)) => Some(
+                Generative::new(prompt.clone(), spec.tokens, &tokenizer, &labels)?,
+            ),
+            (TaskKind::GenerativeClassification, _, _) => {
+                return Err(Error::Config(format!(
+                    "{}: generative_classification needs a prompt and a causal LM",
+                    md.dir.display()
+                )))
+            }
+            _ => None,
+        };
     Ok(Task {
         model_dir: md,
         labels,
@@ -282,14 +306,19 @@ fn finish_task(
         lora,
         unsafe_labels,
         tags,
+        generative,
     })
 }
 
 /// Labels come from the manifest; config.json `id2label`, when present, must say the same.
 fn labels_of(md: &ModelDir, config: &CheckpointConfig) -> Result<Vec<String>> {
     let labels = md.manifest.labels.clone();
-    if md.kind == TaskKind::Embedding {
-        // A bare encoder's config.json carries HF's placeholder id2label; an embedding has no labels.
+    if matches!(
+        md.kind,
+        TaskKind::Embedding | TaskKind::GenerativeClassification
+    ) {
+        // A bare encoder's config.json carries HF's placeholder id2label; an embedding has no labels, and a
+        // causal LM's labels live in its prompt.
         return Ok(labels);
     }
     if let Some(from_config) = &config.labels {
@@ -308,9 +337,12 @@ fn unsafe_labels_of(md: &ModelDir, labels: &[String]) -> Result<Option<Vec<usize
     let Some(declared) = &md.manifest.unsafe_labels else {
         return Ok(None);
     };
-    if md.kind != TaskKind::SequenceClassification {
+    if !matches!(
+        md.kind,
+        TaskKind::SequenceClassification | TaskKind::GenerativeClassification
+    ) {
         return Err(Error::Config(format!(
-            "{}: unsafe_labels is for sequence classification, not {}",
+            "{}: unsafe_labels is for sequence or generative classification, not {}",
             md.dir.display(),
             md.kind.name()
         )));

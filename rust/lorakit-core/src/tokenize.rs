@@ -130,6 +130,33 @@ impl TextTokenizer {
         })
     }
 
+    /// The ids of `text` without special tokens (`tokenizer(text, add_special_tokens=False)`).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<i64>> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.inner
+                .encode_fast(text, false)
+                .map(|e| e.get_ids().iter().map(|&i| i64::from(i)).collect())
+                .map_err(|e| Error::Input(format!("tokenization failed: {e}")))
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::Format(
+                "tokenizer.json: the tokenizer failed inside the tokenizers library".into(),
+            ))
+        })
+    }
+
+    /// Text of `ids`, special tokens skipped.
+    pub fn decode(&self, ids: &[i64]) -> Result<String> {
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        self.inner
+            .decode(&ids, true)
+            .map_err(|e| Error::Compute(format!("decoding failed: {e}")))
+    }
+
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+
     /// Tokenizes a batch in parallel (on the caller's thread pool).
     pub fn encode_all(
         &self,

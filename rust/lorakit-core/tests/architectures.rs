@@ -17,6 +17,11 @@ fn every_registered_architecture_has_a_fixture() {
         let model = Model::load(&fixture(&lora(&name)), true, &opts()).unwrap();
         covered.push(model.architecture());
     }
+    // Causal LMs: tiny bases of scripts/decoder_fixtures.py (parity in decoders.rs, tasks in generative.rs).
+    for name in ["gemma3", "qwen3"] {
+        let base = Model::load_base(&fixture(&format!("tiny_{name}_base")), &opts()).unwrap();
+        covered.push(base.architecture());
+    }
     for arch in architectures() {
         assert!(
             covered.contains(&arch.model_type),

@@ -1,6 +1,7 @@
 //! Compute kernels of the encoder with one entry point per operation: a fast CPU path (the `gemm` crate and
 //! vectorised element-wise code, on the caller's rayon pool) and candle's generic ops on other devices.
 
+mod decoder_ops;
 mod elementwise;
 mod gemm_ops;
 
@@ -11,7 +12,7 @@ use candle_core::{CpuStorage, Device, Layout, Tensor};
 use crate::error::Result;
 
 /// Score added to masked key positions: finite, so a fully masked row yields a uniform softmax, never NaN.
-const MASKED_SCORE: f32 = -1.0e30;
+pub(crate) const MASKED_SCORE: f32 = -1.0e30;
 
 fn contiguous_f32<'a>(
     storage: &'a CpuStorage,
@@ -194,6 +195,89 @@ fn window_bias(q_len: usize, seq: usize, window: usize, device: &Device) -> Resu
         })
         .collect();
     Ok(Tensor::from_vec(bias, (q_len, seq), device)?)
+}
+
+/// `x @ w^T` for `x` `[rows, k]` and `w` `[n, k]`: the LM head over the embedding (or `lm_head`) table as stored.
+pub(crate) fn product_nt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        Ok(x.contiguous()?
+            .apply_op2_no_bwd(w, &decoder_ops::ProductNt)?)
+    } else {
+        Ok(x.matmul(&w.t()?)?)
+    }
+}
+
+/// Shape of one decoder attention call: `q_len` new rows per text over `kv_len` cached keys (new ones included).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CachedAttentionShape {
+    pub batch: usize,
+    pub q_len: usize,
+    pub kv_len: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+    /// `attn_logit_softcapping`: scores become `tanh(s / cap) * cap` before the bias.
+    pub softcap: Option<f32>,
+}
+
+/// Grouped-query attention of `q` `[batch * q_len, heads * head_dim]` over `k`, `v`
+/// `[batch * kv_len, kv_heads * head_dim]` with an additive `bias` `[batch, q_len, kv_len]` (0 or `MASKED_SCORE`).
+pub(crate) fn cached_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Arc<[f32]>,
+    s: CachedAttentionShape,
+) -> Result<Tensor> {
+    if q.device().is_cpu() {
+        let op = decoder_ops::CachedAttention {
+            bias: bias.clone(),
+            batch: s.batch,
+            q_len: s.q_len,
+            kv_len: s.kv_len,
+            heads: s.heads,
+            kv_heads: s.kv_heads,
+            head_dim: s.head_dim,
+            scale: s.scale,
+            softcap: s.softcap,
+        };
+        return Ok(q
+            .contiguous()?
+            .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?);
+    }
+    cached_attention_generic(q, k, v, bias, s)
+}
+
+fn cached_attention_generic(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: &Arc<[f32]>,
+    s: CachedAttentionShape,
+) -> Result<Tensor> {
+    let group = s.heads / s.kv_heads.max(1);
+    let qh = q
+        .reshape((s.batch, s.q_len, s.heads, s.head_dim))?
+        .transpose(1, 2)?
+        .contiguous()?;
+    // Query head h reads KV head h / group: repeat each KV head `group` times, as HF's repeat_kv.
+    let expand = |t: &Tensor| -> Result<Tensor> {
+        Ok(t.reshape((s.batch, s.kv_len, s.kv_heads, 1, s.head_dim))?
+            .broadcast_as((s.batch, s.kv_len, s.kv_heads, group, s.head_dim))?
+            .reshape((s.batch, s.kv_len, s.heads, s.head_dim))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
+    let (kh, vh) = (expand(k)?, expand(v)?);
+    let mut scores = (qh.matmul(&kh.t()?)? * f64::from(s.scale))?;
+    if let Some(cap) = s.softcap {
+        scores = ((scores / f64::from(cap))?.tanh()? * f64::from(cap))?;
+    }
+    let bias = Tensor::from_slice(bias, (s.batch, 1, s.q_len, s.kv_len), q.device())?;
+    let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias)?)?;
+    let context = probs.matmul(&vh)?.transpose(1, 2)?.contiguous()?;
+    Ok(context.reshape((s.batch * s.q_len, s.heads * s.head_dim))?)
 }
 
 #[cfg(test)]

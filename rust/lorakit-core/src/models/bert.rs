@@ -24,6 +24,7 @@ pub(crate) static ARCHITECTURE: Architecture = Architecture {
         head_modules: &["classifier"],
         token_head_modules: &["classifier"],
         pooling: "pooler",
+        causal_lm: false,
     },
     encoder_prefix: "bert",
     anchor: "embeddings.word_embeddings.weight",

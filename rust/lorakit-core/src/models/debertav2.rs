@@ -37,6 +37,7 @@ pub(crate) static ARCHITECTURE: Architecture = Architecture {
         head_modules: &["pooler", "classifier"],
         token_head_modules: &["classifier"],
         pooling: "cls",
+        causal_lm: false,
     },
     encoder_prefix: "deberta",
     anchor: "embeddings.word_embeddings.weight",

@@ -5,7 +5,11 @@
 
 pub(crate) mod bert;
 pub(crate) mod debertav2;
+pub(crate) mod decoder;
+pub(crate) mod decoder_config;
+pub(crate) mod gemma3;
 pub(crate) mod modernbert;
+pub(crate) mod qwen3;
 pub(crate) mod roberta;
 
 use std::collections::BTreeMap;
@@ -19,15 +23,18 @@ use crate::error::{Error, Result};
 use crate::heads::ClassificationHead;
 use crate::kernels::AttentionMask;
 use crate::lora::LoraWeights;
+use crate::models::decoder::{Decoder, DecoderSpec};
 use crate::tensors::TensorStore;
 use crate::weights::Weights;
 
 /// Every architecture the native core serves.
-static REGISTRY: [&Architecture; 4] = [
+static REGISTRY: [&Architecture; 6] = [
     &bert::ARCHITECTURE,
     &roberta::ARCHITECTURE,
     &modernbert::ARCHITECTURE,
     &debertav2::ARCHITECTURE,
+    &gemma3::ARCHITECTURE,
+    &qwen3::ARCHITECTURE,
 ];
 
 /// What an architecture is and how to read it. The public part (`ArchitectureInfo`) is the one table that
@@ -63,6 +70,8 @@ pub struct ArchitectureInfo {
     pub token_head_modules: &'static [&'static str],
     /// How the sequence-classification head reads the sequence (written to the manifest as `pooling`).
     pub pooling: &'static str,
+    /// A causal language model (`*ForCausalLM`): serves `generative_classification`, no encoder tasks.
+    pub causal_lm: bool,
 }
 
 /// Every supported architecture.
@@ -125,6 +134,17 @@ pub(crate) trait ArchConfig: Send + Sync {
                 .pp("classifier")
                 .linear(self.hidden_size(), num_labels, true)?,
         })
+    }
+    /// The resolved decoder config of a causal LM (None for encoders).
+    fn decoder_spec(&self) -> Option<&DecoderSpec> {
+        None
+    }
+    /// A causal LM: `model` addresses `model.*`, `root` the checkpoint root (`lm_head`).
+    fn load_decoder(&self, _model: &Weights, _root: &Weights) -> Result<Box<dyn Decoder>> {
+        Err(Error::Unsupported(format!(
+            "{} is an encoder: it does not serve generative_classification",
+            self.architecture().info.model_type
+        )))
     }
 }
 

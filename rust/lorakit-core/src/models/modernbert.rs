@@ -28,6 +28,7 @@ pub(crate) static ARCHITECTURE: Architecture = Architecture {
         token_head_modules: &["head", "classifier"],
         // Pooling itself (cls or mean) is a per-task config field; the manifest names the head.
         pooling: "cls",
+        causal_lm: false,
     },
     encoder_prefix: "model",
     anchor: "embeddings.tok_embeddings.weight",

@@ -20,6 +20,7 @@ pub(crate) static ARCHITECTURE: Architecture = Architecture {
         head_modules: &["classifier"],
         token_head_modules: &["classifier"],
         pooling: "cls",
+        causal_lm: false,
     },
     encoder_prefix: "roberta",
     anchor: "embeddings.word_embeddings.weight",

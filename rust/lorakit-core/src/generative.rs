@@ -1,0 +1,528 @@
+//! Generative classification (docs/generative.md): a causal LM reads a prompt holding the labels and the document,
+//! and every label's answer is scored by its summed log-probability after the prompt, so the result is always one
+//! of the labels. Prompts are assembled from separately tokenized segments exactly as the contract writes them.
+//!
+//! The header (instruction and the manifest's labels) is run once per task and its KV cache reused by every
+//! prompt that starts with it; the label continuations of one prompt run as one batch on its cache, and only the
+//! rows that predict answer tokens go through the LM head.
+
+use std::sync::OnceLock;
+
+use candle_core::Tensor;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::base::Backbone;
+use crate::error::{Error, Result};
+use crate::lora::LoraWeights;
+use crate::models::decoder::{Decoder, DecoderInput, KvCache, SpecialTokens};
+use crate::task::Task;
+use crate::tokenize::TextTokenizer;
+use crate::{Classification, Embeddings, Encoding};
+
+/// The manifest's `prompt` object.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct PromptConfig {
+    pub instruction: String,
+    pub labels_prefix: String,
+    pub label_separator: String,
+    pub document_prefix: String,
+    pub answer_prefix: String,
+    pub answer_suffix: String,
+    pub max_document_tokens: usize,
+    pub truncation: String,
+    pub add_bos: bool,
+}
+
+impl PromptConfig {
+    /// Reads and checks `prompt` of a `generative_classification` manifest (`origin` names the file).
+    pub fn parse(value: Option<&Value>, origin: &str) -> Result<PromptConfig> {
+        let value = value.ok_or_else(|| {
+            Error::Config(format!(
+                "{origin}: a generative_classification model needs a prompt object"
+            ))
+        })?;
+        let prompt: PromptConfig = serde_json::from_value(value.clone())
+            .map_err(|e| Error::Config(format!("{origin}: invalid prompt: {e}")))?;
+        if prompt.max_document_tokens == 0 {
+            return Err(Error::Config(format!(
+                "{origin}: prompt.max_document_tokens must be positive"
+            )));
+        }
+        if prompt.truncation != "head" {
+            return Err(Error::Config(format!(
+                "{origin}: prompt.truncation {:?} (the only mode is \"head\")",
+                prompt.truncation
+            )));
+        }
+        Ok(prompt)
+    }
+}
+
+/// A labelled example of a few-shot prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FewShotExample {
+    pub document: String,
+    pub label: String,
+}
+
+/// A prompt's token ids with the facts `Classification` reports about its document.
+pub(crate) struct Prompt {
+    pub ids: Vec<i64>,
+    pub tokens_in: usize,
+    pub tokens_used: usize,
+}
+
+/// The tokenized, fixed parts of a task's prompts and the header's KV cache (computed on first use).
+pub(crate) struct Generative {
+    pub prompt: PromptConfig,
+    tokens: SpecialTokens,
+    pad_id: i64,
+    document_prefix: Vec<i64>,
+    answer_prefix: Vec<i64>,
+    /// The manifest's labels and their header.
+    labels: Vec<String>,
+    header: Vec<i64>,
+    /// `answer(l)` of each manifest label.
+    answers: Vec<Vec<i64>>,
+    header_cache: OnceLock<KvCache>,
+}
+
+impl Generative {
+    pub fn new(
+        prompt: PromptConfig,
+        tokens: SpecialTokens,
+        tokenizer: &TextTokenizer,
+        labels: &[String],
+    ) -> Result<Generative> {
+        if prompt.add_bos && tokens.bos.is_none() {
+            return Err(Error::Config(
+                "prompt.add_bos is true, but the base's config.json has no bos_token_id".into(),
+            ));
+        }
+        let mut g = Generative {
+            pad_id: tokenizer.pad_id(),
+            document_prefix: tokenizer.encode_plain(&prompt.document_prefix)?,
+            answer_prefix: tokenizer.encode_plain(&prompt.answer_prefix)?,
+            labels: labels.to_vec(),
+            header: Vec::new(),
+            answers: Vec::new(),
+            header_cache: OnceLock::new(),
+            prompt,
+            tokens,
+        };
+        g.header = g.header_ids(tokenizer, labels)?;
+        g.answers = labels
+            .iter()
+            .map(|l| g.answer(tokenizer, l))
+            .collect::<Result<_>>()?;
+        Ok(g)
+    }
+
+    /// `[bos if add_bos] + tok(instruction + labels_prefix + label_separator.join(labels))`.
+    fn header_ids(&self, tokenizer: &TextTokenizer, labels: &[String]) -> Result<Vec<i64>> {
+        let p = &self.prompt;
+        let text = format!(
+            "{}{}{}",
+            p.instruction,
+            p.labels_prefix,
+            labels.join(&p.label_separator)
+        );
+        let mut ids: Vec<i64> = match (p.add_bos, self.tokens.bos) {
+            (true, Some(bos)) => vec![i64::from(bos)],
+            _ => Vec::new(),
+        };
+        ids.extend(tokenizer.encode_plain(&text)?);
+        Ok(ids)
+    }
+
+    /// `tok(label + answer_suffix)`; an answer must have at least one token to be scored.
+    fn answer(&self, tokenizer: &TextTokenizer, label: &str) -> Result<Vec<i64>> {
+        let ids = tokenizer.encode_plain(&format!("{label}{}", self.prompt.answer_suffix))?;
+        if ids.is_empty() {
+            return Err(Error::Input(format!(
+                "label {label:?} with the answer suffix tokenizes to nothing"
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// `tok(document_prefix) + doc(d) + tok(answer_prefix)`, with the document's token counts.
+    fn block(&self, tokenizer: &TextTokenizer, document: &str) -> Result<(Vec<i64>, usize, usize)> {
+        let mut doc = tokenizer.encode_plain(document)?;
+        let tokens_in = doc.len();
+        doc.truncate(self.prompt.max_document_tokens);
+        let used = doc.len();
+        let mut ids = self.document_prefix.clone();
+        ids.extend(doc);
+        ids.extend_from_slice(&self.answer_prefix);
+        Ok((ids, tokens_in, used))
+    }
+
+    /// `prompt(d, examples)` for the label set `labels`.
+    fn assemble(
+        &self,
+        tokenizer: &TextTokenizer,
+        labels: &[String],
+        examples: &[FewShotExample],
+        document: &str,
+    ) -> Result<Prompt> {
+        let mut ids = if labels == self.labels.as_slice() {
+            self.header.clone()
+        } else {
+            self.header_ids(tokenizer, labels)?
+        };
+        for e in examples {
+            ids.extend(self.block(tokenizer, &e.document)?.0);
+            ids.extend(self.answer(tokenizer, &e.label)?);
+        }
+        let (block, tokens_in, tokens_used) = self.block(tokenizer, document)?;
+        ids.extend(block);
+        Ok(Prompt {
+            ids,
+            tokens_in,
+            tokens_used,
+        })
+    }
+}
+
+/// The generative state of `task`, or an Input error naming the right call.
+pub(crate) fn state<'t>(task: &'t Task, call: &str) -> Result<&'t Generative> {
+    task.generative.as_ref().ok_or_else(|| {
+        Error::Input(format!(
+            "{call} needs a generative_classification model; this task is {}",
+            task.head.kind().name()
+        ))
+    })
+}
+
+/// What one generative call works with.
+struct Scorer<'a> {
+    decoder: &'a dyn Decoder,
+    lora: Option<&'a LoraWeights>,
+    gen: &'a Generative,
+    task: &'a Task,
+}
+
+impl<'a> Scorer<'a> {
+    fn new(backbone: &'a Backbone, task: &'a Task, call: &str) -> Result<Scorer<'a>> {
+        Ok(Scorer {
+            decoder: backbone.decoder()?,
+            lora: task.lora.as_ref(),
+            gen: state(task, call)?,
+            task,
+        })
+    }
+
+    fn run(&self, ids: &[i64], cache: &mut KvCache) -> Result<Tensor> {
+        let mask = vec![1i64; ids.len()];
+        let input = DecoderInput {
+            batch: 1,
+            q_len: ids.len(),
+            ids,
+            mask: &mask,
+        };
+        self.decoder.forward(&input, cache, self.lora)
+    }
+
+    fn header_cache(&self) -> Result<&'a KvCache> {
+        if let Some(cache) = self.gen.header_cache.get() {
+            return Ok(cache);
+        }
+        let mut cache = self.decoder.new_cache(1);
+        if !self.gen.header.is_empty() {
+            self.run(&self.gen.header, &mut cache)?;
+        }
+        // Two threads may both compute it; they compute the same cache and one is kept.
+        Ok(self.gen.header_cache.get_or_init(|| cache))
+    }
+
+    /// Runs `ids` (a whole prompt) on the header cache where they share its tokens; returns the prompt's cache and
+    /// the last token's hidden state `[1, hidden]`.
+    fn prefill(&self, ids: &[i64]) -> Result<(KvCache, Tensor)> {
+        if ids.is_empty() {
+            return Err(Error::Input("the prompt is empty".into()));
+        }
+        let header = &self.gen.header;
+        let shared = header.iter().zip(ids).take_while(|(a, b)| a == b).count();
+        // At least the last token runs now: its hidden state is the one the answer is read from.
+        let reuse = shared.min(ids.len() - 1);
+        let mut cache = if reuse == 0 {
+            self.decoder.new_cache(1)
+        } else if reuse == header.len() {
+            self.header_cache()?.clone()
+        } else {
+            self.header_cache()?.truncated(reuse)?
+        };
+        let hidden = self.run(&ids[reuse..], &mut cache)?;
+        let last = hidden.narrow(0, hidden.dim(0)? - 1, 1)?;
+        Ok((cache, last))
+    }
+
+    fn check_length(&self, prompt: &Prompt, answers: &[Vec<i64>]) -> Result<()> {
+        let longest = answers.iter().map(Vec::len).max().unwrap_or(0);
+        let total = prompt.ids.len() + longest;
+        if total > self.task.max_seq_len {
+            return Err(Error::Input(format!(
+                "the prompt is {} tokens and the longest answer {longest}: {total} exceeds max_seq_len {} \
+                 (pass fewer or shorter examples, or a shorter document)",
+                prompt.ids.len(),
+                self.task.max_seq_len
+            )));
+        }
+        Ok(())
+    }
+
+    /// `score(l) = sum_t log p(answer(l)[t] | prompt, answer(l)[:t])` for every answer.
+    fn score(&self, prompt: &Prompt, answers: &[Vec<i64>]) -> Result<Vec<f32>> {
+        self.check_length(prompt, answers)?;
+        let (cache, last) = self.prefill(&prompt.ids)?;
+        let first = log_softmax_rows(&self.decoder.logits(&last)?)?;
+        let mut scores: Vec<f64> = answers.iter().map(|a| first[0][a[0] as usize]).collect();
+        // Continuations: answer(l)[..len-1] after the prompt, right padded; row t predicts answer(l)[t + 1].
+        let width = answers.iter().map(|a| a.len() - 1).max().unwrap_or(0);
+        if width > 0 {
+            let n = answers.len();
+            let mut ids = Vec::with_capacity(n * width);
+            let mut mask = Vec::with_capacity(n * width);
+            let mut rows = Vec::new();
+            for (i, a) in answers.iter().enumerate() {
+                for t in 0..width {
+                    let real = t + 1 < a.len();
+                    ids.push(if real { a[t] } else { self.gen.pad_id });
+                    mask.push(i64::from(real));
+                    if real {
+                        rows.push((i, (i * width + t) as u32, a[t + 1]));
+                    }
+                }
+            }
+            let mut cache = cache.expand(n)?;
+            let input = DecoderInput {
+                batch: n,
+                q_len: width,
+                ids: &ids,
+                mask: &mask,
+            };
+            let hidden = self.decoder.forward(&input, &mut cache, self.lora)?;
+            let index: Vec<u32> = rows.iter().map(|r| r.1).collect();
+            let index = Tensor::from_vec(index, rows.len(), hidden.device())?;
+            let picked = hidden.index_select(&index, 0)?;
+            let logp = log_softmax_rows(&self.decoder.logits(&picked)?)?;
+            for ((label, _, target), row) in rows.iter().zip(&logp) {
+                scores[*label] += row[*target as usize];
+            }
+        }
+        Ok(scores.into_iter().map(|s| s as f32).collect())
+    }
+}
+
+/// Natural log-softmax of every row of `[rows, vocab]` logits, accumulated in f64.
+fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f64>>> {
+    Ok(logits
+        .to_vec2::<f32>()?
+        .into_iter()
+        .map(|row| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+            let log_z = max + sum.ln();
+            row.iter().map(|&v| v as f64 - log_z).collect()
+        })
+        .collect())
+}
+
+/// `classify` of a generative task: the manifest's labels scored after `prompt(text, [])` for each text.
+pub(crate) fn classify(backbone: &Backbone, task: &Task, texts: &[&str]) -> Result<Classification> {
+    let s = Scorer::new(backbone, task, "classify")?;
+    let mut logits = Vec::with_capacity(texts.len() * task.labels.len());
+    let (mut tokens_in, mut tokens_used) = (Vec::new(), Vec::new());
+    for text in texts {
+        let prompt = s.gen.assemble(&task.tokenizer, &task.labels, &[], text)?;
+        logits.extend(s.score(&prompt, &s.gen.answers)?);
+        tokens_in.push(prompt.tokens_in);
+        tokens_used.push(prompt.tokens_used);
+    }
+    Ok(Classification {
+        labels: task.labels.clone(),
+        num_texts: texts.len(),
+        num_labels: task.labels.len(),
+        logits,
+        unsafe_labels: task.unsafe_labels.clone(),
+        tokens_in,
+        tokens_used,
+    })
+}
+
+/// The label set of a few-shot call: `labels` when given, else the manifest's followed by each example label not
+/// among them (first appearance order). Every example label must be one of them.
+fn fewshot_labels(
+    task: &Task,
+    examples: &[FewShotExample],
+    labels: Option<&[String]>,
+) -> Result<Vec<String>> {
+    let set: Vec<String> = match labels {
+        Some(given) => given.to_vec(),
+        None => {
+            let mut all = task.labels.clone();
+            for e in examples {
+                if !all.contains(&e.label) {
+                    all.push(e.label.clone());
+                }
+            }
+            all
+        }
+    };
+    if set.is_empty() {
+        return Err(Error::Input("the label set is empty".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for l in &set {
+        if l.is_empty() {
+            return Err(Error::Input("a label is empty".into()));
+        }
+        if !seen.insert(l.as_str()) {
+            return Err(Error::Input(format!("label {l:?} appears more than once")));
+        }
+    }
+    for (i, e) in examples.iter().enumerate() {
+        if e.label.is_empty() {
+            return Err(Error::Input(format!("example {i} has an empty label")));
+        }
+        if !seen.contains(e.label.as_str()) {
+            return Err(Error::Input(format!(
+                "example {i} is labelled {:?}, which is not one of the labels {set:?}",
+                e.label
+            )));
+        }
+    }
+    Ok(set)
+}
+
+/// One text classified with labelled examples in the prompt.
+pub(crate) fn classify_fewshot(
+    backbone: &Backbone,
+    task: &Task,
+    text: &str,
+    examples: &[FewShotExample],
+    labels: Option<&[String]>,
+) -> Result<Classification> {
+    let s = Scorer::new(backbone, task, "classify_fewshot")?;
+    let labels = fewshot_labels(task, examples, labels)?;
+    let answers = if labels == task.labels {
+        s.gen.answers.clone()
+    } else {
+        labels
+            .iter()
+            .map(|l| s.gen.answer(&task.tokenizer, l))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let prompt = s.gen.assemble(&task.tokenizer, &labels, examples, text)?;
+    let logits = s.score(&prompt, &answers)?;
+    // Unsafe labels keep their meaning by name in another label set.
+    let unsafe_labels = task.unsafe_labels.as_ref().map(|idx| {
+        idx.iter()
+            .filter_map(|&i| labels.iter().position(|l| *l == task.labels[i]))
+            .collect()
+    });
+    Ok(Classification {
+        num_texts: 1,
+        num_labels: labels.len(),
+        labels,
+        logits,
+        unsafe_labels,
+        tokens_in: vec![prompt.tokens_in],
+        tokens_used: vec![prompt.tokens_used],
+    })
+}
+
+/// The next-token logits `[texts, vocab]` after each text's `prompt(text, [])`.
+pub(crate) fn next_token_logits(
+    backbone: &Backbone,
+    task: &Task,
+    texts: &[&str],
+) -> Result<Embeddings> {
+    let s = Scorer::new(backbone, task, "next_token_logits")?;
+    let vocab = backbone.config.vocab_size();
+    let mut values = Vec::with_capacity(texts.len() * vocab);
+    let (mut tokens_in, mut tokens_used) = (Vec::new(), Vec::new());
+    for text in texts {
+        let prompt = s.gen.assemble(&task.tokenizer, &task.labels, &[], text)?;
+        let (_, last) = s.prefill(&prompt.ids)?;
+        values.extend(s.decoder.logits(&last)?.flatten_all()?.to_vec1::<f32>()?);
+        tokens_in.push(prompt.tokens_in);
+        tokens_used.push(prompt.tokens_used);
+    }
+    Ok(Embeddings {
+        num_texts: texts.len(),
+        dim: vocab,
+        values,
+        tokens_in,
+        tokens_used,
+    })
+}
+
+/// `prompt(text, [])` of each text, left padded with the tokenizer's pad id (golden `input_ids`).
+pub(crate) fn tokenize(task: &Task, texts: &[&str]) -> Result<Encoding> {
+    let gen = state(task, "tokenize")?;
+    let rows = texts
+        .iter()
+        .map(|t| Ok(gen.assemble(&task.tokenizer, &task.labels, &[], t)?.ids))
+        .collect::<Result<Vec<_>>>()?;
+    let seq_len = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut input_ids = Vec::with_capacity(rows.len() * seq_len);
+    let mut attention_mask = Vec::with_capacity(rows.len() * seq_len);
+    for row in &rows {
+        let pad = seq_len - row.len();
+        input_ids.extend(std::iter::repeat_n(gen.pad_id, pad));
+        input_ids.extend_from_slice(row);
+        attention_mask.extend(std::iter::repeat_n(0, pad));
+        attention_mask.extend(std::iter::repeat_n(1, row.len()));
+    }
+    Ok(Encoding {
+        num_texts: rows.len(),
+        seq_len,
+        input_ids,
+        attention_mask,
+    })
+}
+
+/// Greedy decoding of up to `max_new_tokens` after `prompt(text, examples)` with the KV cache; stops at EOS.
+pub(crate) fn generate(
+    backbone: &Backbone,
+    task: &Task,
+    text: &str,
+    examples: &[FewShotExample],
+    max_new_tokens: usize,
+) -> Result<String> {
+    let s = Scorer::new(backbone, task, "generate")?;
+    let labels = fewshot_labels(task, examples, None)?;
+    let prompt = s.gen.assemble(&task.tokenizer, &labels, examples, text)?;
+    if prompt.ids.len() + max_new_tokens > task.max_seq_len {
+        return Err(Error::Input(format!(
+            "the prompt is {} tokens: {max_new_tokens} more exceed max_seq_len {}",
+            prompt.ids.len(),
+            task.max_seq_len
+        )));
+    }
+    let (mut cache, mut last) = s.prefill(&prompt.ids)?;
+    let mut out = Vec::new();
+    for _ in 0..max_new_tokens {
+        let row = s.decoder.logits(&last)?.flatten_all()?.to_vec1::<f32>()?;
+        let next = argmax(&row) as i64;
+        if s.gen.tokens.eos.is_some_and(|e| i64::from(e) == next) {
+            break;
+        }
+        out.push(next);
+        last = s.run(&[next], &mut cache)?;
+    }
+    task.tokenizer.decode(&out)
+}
+
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
