@@ -44,7 +44,14 @@ func TestEveryArchitectureMatchesGolden(t *testing.T) {
 
 // Each architecture the core serves has a fixture, so the test above covers all of them.
 func TestEveryServedArchitectureHasAFixture(t *testing.T) {
-	covered := map[string]bool{"bert": true} // the tiny_bert_* fixtures
+	covered := map[string]bool{"bert": true}  // the tiny_bert_* fixtures
+	for _, name := range generativeFixtures { // TestGenerativeFixturesReproduceTheirGolden
+		m, err := discovery.ReadManifest(lorakittest.FixtureDir(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		covered[m.Architecture] = true
+	}
 	for _, f := range lorakittest.ArchFixtures(t) {
 		m, err := discovery.ReadManifest(lorakittest.FixtureDir(t, f.Lora))
 		if err != nil {

@@ -38,16 +38,21 @@ func (m *Model) EmbedWith(adapter string, texts []string) (*Embeddings, error) {
 			return err
 		}
 		defer C.lorakit_embeddings_free(res)
-		numTexts := int(C.lorakit_embeddings_num_texts(res))
-		dim := int(C.lorakit_embeddings_dim(res))
-		out = &Embeddings{
-			NumTexts:   numTexts,
-			Dim:        dim,
-			Values:     copyFloats(C.lorakit_embeddings_values(res), numTexts*dim),
-			TokensIn:   copySizes(C.lorakit_embeddings_tokens_in(res), numTexts),
-			TokensUsed: copySizes(C.lorakit_embeddings_tokens_used(res), numTexts),
-		}
+		out = copyEmbeddings(res)
 		return nil
 	})
 	return out, err
+}
+
+// copyEmbeddings copies a native matrix result into Go memory; the caller still frees the native result.
+func copyEmbeddings(res *C.LorakitEmbeddings) *Embeddings {
+	numTexts := int(C.lorakit_embeddings_num_texts(res))
+	dim := int(C.lorakit_embeddings_dim(res))
+	return &Embeddings{
+		NumTexts:   numTexts,
+		Dim:        dim,
+		Values:     copyFloats(C.lorakit_embeddings_values(res), numTexts*dim),
+		TokensIn:   copySizes(C.lorakit_embeddings_tokens_in(res), numTexts),
+		TokensUsed: copySizes(C.lorakit_embeddings_tokens_used(res), numTexts),
+	}
 }

@@ -30,17 +30,23 @@ type Golden struct {
 	Texts         []string
 	NumTexts      int
 	SeqLen        int
-	Output        string // OutputLogits, OutputTokenLogits or OutputEmbeddings
+	Output        string // OutputLogits, OutputTokenLogits, OutputEmbeddings or OutputNextTokenLogits
 	NumLabels     int
 	InputIDs      []int64 // row-major [NumTexts, SeqLen]
 	AttentionMask []int64 // row-major [NumTexts, SeqLen]
-	// Logits are row-major [NumTexts, NumLabels], or [NumTexts, SeqLen, NumLabels] for token logits (padding
-	// positions hold no defined values).
+	// Logits are row-major [NumTexts, NumLabels], [NumTexts, SeqLen, NumLabels] for token logits (padding
+	// positions hold no defined values), or [NumTexts, VocabSize] for next-token logits.
 	Logits     []float32
 	Entities   [][]Entity // token logits: the Python reference decoder's entities per text
 	Dim        int
 	Embeddings []float32 // row-major [NumTexts, Dim]
 	Tolerance  float64
+	// Generative classification (OutputNextTokenLogits): the label distributions, row-major [NumTexts,
+	// NumLabels], compared within ProbTolerance, and the few-shot cases.
+	VocabSize     int
+	LabelProbs    []float32
+	ProbTolerance float64
+	FewShot       []FewShotGolden
 }
 
 // ReadGolden reads a golden.safetensors file. An unreadable file gives ErrIO; a malformed one ErrFormat.
@@ -99,6 +105,8 @@ func goldenFrom(file *safetensors.File) (*Golden, error) {
 	switch g.Output {
 	case OutputLogits, OutputTokenLogits:
 		return g, g.readLogits(file)
+	case OutputNextTokenLogits:
+		return g, g.readGenerative(file)
 	case OutputEmbeddings:
 		var shape []int
 		if g.Embeddings, shape, err = file.Float32("embeddings"); err != nil {
@@ -110,8 +118,8 @@ func goldenFrom(file *safetensors.File) (*Golden, error) {
 		g.Dim = shape[1]
 		return g, nil
 	default:
-		return nil, fmt.Errorf(`metadata "output" %q is none of %q, %q, %q`, g.Output, OutputLogits,
-			OutputTokenLogits, OutputEmbeddings)
+		return nil, fmt.Errorf(`metadata "output" %q is none of %q, %q, %q, %q`, g.Output, OutputLogits,
+			OutputTokenLogits, OutputEmbeddings, OutputNextTokenLogits)
 	}
 }
 

@@ -42,9 +42,10 @@ func FuzzReadGolden(f *testing.F) {
 				len(g.AttentionMask), g.NumTexts, g.SeqLen)
 		}
 		want := map[string]int{
-			lorakit.OutputLogits:      g.NumTexts * g.NumLabels,
-			lorakit.OutputTokenLogits: cells * g.NumLabels,
-			lorakit.OutputEmbeddings:  0,
+			lorakit.OutputLogits:          g.NumTexts * g.NumLabels,
+			lorakit.OutputTokenLogits:     cells * g.NumLabels,
+			lorakit.OutputEmbeddings:      0,
+			lorakit.OutputNextTokenLogits: g.NumTexts * g.VocabSize,
 		}[g.Output]
 		if len(g.Logits) != want {
 			t.Fatalf("%s: %d logits, want %d", g.Output, len(g.Logits), want)
@@ -54,6 +55,17 @@ func FuzzReadGolden(f *testing.F) {
 		}
 		if g.Output == lorakit.OutputTokenLogits && len(g.Entities) != g.NumTexts {
 			t.Fatalf("%d entity lists for %d texts", len(g.Entities), g.NumTexts)
+		}
+		if g.Output == lorakit.OutputNextTokenLogits {
+			if len(g.LabelProbs) != g.NumTexts*g.NumLabels || !(g.ProbTolerance >= 0) {
+				t.Fatalf("%d label probabilities for [%d, %d], prob tolerance %v", len(g.LabelProbs), g.NumTexts,
+					g.NumLabels, g.ProbTolerance)
+			}
+			for i, c := range g.FewShot {
+				if len(c.Probabilities) != len(c.Labels) {
+					t.Fatalf("few-shot case %d: %d probabilities for %d labels", i, len(c.Probabilities), len(c.Labels))
+				}
+			}
 		}
 		if !(g.Tolerance >= 0) {
 			t.Fatalf("tolerance %v", g.Tolerance)

@@ -9,7 +9,9 @@ import (
 // Check is the comparison of one output against the golden vectors.
 type Check struct {
 	// "input_ids", "attention_mask", "tokens_used", then per task: "logits" and "argmax"; "token_logits",
-	// "argmax" (per token) and "entities"; "embeddings".
+	// "argmax" (per token) and "entities"; "embeddings"; for generative classification (no "tokens_used":
+	// its token counts are the document's, not the prompt's) "next_token_logits", "label_probs", "argmax"
+	// and "fewshot" (Row: the case).
 	Output     string
 	OK         bool    // within tolerance (logits, embeddings, entity scores) or identical (everything else)
 	Mismatches int     // elements (rows for argmax and tokens_used, texts for entities) that differ
@@ -41,7 +43,7 @@ func newReport(checks ...[]Check) *ParityReport {
 }
 
 // CheckModel tokenizes the golden texts and runs the default task of m with the call of the golden output
-// (Classify, ExtractEntities or Embed), then compares token ids exactly, outputs within the tolerance and the
+// (Classify, ExtractEntities, Embed, or NextTokenLogits, Classify and ClassifyFewShot), then compares token ids exactly, outputs within the tolerance and the
 // discrete answers (argmax, entities) exactly. Non-finite outputs (ErrCompute unless m allows them) are a failed
 // check. An error means the model could not compute them at all.
 func (g *Golden) CheckModel(m *Model) (*ParityReport, error) { return g.CheckAdapter(m, "") }
@@ -60,6 +62,8 @@ func (g *Golden) CheckAdapter(m *Model, adapter string) (*ParityReport, error) {
 			return g.nonFinite(enc, "token_logits", err)
 		}
 		outputs = g.CompareEntityResult(res)
+	case OutputNextTokenLogits:
+		return g.checkGenerative(m, adapter, enc)
 	case OutputEmbeddings:
 		res, err := m.EmbedWith(adapter, g.Texts)
 		if err != nil {

@@ -36,7 +36,8 @@ type Score struct {
 	Prob  float32
 }
 
-// Encoding is a tokenized batch: row-major [NumTexts, SeqLen], right padded.
+// Encoding is a tokenized batch: row-major [NumTexts, SeqLen], right padded (left padded for generative
+// classification, whose prompts end where the answer starts).
 type Encoding struct {
 	NumTexts, SeqLen        int
 	InputIDs, AttentionMask []int64

@@ -14,7 +14,7 @@ import (
 // TaskInfo describes one task of a Model.
 type TaskInfo struct {
 	Name           string   // the adapter name; for Load, the manifest name
-	Task           string   // manifest task kind: one of TaskSequenceClassification, TaskTokenClassification, TaskEmbedding
+	Task           string   // manifest task kind: one of the Task* constants
 	Architecture   string   // the encoder's model_type
 	Labels         []string // label names (IOB2 tags for token classification) in index order; none for embeddings
 	MaxSeqLen      int      // tokens per text; longer texts are truncated (see Result.TokensIn)
@@ -23,11 +23,13 @@ type TaskInfo struct {
 	Dim            int      // embedding: the vector width (0 for other tasks)
 }
 
-// Task kinds (TaskInfo.Task). Each is run by its own call: Classify, ExtractEntities, Embed.
+// Task kinds (TaskInfo.Task). Each is run by its own call: Classify, ExtractEntities, Embed; a generative
+// classification task by Classify (its manifest labels) and ClassifyFewShot.
 const (
-	TaskSequenceClassification = "sequence_classification"
-	TaskTokenClassification    = "token_classification"
-	TaskEmbedding              = "embedding"
+	TaskSequenceClassification   = "sequence_classification"
+	TaskTokenClassification      = "token_classification"
+	TaskEmbedding                = "embedding"
+	TaskGenerativeClassification = "generative_classification"
 )
 
 // Architecture is one encoder family the native core serves.

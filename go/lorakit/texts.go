@@ -50,6 +50,14 @@ func (b *cTexts) pointer() *C.LorakitText {
 
 func (b *cTexts) count() C.size_t { return C.size_t(len(b.entries)) }
 
+// at is the entry at index start of a run of n entries, or nil when the run is empty.
+func (b *cTexts) at(start, n int) *C.LorakitText {
+	if n == 0 {
+		return nil
+	}
+	return &b.entries[start]
+}
+
 func (b *cTexts) free() {
 	if b.buffer != nil {
 		C.free(b.buffer)

@@ -39,7 +39,14 @@ func TestPassesOnEveryFixture(t *testing.T) {
 // Every architecture fixture passes in both modes, and together the fixtures cover every architecture the
 // native core serves: the verifier knows no list of its own.
 func TestPassesOnEveryArchitecture(t *testing.T) {
-	covered := map[string]bool{"bert": true} // TestPassesOnEveryFixture
+	covered := map[string]bool{"bert": true}  // TestPassesOnEveryFixture
+	for _, name := range generativeFixtures { // TestPassesOnGenerativeFixtures
+		m, err := discovery.ReadManifest(lorakittest.FixtureDir(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		covered[m.Architecture] = true
+	}
 	for _, f := range lorakittest.ArchFixtures(t) {
 		dir := lorakittest.FixtureDir(t, f.Lora)
 		code, out, errOut := runVerify(t, dir)

@@ -47,6 +47,9 @@ func describeOutput(g *lorakit.Golden) string {
 		return fmt.Sprintf("token classification, %d tags", g.NumLabels)
 	case lorakit.OutputEmbeddings:
 		return fmt.Sprintf("embedding, dim %d", g.Dim)
+	case lorakit.OutputNextTokenLogits:
+		return fmt.Sprintf("generative classification, %d labels, vocabulary %d, %d few-shot cases, prob tolerance %g",
+			g.NumLabels, g.VocabSize, len(g.FewShot), g.ProbTolerance)
 	}
 	return fmt.Sprintf("%d labels", g.NumLabels)
 }
@@ -68,6 +71,8 @@ func worstText(c lorakit.Check) string {
 		return fmt.Sprintf("row %d token %d: expected %g, got %g", c.Row, c.Col, c.Expected, c.Got)
 	case c.Output == "argmax" || c.Output == "tokens_used":
 		return fmt.Sprintf("row %d: expected %g, got %g", c.Row, c.Expected, c.Got)
+	case c.Output == "fewshot":
+		return fmt.Sprintf("case %d label %d: expected %s, got %s", c.Row, c.Col, formatValue(c.Expected), formatValue(c.Got))
 	default:
 		return fmt.Sprintf("row %d col %d: expected %s, got %s", c.Row, c.Col, formatValue(c.Expected),
 			formatValue(c.Got))
@@ -112,7 +117,7 @@ type jsonWorst struct {
 type jsonReport struct {
 	ModelDir  string            `json:"model_dir"`
 	OK        bool              `json:"ok"`
-	Output    string            `json:"output,omitempty"` // the golden output: logits, token_logits or embeddings
+	Output    string            `json:"output,omitempty"` // the golden output: logits, token_logits, embeddings or next_token_logits
 	NumTexts  int               `json:"num_texts,omitempty"`
 	Tolerance jsonFloat         `json:"tolerance,omitempty"`
 	Checks    []jsonCheck       `json:"checks"`

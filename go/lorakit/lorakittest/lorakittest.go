@@ -211,3 +211,50 @@ func CopyDir(t testing.TB, src, dst string) {
 		t.Fatalf("copy %s to %s: %v", src, dst, err)
 	}
 }
+
+// EditMetadata rewrites the __metadata__ strings of the safetensors file dir/file through edit, keeping every
+// tensor byte (offsets are relative to the data, which does not move within it).
+func EditMetadata(t testing.TB, dir, file string, edit func(metadata map[string]string)) {
+	t.Helper()
+	path := filepath.Join(dir, file)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) < 8 {
+		t.Fatalf("%s: too short for a safetensors file", path)
+	}
+	n := binary.LittleEndian.Uint64(raw[:8])
+	if n > uint64(len(raw)-8) {
+		t.Fatalf("%s: header length %d exceeds the file", path, n)
+	}
+	var header map[string]json.RawMessage
+	if err := json.Unmarshal(raw[8:8+n], &header); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	metadata := map[string]string{}
+	if m, ok := header["__metadata__"]; ok {
+		if err := json.Unmarshal(m, &metadata); err != nil {
+			t.Fatalf("%s: __metadata__: %v", path, err)
+		}
+	}
+	edit(metadata)
+	encoded, err := json.Marshal(metadata)
+	if err != nil {
+		t.Fatal(err)
+	}
+	header["__metadata__"] = encoded
+	out, err := json.Marshal(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(out)%8 != 0 { // keep the data 8-byte aligned, as writers do
+		out = append(out, ' ')
+	}
+	file8 := make([]byte, 8, 8+len(out)+len(raw)-8-int(n))
+	binary.LittleEndian.PutUint64(file8, uint64(len(out)))
+	file8 = append(append(file8, out...), raw[8+n:]...)
+	if err := os.WriteFile(path, file8, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

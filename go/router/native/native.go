@@ -109,6 +109,8 @@ func (r *loadRun) served(m *discovery.Model, model *lorakit.Model, adapter strin
 		loaded.Extractor = run
 	case lorakit.TaskEmbedding:
 		loaded.Embedder = run
+	case lorakit.TaskGenerativeClassification:
+		loaded.Classifier, loaded.FewShot = run, run
 	default:
 		return fmt.Errorf("%w: task %s has no runner", lorakit.ErrUnsupported, info.Task)
 	}
@@ -244,6 +246,19 @@ func (c *runner) Classify(texts []string) (*router.Output, error) {
 	}
 	return &router.Output{Labels: res.Labels, Probabilities: res.Probabilities(), Logits: res.Logits, TokensIn: res.TokensIn,
 		TokensUsed: res.TokensUsed, Unsafe: res.Unsafe, UnsafeScore: res.UnsafeScore}, nil
+}
+
+func (c *runner) ClassifyFewShot(text string, examples []router.Example, labels []string) (*router.Output, error) {
+	shots := make([]lorakit.Example, len(examples))
+	for i, ex := range examples {
+		shots[i] = lorakit.Example(ex)
+	}
+	res, err := c.model.ClassifyFewShotWith(c.adapter, text, shots, labels)
+	if err != nil {
+		return nil, inputError(err)
+	}
+	return &router.Output{Labels: res.Labels, Probabilities: res.Probabilities(), Logits: res.Logits, TokensIn: res.TokensIn,
+		TokensUsed: res.TokensUsed}, nil
 }
 
 func (c *runner) ExtractEntities(texts []string) (*router.EntityOutput, error) {
