@@ -153,11 +153,14 @@ fn fewshot_defaults_to_manifest_labels_then_new_example_labels() {
     }
 }
 
+/// What is wrong, the examples, the labels.
+type FewShotCase = (&'static str, Vec<FewShotExample>, Option<Vec<String>>);
+
 #[test]
 fn bad_fewshot_requests_are_input_errors() {
     let model = Model::load(&fixture(GENERATIVE[0]), false, &opts()).unwrap();
     let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let cases: Vec<(&str, Vec<FewShotExample>, Option<Vec<String>>)> = vec![
+    let cases: Vec<FewShotCase> = vec![
         ("empty example label", vec![example("hi", "")], None),
         ("empty label", vec![], Some(labels(&["a", ""]))),
         ("duplicate labels", vec![], Some(labels(&["a", "b", "a"]))),
@@ -225,9 +228,11 @@ fn encoder_calls_on_a_generative_model_are_input_errors() {
     assert_eq!(err.kind(), ErrorKind::Input, "{err}");
 }
 
+type ManifestEdit = fn(&mut serde_json::Value);
+
 #[test]
 fn invalid_prompts_are_config_errors() {
-    let edits: [(&str, fn(&mut serde_json::Value)); 5] = [
+    let edits: [(&str, ManifestEdit); 5] = [
         ("no prompt", |m| {
             m.as_object_mut().unwrap().remove("prompt");
         }),
