@@ -4,6 +4,11 @@
 runtime); `Model.load_base` gives a base that takes any number of named adapters. Every error is a subclass of
 `lorakit.errors.LorakitError`, one class per error kind of the core.
 
+Generative classification (docs/generative.md): `classify` scores the manifest's labels; `classify_fewshot(text,
+examples, labels=None)` puts labelled examples (`(document, label)` pairs or `{"document", "label"}` dicts) in the
+prompt and scores `labels`, or the manifest's followed by each new example label; `next_token_logits` gives the
+`[n, vocab]` logits after each prompt, which golden checks compare.
+
 NaN or Inf outputs (logits, token logits, embeddings; e.g. from NaN or Inf weights) raise `ComputeError` naming the
 text and the output; `Model.load(..., allow_non_finite=True)` (and `load_base`) returns the raw values instead.
 `verify_golden` always compares the raw values and reports non-finite ones as a mismatch.

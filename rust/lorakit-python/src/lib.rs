@@ -2,6 +2,7 @@
 
 mod convert;
 mod errors;
+mod generative;
 mod model;
 mod tasks;
 

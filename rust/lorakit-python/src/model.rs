@@ -147,6 +147,41 @@ impl Model {
         embeddings(py, result)
     }
 
+    /// One text of a generative task with labelled examples in its prompt (`(document, label)` pairs or
+    /// `{"document", "label"}` dicts). `labels` None: the task's labels, then each new example label.
+    #[pyo3(signature = (text, examples, labels=None, top_k=1, adapter=None))]
+    fn classify_fewshot(
+        &self,
+        py: Python<'_>,
+        text: String,
+        examples: &Bound<'_, PyAny>,
+        labels: Option<Vec<String>>,
+        top_k: usize,
+        adapter: Option<String>,
+    ) -> PyResult<ClassificationResult> {
+        let examples = crate::generative::examples(examples)?;
+        let model = self.inner.clone();
+        let result = detached(py, move || {
+            model.classify_fewshot(&text, &examples, labels.as_deref(), adapter.as_deref())
+        })?;
+        classification(py, result, top_k)
+    }
+
+    /// float32 `[n, vocab]` logits of the token after each text's prompt (generative tasks).
+    #[pyo3(signature = (texts, adapter=None))]
+    fn next_token_logits<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        adapter: Option<String>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let model = self.inner.clone();
+        let result = detached(py, move || {
+            model.next_token_logits(&texts_ref(&texts), adapter.as_deref())
+        })?;
+        embeddings(py, result)
+    }
+
     /// Token ids and attention mask (int64 `[n, seq_len]`) exactly as `classify` sees them.
     #[pyo3(signature = (texts, adapter=None))]
     fn tokenize<'py>(
