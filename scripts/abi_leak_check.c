@@ -119,6 +119,30 @@ static void task_paths(const char *root, const LorakitOptions *opts) {
     lorakit_model_free(embed);
 }
 
+static void generative_paths(const char *root, const LorakitOptions *opts) {
+    LorakitModel *gen = load(fixture(root, "tiny_qwen3_generative"), true, opts);
+    LorakitResult *res = NULL;
+    CHECK("classify generative", lorakit_model_classify(gen, NULL, TEXTS, 2, &res, &err), LORAKIT_OK);
+    lorakit_result_free(res);
+    const LorakitText docs[2] = {{"the goal came late", 18}, {"rain all day", 12}};
+    const LorakitText shot_labels[2] = {{"sport", 5}, {"weather", 7}};
+    res = NULL;
+    CHECK("classify_fewshot", lorakit_model_classify_fewshot(gen, NULL, TEXTS[0], docs, shot_labels, 2, shot_labels, 2, &res, &err), LORAKIT_OK);
+    if (res && lorakit_result_num_labels(res) == 2) {
+        (void)lorakit_result_label(res, 1);
+    } else {
+        fprintf(stderr, "classify_fewshot: unexpected result shape\n");
+        failures++;
+    }
+    lorakit_result_free(res);
+    res = NULL;
+    CHECK("classify_fewshot NULL examples", lorakit_model_classify_fewshot(gen, NULL, TEXTS[0], NULL, NULL, 1, NULL, 0, &res, &err), LORAKIT_INPUT);
+    LorakitEmbeddings *logits = NULL;
+    CHECK("next_token_logits", lorakit_model_next_token_logits(gen, NULL, TEXTS, 2, &logits, &err), LORAKIT_OK);
+    lorakit_embeddings_free(logits);
+    lorakit_model_free(gen);
+}
+
 static void base_paths(const char *root, const LorakitOptions *opts) {
     LorakitModel *base = NULL;
     CHECK("load_base", lorakit_model_load_base(fixture(root, "tiny_bert_base"), opts, &base, &err), LORAKIT_OK);
@@ -168,6 +192,7 @@ int main(int argc, char **argv) {
         load_errors(argv[1]);
         classify_paths(argv[1], &opts);
         task_paths(argv[1], &opts);
+        generative_paths(argv[1], &opts);
         base_paths(argv[1], &opts);
     }
     printf("%d iterations over lorakit %s: %d unexpected results\n", iterations, lorakit_version(), failures);
