@@ -20,7 +20,8 @@ func TestShortLoadTest(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../lorakit-router").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	root := routertest.ModelsRoot(t, routertest.Base, routertest.LoraA, "tiny_bert_token_lora", "tiny_bert_embed_lora")
+	root := routertest.ModelsRoot(t, routertest.Base, routertest.LoraA, "tiny_bert_token_lora", "tiny_bert_embed_lora",
+		"tiny_qwen3_base", "tiny_qwen3_generative")
 	report := filepath.Join(t.TempDir(), "report.json")
 	var stdout, stderr strings.Builder
 	code := run([]string{"--router", bin, "--models", root, "--duration", "4s", "--concurrency", "4", "--reloads", "2",
@@ -42,7 +43,8 @@ func TestShortLoadTest(t *testing.T) {
 	if rep.Reloads != 2 || rep.Generation != 3 {
 		t.Errorf("reloads %d, final generation %d: want 2 and 3", rep.Reloads, rep.Generation)
 	}
-	for _, probe := range []string{"embed tiny_bert_embed_lora", "batch all", "classify tiny_bert_token_lora"} {
+	for _, probe := range []string{"embed tiny_bert_embed_lora", "batch all", "classify tiny_bert_token_lora",
+		"fewshot tiny_qwen3_generative"} {
 		if rep.ByProbe[probe].Count == 0 {
 			t.Errorf("no successful %q request: %v", probe, rep.ByProbe)
 		}

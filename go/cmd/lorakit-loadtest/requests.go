@@ -55,6 +55,13 @@ func buildMix(models []servedModel, maxBatch int) []probe {
 			mix = append(mix,
 				probe{"classify " + m.Task, "POST", "/api/v1/classify", jsonBody(map[string]any{"text": sampleTexts[len(mix)%len(sampleTexts)], "task": m.Task}), 200},
 				probe{"batch " + m.Task, "POST", "/api/v1/classify/batch", jsonBody(map[string]any{"texts": sampleTexts, "task_type": m.Task, "options": map[string]any{"return_probabilities": true}}), 200})
+		case "generative_classification":
+			classifiers++
+			mix = append(mix,
+				probe{"classify " + m.Task, "POST", "/api/v1/classify", jsonBody(map[string]any{"text": sampleTexts[len(mix)%len(sampleTexts)], "task": m.Task}), 200},
+				probe{"fewshot " + m.Task, "POST", "/api/v1/predict_fewshot", jsonBody(map[string]any{"model": m.Task, "text": sampleTexts[5],
+					"examples": []map[string]string{{"document": sampleTexts[0], "label": "account"}, {"document": sampleTexts[1], "label": "weather"}},
+					"labels":   []string{"account", "weather", "payment"}}), 200})
 		case "embedding":
 			mix = append(mix,
 				probe{"embed " + m.Task, "POST", "/api/v1/embed", jsonBody(map[string]any{"texts": sampleTexts[:4], "model": m.Task}), 200},
@@ -79,6 +86,7 @@ func buildMix(models []servedModel, maxBatch int) []probe {
 		probe{"batch too large", "POST", "/api/v1/classify/batch", jsonBody(map[string]any{"texts": make([]string, maxBatch+1), "task_type": "all"}), 413},
 		probe{"text too large", "POST", "/api/v1/classify", jsonBody(map[string]any{"text": strings.Repeat("x", 17<<10), "task": "no_such_task"}), 413},
 		probe{"text pair", "POST", "/predict", `{"inputs": ["a", "b"]}`, 400},
+		probe{"null example", "POST", "/api/v1/predict_fewshot", `{"text": "a", "examples": [null]}`, 400},
 	)
 	return mix
 }
