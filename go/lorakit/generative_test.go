@@ -248,3 +248,21 @@ func TestCompareFewShotCatchesEveryDifference(t *testing.T) {
 		}
 	}
 }
+
+// A generative golden file without its few-shot cases, or with a case whose probabilities do not match its
+// labels, is a format error (as in the core), not a check that silently covers less.
+func TestGenerativeGoldenNeedsItsFewShotCases(t *testing.T) {
+	for name, edit := range map[string]func(meta map[string]string){
+		"missing":    func(meta map[string]string) { delete(meta, "fewshot") },
+		"not a list": func(meta map[string]string) { meta["fewshot"] = `{"text": "x"}` },
+		"short": func(meta map[string]string) {
+			meta["fewshot"] = `[{"text": "x", "labels": ["a", "b"], "probabilities": [1]}]`
+		},
+	} {
+		dir := lorakittest.CopyModelDir(t, lorakittest.FixtureDir(t, generativeFixtures[1]))
+		lorakittest.EditMetadata(t, dir, GoldenFile, edit)
+		if _, err := ReadGolden(filepath.Join(dir, GoldenFile)); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: want ErrFormat, got %v", name, err)
+		}
+	}
+}

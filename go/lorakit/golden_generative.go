@@ -52,15 +52,18 @@ func (g *Golden) readGenerative(file *safetensors.File) error {
 		}
 		g.ProbTolerance = tol
 	}
-	if text, ok := file.Metadata["fewshot"]; ok {
-		if err := json.Unmarshal([]byte(text), &g.FewShot); err != nil {
-			return fmt.Errorf(`metadata "fewshot" is not a JSON list of few-shot cases: %v`, err)
-		}
-		for i, c := range g.FewShot {
-			if len(c.Labels) == 0 || len(c.Probabilities) != len(c.Labels) {
-				return fmt.Errorf(`metadata "fewshot" case %d has %d labels and %d probabilities`, i, len(c.Labels),
-					len(c.Probabilities))
-			}
+	// Required, as in the core: without it the few-shot path would go unchecked.
+	text, ok := file.Metadata["fewshot"]
+	if !ok {
+		return errors.New(`next-token logits without metadata "fewshot"`)
+	}
+	if err := json.Unmarshal([]byte(text), &g.FewShot); err != nil {
+		return fmt.Errorf(`metadata "fewshot" is not a JSON list of few-shot cases: %v`, err)
+	}
+	for i, c := range g.FewShot {
+		if len(c.Labels) == 0 || len(c.Probabilities) != len(c.Labels) {
+			return fmt.Errorf(`metadata "fewshot" case %d has %d labels and %d probabilities`, i, len(c.Labels),
+				len(c.Probabilities))
 		}
 	}
 	return nil
