@@ -291,6 +291,9 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()  # weight-loading bars; training keeps its own progress bar
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # it warns about optional CPU kernels at import
 
 
 def run(args: argparse.Namespace) -> int:

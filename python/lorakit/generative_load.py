@@ -49,7 +49,7 @@ def load_generative_merged(model_dir: Path, manifest: Manifest) -> torch.nn.Modu
         listed = ", ".join(sorted(missing)[:3] + sorted(result.unexpected_keys)[:3])
         raise ModelDirError(f"{weights}: weights do not match config.json (missing or unexpected: {listed})")
     if tied:
-        model.tie_weights()
+        getattr(model, "tie_weights")()  # noqa: B009 (a transformers method torch's Module typing does not know)
     return model.float().eval()
 
 
@@ -60,7 +60,7 @@ def load_generative_unmerged(model_dir: Path, manifest: Manifest) -> torch.nn.Mo
 
     load_config(model_dir, manifest)
     check_adapter_config(Path(model_dir) / "adapter_config.json")
-    base = manifest.base_dir(model_dir)
+    base = find_base(model_dir, manifest)
     if base is None:
         raise ModelDirError(f"{model_dir}: no base model recorded")
     expected = manifest.base.weights_sha256
@@ -75,6 +75,31 @@ def load_generative_unmerged(model_dir: Path, manifest: Manifest) -> torch.nn.Mo
         raise ModelDirError(f"{model_dir}: cannot load the base with the adapter ({one_line(exc)})") from None
     check_adapter_keys(peft_model, Path(model_dir) / "adapter_model.safetensors")
     return peft_model.float().eval()
+
+
+def find_base(model_dir: Path, manifest: Manifest) -> Path | None:
+    """The native core's rule (docs/FORMAT.md "Finding the base"); where this build of the core cannot read a
+    generative manifest, the same rule in Python."""
+    import os
+
+    from .errors import IoError, UnsupportedError
+
+    try:
+        return manifest.base_dir(model_dir)
+    except UnsupportedError:
+        pass
+    recorded, expected = manifest.base.path, manifest.base.weights_sha256
+    if recorded and (Path(model_dir) / recorded / "model.safetensors").is_file():
+        return (Path(model_dir) / recorded).resolve()
+    names = [name for name in (manifest.base.id, Path(manifest.base.id or "").name, Path(recorded or "").name)
+             if name and ".." not in Path(name).parts and not Path(name).is_absolute()]
+    for root in filter(None, os.environ.get("LORAKIT_BASES", "").split(":")):
+        for candidate in [Path(root)] + [Path(root) / name for name in names]:
+            weights = candidate / "model.safetensors"
+            if weights.is_file() and (expected is None or sha256_file(weights) == expected):
+                return candidate
+    raise IoError(f"{model_dir}: base model not found (base.path {recorded!r}, LORAKIT_BASES); put the base "
+                  "back or list its parent directory in LORAKIT_BASES")
 
 
 def prompt_tokens_of(model_dir: Path, manifest: Manifest, tokenizer: Any | None = None) -> PromptTokens:

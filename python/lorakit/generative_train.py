@@ -96,8 +96,14 @@ def load_causal_lm(base: str, quantize: str | None = None) -> Any:
                                 bnb_4bit_use_double_quant=False, llm_int8_skip_modules=["lm_head", "embed_tokens"])
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, quantization_config=config,
                                                  device_map={"": "cpu" if not torch.cuda.is_available() else 0})
+    from bitsandbytes.nn.modules import Linear4bit
     from peft import prepare_model_for_kbit_training
 
+    for module in model.modules():
+        # bitsandbytes repacks CPU weights to bf16 blocks in eval mode, which needs widths divisible by 64 and
+        # changes the numbers between training and evaluation steps; the plain NF4 kernel serves both.
+        if isinstance(module, Linear4bit):
+            module.support_avx512bf16_for_cpu = False
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 

