@@ -5,6 +5,9 @@ OUT/tiny_gemma3_base/, OUT/tiny_qwen3_base/    config.json, model.safetensors, t
 OUT/decoder_reference/<arch>.safetensors       input ids and full [batch, seq, vocab] fp32 logits (base, base+LoRA)
 OUT/decoder_reference/<arch>_adapter/          the PEFT CAUSAL_LM adapter of those LoRA logits
 
+`decoder_fixtures.py --real BASE OUT` writes reference logits of a real base (and a random LoRA on it) for
+`cargo run --release -p lorakit-core --example decoder_parity -- BASE OUT`.
+
 Gemma 3 mixes sliding and full attention with a window of 4 (shorter than the texts), a RoPE base per layer type
 (linear scaling on the full layers) and tied embeddings; Qwen3 has an untied lm_head. Norm weights are randomised
 too, so q/k norms and the (1 + w) of Gemma are exercised.
@@ -206,6 +209,47 @@ def main(out: Path) -> list[Path]:
     return written
 
 
+def build_real_reference(base: Path, out: Path, long_tokens: int = 700) -> Path:
+    """Reference logits of a real base (e.g. gemma-3-270m) for `examples/decoder_parity.rs`: full logits of a short
+    prompt and the next-token logits of a text longer than a sliding window, plus the same through a random LoRA."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, attn_implementation="eager").eval()
+    bos = [model.config.bos_token_id] if model.config.bos_token_id is not None else []
+    short = bos + tokenizer('Classify the document.\nDocument: my card was declined\nAnswer: {"label": "',
+                            add_special_tokens=False)["input_ids"]
+    words = " ".join(TRAIN_TEXTS).split()
+    long_ids = tokenizer(" ".join(words * 40), add_special_tokens=False)["input_ids"][:long_tokens]
+    long = bos + long_ids
+    tensors: dict[str, Any] = {"short_input_ids": torch.tensor([short]), "long_input_ids": torch.tensor([long])}
+
+    def record(prefix: str, net: Any) -> None:
+        tensors[f"{prefix}_short_logits"] = run_logits(net, [short], [[1] * len(short)])
+        tensors[f"{prefix}_long_last_logits"] = run_logits(net, [long], [[1] * len(long)])[:, -1:].contiguous()
+
+    record("base", model)
+    torch.manual_seed(7)
+    lora = get_peft_model(model, LoraConfig(task_type=TaskType.CAUSAL_LM, r=8, lora_alpha=16,
+                                            target_modules=LORA_TARGETS, init_lora_weights=False)).eval()
+    with torch.no_grad():
+        for name, param in lora.named_parameters():
+            if "lora_B" in name:
+                param.mul_(0.1)  # a delta of a trained adapter's size, not one that drowns the base weights
+    record("lora", lora)
+    out.mkdir(parents=True, exist_ok=True)
+    lora.save_pretrained(out / "adapter")
+    path = out / "reference.safetensors"
+    save_file(tensors, str(path))
+    return path
+
+
 if __name__ == "__main__":
-    for p in main(Path(sys.argv[1] if len(sys.argv) > 1 else ".fixtures").absolute()):
-        print(p)
+    if len(sys.argv) > 1 and sys.argv[1] == "--real":
+        print(build_real_reference(Path(sys.argv[2]), Path(sys.argv[3])))
+    else:
+        for p in main(Path(sys.argv[1] if len(sys.argv) > 1 else ".fixtures").absolute()):
+            print(p)
