@@ -298,10 +298,14 @@ func TestServesEveryArchitecture(t *testing.T) {
 	for _, f := range fixtures {
 		names = append(names, f.Base, f.Lora)
 	}
+	// The causal LMs: generative classifiers, each an adapter on its base.
+	generative := []string{"tiny_gemma3_generative", "tiny_qwen3_generative"}
+	names = append(names, "tiny_gemma3_base", "tiny_qwen3_base")
+	names = append(names, generative...)
 	root := routertest.ModelsRoot(t, names...)
 	unserved := filepath.Join(root, "unserved")
 	lorakittest.CopyDir(t, lorakittest.FixtureDir(t, routertest.Full), unserved)
-	lorakittest.EditManifest(t, unserved, func(m map[string]any) { m["architecture"] = "qwen3" })
+	lorakittest.EditManifest(t, unserved, func(m map[string]any) { m["architecture"] = "gpt2" })
 	url, logs := startRouter(t, "--models", root, "--verify-golden")
 
 	checkAgainstGolden(t, url, root, routertest.LoraA, routertest.LoraA)
@@ -319,16 +323,26 @@ func TestServesEveryArchitecture(t *testing.T) {
 			t.Errorf("%s not served as a verified adapter: %v", f.Lora, body["models"])
 		}
 	}
+	for _, id := range generative {
+		if !served[id] {
+			t.Errorf("%s not served as a verified adapter: %v", id, body["models"])
+		}
+		status, answer := call(t, "POST", url+"/api/v1/predict_fewshot", map[string]any{"model": id, "text": "a text",
+			"examples": []map[string]string{{"document": "an example", "label": "new"}}})
+		if status != 200 || answer["labels"].([]any)[len(answer["labels"].([]any))-1] != "new" {
+			t.Errorf("%s few-shot: %d %v", id, status, answer)
+		}
+	}
 	reasons := map[string]string{}
 	for _, s := range body["skipped"].([]any) {
 		sm := s.(map[string]any)
 		reasons[sm["id"].(string)] = sm["reason"].(string)
 	}
-	if !strings.Contains(reasons["unserved"], `architecture "qwen3" is not served (serving bert, `) {
+	if !strings.Contains(reasons["unserved"], `architecture "gpt2" is not served (serving bert, `) {
 		t.Errorf("unserved: %q", reasons["unserved"])
 	}
-	if got := strings.Count(logs.String(), `"msg":"base loaded"`); got != 1+len(fixtures) {
-		t.Errorf("%d bases loaded, want %d", got, 1+len(fixtures))
+	if got := strings.Count(logs.String(), `"msg":"base loaded"`); got != 1+len(fixtures)+len(generative) {
+		t.Errorf("%d bases loaded, want %d", got, 1+len(fixtures)+len(generative))
 	}
 }
 
