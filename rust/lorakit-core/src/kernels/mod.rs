@@ -367,6 +367,61 @@ mod tests {
     }
 
     #[test]
+    fn cached_attention_matches_the_generic_path() {
+        let d = Device::Cpu;
+        let (batch, q_len, kv_len, heads, kv_heads, head_dim) = (2, 3, 7, 4, 2, 8);
+        let q = Tensor::randn(0f32, 1.0, (batch * q_len, heads * head_dim), &d).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (batch * kv_len, kv_heads * head_dim), &d).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (batch * kv_len, kv_heads * head_dim), &d).unwrap();
+        // A causal pattern over the last q_len keys, one text with its first two keys masked, one row fully
+        // masked (uniform, never NaN).
+        let bias: Arc<[f32]> = (0..batch * q_len * kv_len)
+            .map(|i| {
+                let (b, rest) = (i / (q_len * kv_len), i % (q_len * kv_len));
+                let (qi, j) = (rest / kv_len, rest % kv_len);
+                let hidden = j > kv_len - q_len + qi || (b == 1 && j < 2) || (b == 1 && qi == 2);
+                if hidden {
+                    MASKED_SCORE
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        for softcap in [None, Some(2.0)] {
+            let shape = CachedAttentionShape {
+                batch,
+                q_len,
+                kv_len,
+                heads,
+                kv_heads,
+                head_dim,
+                scale: 0.3,
+                softcap,
+            };
+            let fast = cached_attention(&q, &k, &v, &bias, shape).unwrap();
+            close(
+                &fast,
+                &cached_attention_generic(&q, &k, &v, &bias, shape).unwrap(),
+                1e-5,
+            );
+            let values = fast.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(values.iter().all(|x| x.is_finite()));
+        }
+    }
+
+    #[test]
+    fn product_nt_matches_candle_matmul() {
+        let d = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (5, 12), &d).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (9, 12), &d).unwrap();
+        close(
+            &product_nt(&x, &w).unwrap(),
+            &x.matmul(&w.t().unwrap()).unwrap(),
+            1e-5,
+        );
+    }
+
+    #[test]
     fn gelu_matches_the_generic_path() {
         let x = Tensor::randn(0f32, 3.0, (70, 300), &Device::Cpu).unwrap();
         close(&gelu_erf(&x).unwrap(), &gelu_erf_generic(&x).unwrap(), 1e-6);

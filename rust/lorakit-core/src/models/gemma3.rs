@@ -242,3 +242,94 @@ fn parse(bytes: &[u8], origin: &str) -> Result<Arc<dyn ArchConfig>> {
     };
     DecoderArchConfig::shared(&ARCHITECTURE, spec, origin)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::decoder::RopeSpec;
+
+    fn spec(json: &str) -> Result<DecoderSpec> {
+        let config = parse(json.as_bytes(), "config.json")?;
+        Ok(config.decoder_spec().unwrap().clone())
+    }
+
+    const SIZES: &str = r#""vocab_size": 8, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 6,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 4"#;
+
+    fn ropes(s: &DecoderSpec) -> (RopeSpec, RopeSpec) {
+        (s.layers[0].rope, s.layers[5].rope)
+    }
+
+    #[test]
+    fn rope_parameters_nested_flat_and_legacy() {
+        let default = |theta| RopeSpec { theta, factor: 1.0 };
+        // transformers 5, keyed by layer type.
+        let nested = spec(&format!(
+            r#"{{{SIZES}, "rope_parameters": {{"sliding_attention": {{"rope_type": "default", "rope_theta": 10.0}},
+            "full_attention": {{"rope_type": "linear", "factor": 8.0, "rope_theta": 100.0}}}}}}"#
+        ))
+        .unwrap();
+        let linear = RopeSpec {
+            theta: 100.0,
+            factor: 8.0,
+        };
+        assert_eq!(ropes(&nested), (default(10.0), linear));
+        // Older files: rope_theta, rope_local_base_freq and a rope_scaling for the full layers.
+        let legacy = spec(&format!(
+            r#"{{{SIZES}, "rope_theta": 100.0, "rope_local_base_freq": 10.0,
+            "rope_scaling": {{"rope_type": "linear", "factor": 8.0}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(ropes(&legacy), (default(10.0), linear));
+        // A flat rope_parameters is the full layers'; sliding layers keep the local base.
+        let flat = spec(&format!(
+            r#"{{{SIZES}, "rope_parameters": {{"rope_type": "default", "rope_theta": 50.0}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(ropes(&flat), (default(10_000.0), default(50.0)));
+        // Defaults: pattern of 6 (five sliding, one full), HF's thetas and ids.
+        let plain = spec(&format!("{{{SIZES}}}")).unwrap();
+        assert_eq!(ropes(&plain), (default(10_000.0), default(1_000_000.0)));
+        assert_eq!(plain.layers[0].window, Some(4096));
+        assert_eq!(plain.layers[5].window, None);
+        assert_eq!(
+            (plain.tokens.bos, plain.tokens.eos, plain.tokens.pad),
+            (Some(2), Some(1), Some(0))
+        );
+        assert!((plain.attn_scale - 1.0 / 16.0).abs() < 1e-7);
+    }
+
+    #[test]
+    fn unsupported_and_invalid_fields() {
+        let kind = |json: String| spec(&json).err().map(|e| e.kind());
+        use crate::ErrorKind::{Config, Unsupported};
+        assert_eq!(
+            kind(format!(
+                r#"{{{SIZES}, "rope_parameters": {{"full_attention": {{"rope_type": "dynamic"}}}}}}"#
+            )),
+            Some(Unsupported)
+        );
+        assert_eq!(
+            kind(format!(
+                r#"{{{SIZES}, "use_bidirectional_attention": true}}"#
+            )),
+            Some(Unsupported)
+        );
+        assert_eq!(
+            kind(format!(r#"{{{SIZES}, "layer_types": ["full_attention"]}}"#)),
+            Some(Config)
+        );
+        assert_eq!(
+            kind(format!(r#"{{{SIZES}, "sliding_window": 0}}"#)),
+            Some(Config)
+        );
+        assert_eq!(
+            kind(format!(r#"{{{SIZES}, "bos_token_id": 99}}"#)),
+            Some(Config)
+        );
+        assert_eq!(
+            kind(r#"{"num_attention_heads": 3, "num_key_value_heads": 2}"#.into()),
+            Some(Config)
+        );
+    }
+}

@@ -204,3 +204,43 @@ fn parse(bytes: &[u8], origin: &str) -> Result<Arc<dyn ArchConfig>> {
     };
     DecoderArchConfig::shared(&ARCHITECTURE, spec, origin)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::decoder::RopeSpec;
+
+    fn spec(json: &str) -> DecoderSpec {
+        parse(json.as_bytes(), "config.json")
+            .unwrap()
+            .decoder_spec()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn defaults_sliding_layers_and_token_lists() {
+        let sizes = r#""vocab_size": 8, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 4,
+            "num_attention_heads": 2, "head_dim": 4, "eos_token_id": [5, 6], "rope_theta": 500.0"#;
+        let plain = spec(&format!("{{{sizes}}}"));
+        assert_eq!(
+            plain.kv_heads, 2,
+            "num_key_value_heads defaults to the heads"
+        );
+        assert!(plain.layers.iter().all(|l| l.window.is_none()));
+        assert_eq!(
+            plain.layers[0].rope,
+            RopeSpec {
+                theta: 500.0,
+                factor: 1.0
+            }
+        );
+        assert_eq!((plain.tokens.bos, plain.tokens.eos), (None, Some(5)));
+        assert!(!plain.tie_word_embeddings);
+        let sliding = spec(&format!(
+            r#"{{{sizes}, "use_sliding_window": true, "sliding_window": 3, "max_window_layers": 2}}"#
+        ));
+        let windows: Vec<_> = sliding.layers.iter().map(|l| l.window).collect();
+        assert_eq!(windows, [None, None, Some(3), Some(3)]);
+    }
+}
