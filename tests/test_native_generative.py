@@ -146,3 +146,23 @@ def test_changed_weights_miss_the_golden(tmp_path: Path) -> None:
     assert np.abs(model.next_token_logits(texts) - tensors["logits"]).max() > float(meta["tolerance"])
     report = model.verify_golden()
     assert not report["ok"]
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_fewshot_as_an_adapter_on_its_base(name: str) -> None:
+    """A generative adapter added to its loaded base answers few-shot like the merged weights."""
+    model_dir = fixture(name)
+    manifest = json.loads((model_dir / "lorakit.json").read_text(encoding="utf-8"))
+    base = native.Model.load_base((model_dir / manifest["base"]["path"]).resolve(), threads=1)
+    base.add_adapter("topics", model_dir)
+    merged = native.Model.load(model_dir, threads=1)
+    _, meta = golden(model_dir)
+    tolerance = float(meta["prob_tolerance"])
+    for case in json.loads(meta["fewshot"]):
+        got = base.classify_fewshot(case["text"], case["examples"], labels=case["labels"], adapter="topics")
+        want = merged.classify_fewshot(case["text"], case["examples"], labels=case["labels"])
+        assert got.label_names == want.label_names
+        assert np.abs(np.asarray(got.probabilities) - np.asarray(want.probabilities)).max() <= tolerance
+    assert base.task_info("topics")["task"] == "generative_classification"
+    with pytest.raises(native.InputError):
+        base.classify_fewshot("x", [], adapter="no_such_task")
