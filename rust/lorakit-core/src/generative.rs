@@ -101,7 +101,11 @@ impl Generative {
             ));
         }
         let mut g = Generative {
-            pad_id: tokenizer.pad_id(),
+            // The contract's padding: config.json's pad_token_id, else its eos_token_id (the tokenizer's last).
+            pad_id: tokens
+                .pad
+                .or(tokens.eos)
+                .map_or(tokenizer.pad_id(), i64::from),
             document_prefix: tokenizer.encode_plain(&prompt.document_prefix)?,
             answer_prefix: tokenizer.encode_plain(&prompt.answer_prefix)?,
             labels: labels.to_vec(),
@@ -460,7 +464,7 @@ pub(crate) fn next_token_logits(
     })
 }
 
-/// `prompt(text, [])` of each text, left padded with the tokenizer's pad id (golden `input_ids`).
+/// `prompt(text, [])` of each text, left padded with the pad id (golden `input_ids`).
 pub(crate) fn tokenize(task: &Task, texts: &[&str]) -> Result<Encoding> {
     let gen = state(task, "tokenize")?;
     let rows = texts
