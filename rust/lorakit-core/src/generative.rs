@@ -280,6 +280,12 @@ impl<'a> Scorer<'a> {
     /// `score(l) = sum_t log p(answer(l)[t] | prompt, answer(l)[:t])` for every answer.
     fn score(&self, prompt: &Prompt, answers: &[Vec<i64>]) -> Result<Vec<f32>> {
         self.check_length(prompt, answers)?;
+        let vocab = self.decoder.spec().vocab_size as i64;
+        if let Some(id) = answers.iter().flatten().find(|&&i| i < 0 || i >= vocab) {
+            return Err(Error::Input(format!(
+                "answer token id {id} outside the vocabulary (size {vocab})"
+            )));
+        }
         let (cache, last) = self.prefill(&prompt.ids)?;
         let first = log_softmax_rows(&self.decoder.logits(&last)?)?;
         let mut scores: Vec<f64> = answers.iter().map(|a| first[0][a[0] as usize]).collect();

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use common::*;
 use fuzz::{apply, fuzz, mutation};
-use lorakit_core::{LoadOptions, Model};
+use lorakit_core::{FewShotExample, LoadOptions, Model};
 
 /// A loaded model must also survive being used.
 fn exercise(model: &Model) {
@@ -22,6 +22,12 @@ fn exercise(model: &Model) {
         let _ = model.extract_entities(&texts, Some(&adapter));
         let _ = model.embed(&texts, Some(&adapter));
         let _ = model.task_info(Some(&adapter));
+        let _ = model.next_token_logits(&texts, Some(&adapter));
+        let shot = FewShotExample {
+            document: "hi".into(),
+            label: "other".into(),
+        };
+        let _ = model.classify_fewshot("hello", &[shot], None, Some(&adapter));
     }
 }
 
@@ -67,11 +73,14 @@ fn fuzz_file(fixture: &str, file: &str, merged: bool) {
 fn fuzz_manifest() {
     fuzz_file("tiny_bert_lora_a", "lorakit.json", false);
     fuzz_file("tiny_bert_token_lora", "lorakit.json", true);
+    fuzz_file("tiny_gemma3_generative", "lorakit.json", false);
 }
 
 #[test]
 fn fuzz_config() {
     fuzz_file("tiny_bert_lora_a", "config.json", true);
+    fuzz_file("tiny_gemma3_generative", "config.json", true);
+    fuzz_file("tiny_qwen3_generative", "config.json", true);
 }
 
 #[test]
@@ -87,6 +96,7 @@ fn fuzz_adapter_safetensors() {
 #[test]
 fn fuzz_merged_safetensors() {
     fuzz_file("tiny_bert_full", "model.safetensors", true);
+    fuzz_file("tiny_qwen3_generative", "model.safetensors", true);
 }
 
 #[test]
@@ -106,6 +116,7 @@ fn fuzz_golden() {
         ("tiny_bert_lora_a", true),
         ("tiny_bert_token_lora", true),
         ("tiny_bert_embed_lora", false),
+        ("tiny_gemma3_generative", false),
     ] {
         let dir = copy_fixture(fixture);
         let path = dir.file("golden.safetensors");
