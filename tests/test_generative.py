@@ -211,10 +211,13 @@ def test_fewshot_prediction_with_unseen_labels(exported: dict[str, Path], tmp_pa
     assert [item["label"] for item in result["top"]] != [] and len(result["top"]) == 4
     assert {item["label"] for item in result["top"]} == set(LABELS) | {"greeting"}
     assert abs(sum(item["probability"] for item in result["top"]) - 1.0) < 1e-5
-    assert main(["predict", str(model_dir), "--backend", "torch", "--text", "hello", "--examples", str(examples),
-                 "--labels", "yes,no", "--json", "--top-k", "5"]) == 0
+    assert main(["predict", str(model_dir), "--backend", "torch", "--text", "hello", "--labels", "yes,no", "--json",
+                 "--top-k", "5"]) == 0
     override = json.loads(capsys.readouterr().out)[0]
     assert {item["label"] for item in override["top"]} == {"yes", "no"}
+    assert main(["predict", str(model_dir), "--backend", "torch", "--text", "hello", "--examples", str(examples),
+                 "--labels", "yes,no"]) == 2  # example labels must be among explicit labels
+    assert "example label 'greeting' is not one of the labels" in capsys.readouterr().err
     # The few-shot prompt really changes the answer distribution.
     from lorakit.generative_load import load_generative_merged, prompt_tokens_of
     from lorakit.manifest import read_manifest
@@ -371,3 +374,21 @@ def test_qlora_trains_on_cpu_and_exports_onto_the_fp32_base(bases: dict[str, Pat
     reloaded = {k: v for k, v in fp32.state_dict().items() if "lora_" in k}
     assert trained.keys() == reloaded.keys() and all(torch.equal(trained[k].float(), reloaded[k]) for k in trained)
     assert any(float(v.abs().max()) > 0 for k, v in reloaded.items() if "lora_B" in k)
+
+
+def test_cli_trains_exports_and_reexports_from_its_checkpoint(bases: dict[str, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from lorakit.verify import verify_model
+
+    data = write_rows(tmp_path / "train.jsonl", [{"body": text, "topic": label} for text, label in TRAIN * 3])
+    output, checkpoint = tmp_path / "model", tmp_path / "run"
+    assert main(["train", "--task", "generative", "--base", str(bases["qwen3"]), "--data", str(data), "--text-column",
+                 "body", "--label-column", "topic", "--output", str(output), "--epochs", "1", "--max-document-tokens",
+                 "8", "--checkpoint-dir", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "test " in out and "macro_f1=" in out
+    metrics = json.loads((output / "report" / "metrics.json").read_text())
+    assert metrics["test"]["n"] > 0 and "accuracy" in metrics["test"]
+    assert json.loads((output / "lorakit.json").read_text())["max_seq_len"] == 128  # the base's positions
+    assert main(["export", str(checkpoint), "--output", str(tmp_path / "again")]) == 0
+    assert verify_model(tmp_path / "again", backends=["torch"])["ok"]

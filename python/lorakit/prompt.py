@@ -110,7 +110,12 @@ def fewshot_labels(manifest_labels: Sequence[str], examples: Sequence[Example],
                    labels: Sequence[str] | None = None) -> list[str]:
     """The request's labels when given, else the manifest's followed by each new example label (first seen)."""
     if labels is not None:
-        return check_labels(labels, "--labels")
+        chosen = check_labels(labels, "--labels")
+        outside = [example.label for example in examples if example.label not in chosen]
+        if outside:
+            raise InputError(f"--labels: example label {outside[0]!r} is not one of the labels "
+                             f"({', '.join(chosen)})")
+        return chosen
     chosen = list(manifest_labels)
     for example in examples:
         if example.label not in chosen:
