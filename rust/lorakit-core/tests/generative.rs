@@ -48,6 +48,23 @@ fn merged_and_runtime_models_match_golden() {
 }
 
 #[test]
+fn without_merged_weights_the_adapter_is_folded_into_the_base() {
+    for name in GENERATIVE {
+        let copy = copy_fixture(name);
+        std::fs::remove_file(copy.file("model.safetensors")).unwrap();
+        edit_manifest(copy.path(), |m| {
+            m["files"]
+                .as_object_mut()
+                .unwrap()
+                .remove("model.safetensors");
+        });
+        let model = Model::load(copy.path(), true, &opts()).unwrap();
+        assert!(!model.task_info(None).unwrap().runtime_adapter);
+        assert_generative_parity(&model, None, &format!("{name} folded"));
+    }
+}
+
+#[test]
 fn one_base_serves_several_generative_adapters() {
     for name in GENERATIVE {
         let arch = name.trim_end_matches("_generative");
