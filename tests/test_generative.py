@@ -392,3 +392,47 @@ def test_cli_trains_exports_and_reexports_from_its_checkpoint(bases: dict[str, P
     assert json.loads((output / "lorakit.json").read_text())["max_seq_len"] == 128  # the base's positions
     assert main(["export", str(checkpoint), "--output", str(tmp_path / "again")]) == 0
     assert verify_model(tmp_path / "again", backends=["torch"])["ok"]
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "qwen3"])
+def test_the_native_core_reproduces_the_golden_and_refuses_a_tampered_adapter(exported: dict[str, Path], arch: str,
+                                                                              tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from lorakit.manifest import file_table, read_manifest, write_manifest
+    from lorakit.verify import verify_model
+
+    report = verify_model(exported[arch], backends=["native"])
+    assert report["ok"], report["backends"]
+    calls = report["backends"]["native-calls"]
+    assert calls["max_abs_diff"] <= 1e-4 and calls["label_probs_max_abs_diff"] <= 1e-4
+    assert calls["fewshot_max_abs_diff"] <= 1e-4 and calls["fewshot_labels_equal"]
+    tampered = tmp_path / "tampered"
+    shutil.copytree(exported[arch], tampered)
+    weights = load_file(str(tampered / "adapter_model.safetensors"))
+    key = next(k for k in weights if "lora_B" in k and "up_proj" in k)
+    weights[key] = weights[key] + 0.5
+    save_file(weights, str(tampered / "adapter_model.safetensors"))
+    manifest = read_manifest(tampered)
+    write_manifest(tampered, type(manifest)(**{**manifest.__dict__, "files": file_table(tampered)}))
+    broken = verify_model(tampered, backends=["native"])["backends"]
+    assert broken["native-runtime"]["ok"] is False and broken["native-merged"]["ok"] is True
+
+
+def test_native_and_torch_fewshot_predictions_agree(exported: dict[str, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    examples = write_rows(tmp_path / "shots.jsonl", [{"document": "hi", "label": "greeting"},
+                                                     {"document": "refund the fee", "label": "billing"}])
+    runs = {}
+    for backend in ("native", "torch"):
+        assert main(["predict", str(exported["qwen3"]), "--backend", backend, "--text", "hello", "--text", "my card",
+                     "--examples", str(examples), "--top-k", "4", "--json"]) == 0
+        runs[backend] = json.loads(capsys.readouterr().out)
+    for native_row, torch_row in zip(runs["native"], runs["torch"], strict=True):
+        assert native_row["label"] == torch_row["label"]
+        counts = ("tokens_in", "tokens_used")
+        assert [native_row[key] for key in counts] == [torch_row[key] for key in counts]
+        native_probs = {item["label"]: item["probability"] for item in native_row["top"]}
+        torch_probs = {item["label"]: item["probability"] for item in torch_row["top"]}
+        assert native_probs.keys() == torch_probs.keys() == set(LABELS) | {"greeting"}
+        assert max(abs(native_probs[k] - torch_probs[k]) for k in native_probs) <= 1e-4
