@@ -241,26 +241,52 @@ impl<'a> Scorer<'a> {
         Ok(self.gen.header_cache.get_or_init(|| cache))
     }
 
-    /// Runs `ids` (a whole prompt) on the header cache where they share its tokens; returns the prompt's cache and
-    /// the last token's hidden state `[1, hidden]`.
-    fn prefill(&self, ids: &[i64]) -> Result<(KvCache, Tensor)> {
-        if ids.is_empty() {
+    /// Runs whole prompts as one batch on the header cache, for the tokens they all share with it (each after its
+    /// shared part, right padded); returns their cache and each prompt's last hidden state `[n, hidden]`.
+    fn prefill(&self, prompts: &[&[i64]]) -> Result<(KvCache, Tensor)> {
+        if prompts.iter().any(|p| p.is_empty()) {
             return Err(Error::Input("the prompt is empty".into()));
         }
         let header = &self.gen.header;
-        let shared = header.iter().zip(ids).take_while(|(a, b)| a == b).count();
-        // At least the last token runs now: its hidden state is the one the answer is read from.
-        let reuse = shared.min(ids.len() - 1);
-        let mut cache = if reuse == 0 {
+        // At least each prompt's last token runs now: its hidden state is the one the answer is read from.
+        let reuse = prompts
+            .iter()
+            .map(|ids| {
+                let shared = header.iter().zip(*ids).take_while(|(a, b)| a == b).count();
+                shared.min(ids.len() - 1)
+            })
+            .min()
+            .unwrap_or(0);
+        let start = if reuse == 0 {
             self.decoder.new_cache(1)
         } else if reuse == header.len() {
             self.header_cache()?.clone()
         } else {
             self.header_cache()?.truncated(reuse)?
         };
-        let hidden = self.run(&ids[reuse..], &mut cache)?;
-        let last = hidden.narrow(0, hidden.dim(0)? - 1, 1)?;
-        Ok((cache, last))
+        let n = prompts.len();
+        let mut cache = start.repeat_each(n)?;
+        let width = prompts.iter().map(|p| p.len() - reuse).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(n * width);
+        let mut mask = Vec::with_capacity(n * width);
+        let mut last = Vec::with_capacity(n);
+        for (i, p) in prompts.iter().enumerate() {
+            let rest = &p[reuse..];
+            ids.extend_from_slice(rest);
+            ids.extend(std::iter::repeat_n(self.gen.pad_id, width - rest.len()));
+            mask.extend(std::iter::repeat_n(1, rest.len()));
+            mask.extend(std::iter::repeat_n(0, width - rest.len()));
+            last.push((i * width + rest.len() - 1) as u32);
+        }
+        let input = DecoderInput {
+            batch: n,
+            q_len: width,
+            ids: &ids,
+            mask: &mask,
+        };
+        let hidden = self.decoder.forward(&input, &mut cache, self.lora)?;
+        let last = Tensor::from_vec(last, n, hidden.device())?;
+        Ok((cache, hidden.index_select(&last, 0)?))
     }
 
     fn check_length(&self, prompt: &Prompt, answers: &[Vec<i64>]) -> Result<()> {
@@ -277,80 +303,197 @@ impl<'a> Scorer<'a> {
         Ok(())
     }
 
-    /// `score(l) = sum_t log p(answer(l)[t] | prompt, answer(l)[:t])` for every answer.
-    fn score(&self, prompt: &Prompt, answers: &[Vec<i64>]) -> Result<Vec<f32>> {
-        self.check_length(prompt, answers)?;
+    /// The hidden states whose LM-head rows score `answers` after each prompt (one batch): the prompt's last
+    /// token (row 0, the first answer token of every label), then its continuation rows (`answer(l)[..len-1]`
+    /// after the prompt, all labels of all prompts as one batch on the repeated prompt caches; row t predicts
+    /// `answer(l)[t + 1]`).
+    fn answer_rows(&self, prompts: &[&Prompt], answers: &[Vec<i64>]) -> Result<Vec<AnswerRows>> {
+        for prompt in prompts {
+            self.check_length(prompt, answers)?;
+        }
         let vocab = self.decoder.spec().vocab_size as i64;
         if let Some(id) = answers.iter().flatten().find(|&&i| i < 0 || i >= vocab) {
             return Err(Error::Input(format!(
                 "answer token id {id} outside the vocabulary (size {vocab})"
             )));
         }
-        let (cache, last) = self.prefill(&prompt.ids)?;
-        let first = log_softmax_rows(&self.decoder.logits(&last)?)?;
-        let mut scores: Vec<f64> = answers.iter().map(|a| first[0][a[0] as usize]).collect();
-        // Continuations: answer(l)[..len-1] after the prompt, right padded; row t predicts answer(l)[t + 1].
+        let ids: Vec<&[i64]> = prompts.iter().map(|p| p.ids.as_slice()).collect();
+        let (cache, last) = self.prefill(&ids)?;
+        let first: Vec<(usize, usize, i64)> = answers
+            .iter()
+            .enumerate()
+            .map(|(l, a)| (0, l, a[0]))
+            .collect();
+        let (n, c) = (prompts.len(), answers.len());
         let width = answers.iter().map(|a| a.len() - 1).max().unwrap_or(0);
-        if width > 0 {
-            let n = answers.len();
-            let mut ids = Vec::with_capacity(n * width);
-            let mut mask = Vec::with_capacity(n * width);
-            let mut rows = Vec::new();
-            for (i, a) in answers.iter().enumerate() {
-                for t in 0..width {
-                    let real = t + 1 < a.len();
-                    ids.push(if real { a[t] } else { self.gen.pad_id });
-                    mask.push(i64::from(real));
-                    if real {
-                        rows.push((i, (i * width + t) as u32, a[t + 1]));
-                    }
+        if width == 0 {
+            return (0..n)
+                .map(|i| {
+                    Ok(AnswerRows {
+                        hidden: last.narrow(0, i, 1)?,
+                        targets: first.clone(),
+                        labels: c,
+                    })
+                })
+                .collect();
+        }
+        // One prompt's continuation rows, the same for every prompt: (row in its [c * width] block, target).
+        let mut ids = Vec::with_capacity(c * width);
+        let mut mask = Vec::with_capacity(c * width);
+        let mut rows = Vec::new();
+        let mut targets = first;
+        for (l, a) in answers.iter().enumerate() {
+            for t in 0..width {
+                let real = t + 1 < a.len();
+                ids.push(if real { a[t] } else { self.gen.pad_id });
+                mask.push(i64::from(real));
+                if real {
+                    targets.push((1 + rows.len(), l, a[t + 1]));
+                    rows.push((l * width + t) as u32);
                 }
             }
-            let mut cache = cache.expand(n)?;
-            let input = DecoderInput {
-                batch: n,
-                q_len: width,
-                ids: &ids,
-                mask: &mask,
-            };
-            let hidden = self.decoder.forward(&input, &mut cache, self.lora)?;
-            let index: Vec<u32> = rows.iter().map(|r| r.1).collect();
-            let index = Tensor::from_vec(index, rows.len(), hidden.device())?;
-            let picked = hidden.index_select(&index, 0)?;
-            let logp = log_softmax_rows(&self.decoder.logits(&picked)?)?;
-            for ((label, _, target), row) in rows.iter().zip(&logp) {
-                scores[*label] += row[*target as usize];
+        }
+        let mut cache = cache.repeat_each(c)?;
+        let input = DecoderInput {
+            batch: n * c,
+            q_len: width,
+            ids: &ids.repeat(n),
+            mask: &mask.repeat(n),
+        };
+        let hidden = self.decoder.forward(&input, &mut cache, self.lora)?;
+        let block = (c * width) as u32;
+        (0..n)
+            .map(|i| {
+                let index: Vec<u32> = rows.iter().map(|r| i as u32 * block + r).collect();
+                let index = Tensor::from_vec(index, rows.len(), hidden.device())?;
+                let picked = hidden.index_select(&index, 0)?;
+                Ok(AnswerRows {
+                    hidden: Tensor::cat(&[&last.narrow(0, i, 1)?, &picked], 0)?,
+                    targets: targets.clone(),
+                    labels: c,
+                })
+            })
+            .collect()
+    }
+
+    /// `score(l) = sum_t log p(answer(l)[t] | prompt, answer(l)[:t])` of every item, with one LM-head pass over
+    /// all their rows (the head streams the whole vocabulary table, so rows are batched, in bounded chunks).
+    fn scores(&self, items: &[AnswerRows]) -> Result<Vec<Vec<f32>>> {
+        let hidden: Vec<&Tensor> = items.iter().map(|i| &i.hidden).collect();
+        let hidden = Tensor::cat(&hidden, 0)?;
+        // Per LM-head row: (index into `picked`, target id) of the tokens it scores.
+        let mut by_row: Vec<Vec<(usize, i64)>> = vec![Vec::new(); hidden.dim(0)?];
+        let (mut k, mut offset) = (0, 0);
+        for item in items {
+            for &(row, _, target) in &item.targets {
+                by_row[offset + row].push((k, target));
+                k += 1;
+            }
+            offset += item.hidden.dim(0)?;
+        }
+        let mut picked = vec![0f32; k];
+        let mut log_z = Vec::with_capacity(by_row.len());
+        self.lm_rows(&hidden, |row, logits| {
+            log_z.push(log_sum_exp(logits));
+            for &(k, target) in &by_row[row] {
+                picked[k] = logits[target as usize];
+            }
+        })?;
+        let mut out = Vec::with_capacity(items.len());
+        let (mut k, mut offset) = (0, 0);
+        for item in items {
+            let mut scores = vec![0f64; item.labels];
+            for &(row, label, _) in &item.targets {
+                scores[label] += f64::from(picked[k]) - log_z[offset + row];
+                k += 1;
+            }
+            offset += item.hidden.dim(0)?;
+            out.push(scores.into_iter().map(|s| s as f32).collect());
+        }
+        Ok(out)
+    }
+
+    /// The label scores of every prompt, in order: prompts of similar length run together in bounded groups.
+    fn score_prompts(&self, prompts: &[Prompt], answers: &[Vec<i64>]) -> Result<Vec<Vec<f32>>> {
+        let longest = answers.iter().map(Vec::len).max().unwrap_or(0);
+        let mut out = vec![Vec::new(); prompts.len()];
+        for group in groups(prompts, answers.len(), longest) {
+            let members: Vec<&Prompt> = group.iter().map(|&i| &prompts[i]).collect();
+            let items = self.answer_rows(&members, answers)?;
+            for (&i, scores) in group.iter().zip(self.scores(&items)?) {
+                out[i] = scores;
             }
         }
-        Ok(scores.into_iter().map(|s| s as f32).collect())
+        Ok(out)
+    }
+
+    /// Calls `f(row, logits)` for every row of `hidden` `[rows, hidden]`, in order, computing the logits in
+    /// chunks of `LM_HEAD_ROWS`.
+    fn lm_rows(&self, hidden: &Tensor, mut f: impl FnMut(usize, &[f32])) -> Result<()> {
+        let rows = hidden.dim(0)?;
+        let mut start = 0;
+        while start < rows {
+            let len = LM_HEAD_ROWS.min(rows - start);
+            let logits = self.decoder.logits(&hidden.narrow(0, start, len)?)?;
+            let values = logits.flatten_all()?.to_vec1::<f32>()?;
+            let vocab = values.len() / len;
+            for (i, row) in values.chunks(vocab.max(1)).enumerate() {
+                f(start + i, row);
+            }
+            start += len;
+        }
+        Ok(())
     }
 }
 
-/// Natural log-softmax of every row of `[rows, vocab]` logits, accumulated in f64.
-fn log_softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f64>>> {
-    Ok(logits
-        .to_vec2::<f32>()?
-        .into_iter()
-        .map(|row| {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
-            let log_z = max + sum.ln();
-            row.iter().map(|&v| v as f64 - log_z).collect()
-        })
-        .collect())
+/// Upper bound on cached tokens of one batched pass (prompts x labels x (prompt + answer)): bounds KV memory.
+const TOKENS_PER_GROUP: usize = 4096;
+
+/// Prompt indices in groups of similar length (sorted, shortest first), each holding at most
+/// `TOKENS_PER_GROUP` tokens once repeated for `copies` labels with `extra` answer tokens (always one prompt at
+/// least).
+fn groups(prompts: &[Prompt], copies: usize, extra: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| prompts[i].ids.len());
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for i in order {
+        let cost = |n: usize| n * copies.max(1) * (prompts[i].ids.len() + extra);
+        match out.last_mut() {
+            Some(group) if cost(group.len() + 1) <= TOKENS_PER_GROUP => group.push(i),
+            _ => out.push(vec![i]),
+        }
+    }
+    out
+}
+
+/// Rows of logits one LM-head call computes at most (`rows * vocab` floats live at once).
+const LM_HEAD_ROWS: usize = 64;
+
+/// The LM-head rows one prompt needs (`answer_rows`): `[rows, hidden]` and per scored token its
+/// (row, label, target id).
+struct AnswerRows {
+    hidden: Tensor,
+    targets: Vec<(usize, usize, i64)>,
+    labels: usize,
+}
+
+/// `log(sum(exp(row)))`, accumulated in f64.
+fn log_sum_exp(row: &[f32]) -> f64 {
+    let max = f64::from(row.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+    let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+    max + sum.ln()
 }
 
 /// `classify` of a generative task: the manifest's labels scored after `prompt(text, [])` for each text.
 pub(crate) fn classify(backbone: &Backbone, task: &Task, texts: &[&str]) -> Result<Classification> {
     let s = Scorer::new(backbone, task, "classify")?;
-    let mut logits = Vec::with_capacity(texts.len() * task.labels.len());
-    let (mut tokens_in, mut tokens_used) = (Vec::new(), Vec::new());
-    for text in texts {
-        let prompt = s.gen.assemble(&task.tokenizer, &task.labels, &[], text)?;
-        logits.extend(s.score(&prompt, &s.gen.answers)?);
-        tokens_in.push(prompt.tokens_in);
-        tokens_used.push(prompt.tokens_used);
-    }
+    let prompts = texts
+        .iter()
+        .map(|t| s.gen.assemble(&task.tokenizer, &task.labels, &[], t))
+        .collect::<Result<Vec<_>>>()?;
+    let logits = s.score_prompts(&prompts, &s.gen.answers)?.concat();
+    let tokens_in = prompts.iter().map(|p| p.tokens_in).collect();
+    let tokens_used = prompts.iter().map(|p| p.tokens_used).collect();
     Ok(Classification {
         labels: task.labels.clone(),
         num_texts: texts.len(),
@@ -426,7 +569,9 @@ pub(crate) fn classify_fewshot(
             .collect::<Result<Vec<_>>>()?
     };
     let prompt = s.gen.assemble(&task.tokenizer, &labels, examples, text)?;
-    let logits = s.score(&prompt, &answers)?;
+    let logits = s
+        .score_prompts(std::slice::from_ref(&prompt), &answers)?
+        .concat();
     // Unsafe labels keep their meaning by name in another label set.
     let unsafe_labels = task.unsafe_labels.as_ref().map(|idx| {
         idx.iter()
@@ -452,15 +597,25 @@ pub(crate) fn next_token_logits(
 ) -> Result<Embeddings> {
     let s = Scorer::new(backbone, task, "next_token_logits")?;
     let vocab = backbone.config.vocab_size();
-    let mut values = Vec::with_capacity(texts.len() * vocab);
-    let (mut tokens_in, mut tokens_used) = (Vec::new(), Vec::new());
-    for text in texts {
-        let prompt = s.gen.assemble(&task.tokenizer, &task.labels, &[], text)?;
-        let (_, last) = s.prefill(&prompt.ids)?;
-        values.extend(s.decoder.logits(&last)?.flatten_all()?.to_vec1::<f32>()?);
-        tokens_in.push(prompt.tokens_in);
-        tokens_used.push(prompt.tokens_used);
+    let prompts = texts
+        .iter()
+        .map(|t| s.gen.assemble(&task.tokenizer, &task.labels, &[], t))
+        .collect::<Result<Vec<_>>>()?;
+    let mut last = vec![None; prompts.len()];
+    for group in groups(&prompts, 1, 0) {
+        let ids: Vec<&[i64]> = group.iter().map(|&i| prompts[i].ids.as_slice()).collect();
+        let hidden = s.prefill(&ids)?.1;
+        for (k, &i) in group.iter().enumerate() {
+            last[i] = Some(hidden.narrow(0, k, 1)?);
+        }
     }
+    let last: Vec<Tensor> = last.into_iter().flatten().collect();
+    let mut values = Vec::with_capacity(texts.len() * vocab);
+    s.lm_rows(&Tensor::cat(&last, 0)?, |_, row| {
+        values.extend_from_slice(row)
+    })?;
+    let tokens_in = prompts.iter().map(|p| p.tokens_in).collect();
+    let tokens_used = prompts.iter().map(|p| p.tokens_used).collect();
     Ok(Embeddings {
         num_texts: texts.len(),
         dim: vocab,
@@ -513,7 +668,7 @@ pub(crate) fn generate(
             task.max_seq_len
         )));
     }
-    let (mut cache, mut last) = s.prefill(&prompt.ids)?;
+    let (mut cache, mut last) = s.prefill(&[&prompt.ids])?;
     let mut out = Vec::new();
     for _ in 0..max_new_tokens {
         let row = s.decoder.logits(&last)?.flatten_all()?.to_vec1::<f32>()?;

@@ -140,9 +140,11 @@ fn classify_reports_labels_probabilities_and_truncation() {
             "max_document_tokens of the fixture"
         );
         assert_eq!(result.tokens_in[0], result.tokens_used[0]);
-        // Each text alone or in a batch: the same scores.
+        // Each text alone or in a batch (padded next to a shorter prompt): the same scores.
         let alone = model.classify(&[long], None).unwrap();
-        assert_eq!(alone.logits, result.logits[3..]);
+        for (a, b) in alone.logits.iter().zip(&result.logits[3..]) {
+            assert!((a - b).abs() <= 1e-5, "{name}: alone {a}, in a batch {b}");
+        }
     }
 }
 

@@ -172,28 +172,38 @@ impl KvCache {
         }
     }
 
-    /// A one-text cache repeated for `n` texts (label continuations on one shared prompt).
-    pub fn expand(&self, n: usize) -> Result<KvCache> {
-        if self.batch != 1 {
-            return Err(Error::Internal(format!(
-                "only a one-text cache expands (this one holds {})",
-                self.batch
-            )));
-        }
+    /// Each text's cache repeated `n` times in a row (label continuations on their shared prompt): text `i` of
+    /// the result is text `i / n` of this one.
+    pub fn repeat_each(&self, n: usize) -> Result<KvCache> {
+        let index: Vec<u32> = (0..self.batch as u32)
+            .flat_map(|b| std::iter::repeat_n(b, n))
+            .collect();
         let layers = self
             .layers
             .iter()
             .map(|l| match l {
-                Some((k, v)) => Ok(Some((k.repeat((n, 1, 1))?, v.repeat((n, 1, 1))?))),
+                Some((k, v)) => {
+                    let index = Tensor::from_slice(&index, index.len(), k.device())?;
+                    Ok(Some((
+                        k.index_select(&index, 0)?,
+                        v.index_select(&index, 0)?,
+                    )))
+                }
                 None => Ok(None),
             })
             .collect::<Result<Vec<_>>>()?;
+        let rows = |values: &[i64], width: usize| -> Vec<i64> {
+            index
+                .iter()
+                .flat_map(|&b| values[b as usize * width..(b as usize + 1) * width].to_vec())
+                .collect()
+        };
         Ok(KvCache {
-            batch: n,
+            batch: self.batch * n,
             len: self.len,
             layers,
-            key_pos: self.key_pos.repeat(n),
-            next_pos: self.next_pos.repeat(n),
+            key_pos: rows(&self.key_pos, self.len),
+            next_pos: rows(&self.next_pos, 1),
         })
     }
 
