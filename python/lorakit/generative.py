@@ -41,7 +41,7 @@ def score_answers(model: Any, prompt: Sequence[int], answers: Sequence[Sequence[
     if not answers or any(not answer for answer in answers):
         raise ValueError("every answer needs at least one token")
     ids = torch.tensor([list(prompt)], dtype=torch.int64)
-    out = model(input_ids=ids, use_cache=True)
+    out = model(input_ids=ids, use_cache=True, logits_to_keep=1)  # the LM head on the last position only
     next_logits = out.logits[0, -1].to(torch.float32)
     scores = torch.log_softmax(next_logits, dim=-1)[[answer[0] for answer in answers]].clone()
     longest = max(len(answer) for answer in answers)
@@ -105,7 +105,7 @@ def generate(model: Any, tokens: PromptTokens, text: str, labels: Sequence[str],
     """Greedy free generation after the prompt; the answer `{"label": ...}` is parsed, a bad one is reported."""
     labels = check_labels(labels)
     ids = torch.tensor([tokens.prompt(text, labels, examples).ids], dtype=torch.int64)
-    out = model(input_ids=ids, use_cache=True)
+    out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
     cache, generated = out.past_key_values, []
     position = ids.shape[1]
     for _ in range(max_new_tokens):
