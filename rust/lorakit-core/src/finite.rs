@@ -12,6 +12,8 @@ pub(crate) enum Output<'a> {
     TokenLogits(&'a [String]),
     /// Embeddings: `index` is the dimension.
     Embedding,
+    /// Next-token logits of a causal LM: `index` is the token id.
+    NextTokenLogits,
 }
 
 /// Fails on the first non-finite value of `rows` (one row per text, in input order).
@@ -35,6 +37,7 @@ pub(crate) fn check<'r>(
                 )
             }
             Output::Embedding => format!("embedding value {index}"),
+            Output::NextTokenLogits => format!("next-token logit of token id {index}"),
         };
         return Err(Error::Compute(format!(
             "{call}: text {text}: {place} is {value} (non-finite output, e.g. from NaN or Inf weights): check the \

@@ -272,7 +272,7 @@ impl Model {
             .install(|| generative::next_token_logits(&self.backbone, &t, texts))?;
         if !self.allow_non_finite {
             let rows = result.values.chunks(result.dim.max(1));
-            finite::check("next_token_logits", Output::Embedding, rows)?;
+            finite::check("next_token_logits", Output::NextTokenLogits, rows)?;
         }
         Ok(result)
     }

@@ -168,3 +168,45 @@ fn golden_verification_reports_non_finite_outputs_as_a_mismatch() {
         }
     }
 }
+
+#[test]
+fn nan_weight_in_a_generative_model_is_a_compute_error() {
+    let dir = tampered(
+        "tiny_gemma3_generative",
+        "model.safetensors",
+        "model.norm.weight",
+        f32::NAN,
+    );
+    let model = Model::load(dir.path(), true, &opts()).unwrap();
+    let err = model.classify(&["fine"], None).unwrap_err();
+    assert_compute(
+        err,
+        "classify: text 0: logit of label 0 (\"billing\") is NaN",
+    );
+    let err = model.next_token_logits(&["fine"], None).unwrap_err();
+    assert_compute(
+        err,
+        "next_token_logits: text 0: next-token logit of token id 0",
+    );
+    let shot = lorakit_core::FewShotExample {
+        document: "hi".into(),
+        label: "other".into(),
+    };
+    let err = model
+        .classify_fewshot("fine", &[shot], None, None)
+        .unwrap_err();
+    assert_compute(err, "classify_fewshot: text 0");
+    let report = model.verify_golden(None).unwrap();
+    assert!(
+        !report.ok && report.max_abs_diff.is_infinite(),
+        "{report:?}"
+    );
+
+    let raw_model = Model::load(dir.path(), true, &raw()).unwrap();
+    let result = raw_model.classify(&["fine"], None).unwrap();
+    assert!(
+        result.logits.iter().all(|v| v.is_nan()),
+        "{:?}",
+        result.logits
+    );
+}
