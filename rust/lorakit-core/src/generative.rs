@@ -3,8 +3,9 @@
 //! of the labels. Prompts are assembled from separately tokenized segments exactly as the contract writes them.
 //!
 //! The header (instruction and the manifest's labels) is run once per task and its KV cache reused by every
-//! prompt that starts with it; the label continuations of one prompt run as one batch on its cache, and only the
-//! rows that predict answer tokens go through the LM head.
+//! prompt that starts with it. Prompts of similar length run together after it, the label continuations of all of
+//! them as one batch on their repeated caches, and only the rows that predict answer tokens go through the LM head
+//! (one pass over the vocabulary table for all of them).
 
 use std::sync::OnceLock;
 

@@ -1,7 +1,8 @@
 //! lorakit-core: the one native implementation of lorakit models.
 //!
 //! Loads lorakit model directories (docs/FORMAT.md) either merged (`model.safetensors`) or as a shared
-//! base plus PEFT LoRA adapters applied at runtime, and classifies text on CPU or CUDA.
+//! base plus PEFT LoRA adapters applied at runtime, and classifies text on CPU or CUDA: BERT-family encoders, and
+//! causal LMs (Gemma 3, Qwen3) that score every label's answer after a prompt (docs/generative.md).
 
 mod base;
 mod causal_lm;
