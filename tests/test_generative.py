@@ -13,6 +13,7 @@ import torch
 
 from lorakit.cli import main
 from lorakit.data import Example as Row
+from lorakit.errors import InputError
 from lorakit.generative import classify, parse_answer, score_answers, score_answers_plainly
 from lorakit.prompt import Example, PromptSpec, PromptTokens, fewshot_labels
 
@@ -85,7 +86,9 @@ def test_prompt_assembly_gives_the_exact_ids_of_the_contract() -> None:
 def test_fewshot_labels_follow_the_manifest_then_new_example_labels() -> None:
     examples = [Example("d1", "card"), Example("d2", "greeting"), Example("d3", "greeting"), Example("d4", "x")]
     assert fewshot_labels(LABELS, examples) == LABELS + ["greeting", "x"]
-    assert fewshot_labels(LABELS, examples, ["yes", "no"]) == ["yes", "no"]
+    assert fewshot_labels(LABELS, examples, ["x", "card", "greeting"]) == ["x", "card", "greeting"]
+    with pytest.raises(InputError, match="example label 'card' is not one of the labels"):
+        fewshot_labels(LABELS, examples, ["yes", "no"])
 
 
 @pytest.mark.parametrize("arch", ["gemma3", "qwen3"])
@@ -168,7 +171,9 @@ def test_export_writes_a_directory_of_the_contract(exported: dict[str, Path], ar
     assert golden.tolerance == 1e-4 and golden.prob_tolerance == 1e-4
     assert len(golden.fewshot) >= 2
     assert any(set(case["labels"]) - set(LABELS) for case in golden.fewshot)
-    documents = {text for text, _ in __import__("generative_fixtures").TRAIN_ROWS}
+    from generative_fixtures import TRAIN_ROWS
+
+    documents = {text for text, _ in TRAIN_ROWS}
     assert all(e["document"] in documents for case in golden.fewshot for e in case["examples"])
 
 

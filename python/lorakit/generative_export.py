@@ -62,18 +62,30 @@ def fewshot_cases(tokens: PromptTokens, labels: list[str], examples: Sequence[Ex
     pool = sorted(examples, key=lambda e: (len(tokens.document(e.document)[0]), e.document))
     first = pool[0]
     second = next((e for e in pool if e.label != first.label), pool[-1])
-    text = texts[0]
-    cases: list[tuple[str, list[Example], list[str] | None]] = [
-        (text, [first, second], None),
-        (texts[min(1, len(texts) - 1)], [first, Example(second.document, FEWSHOT_NEW_LABEL)], None),
-        (text, [Example(first.document, FEWSHOT_OVERRIDE[0]), Example(second.document, FEWSHOT_OVERRIDE[1])],
+    planned: list[tuple[list[Example], list[str] | None]] = [
+        ([first, second], None),
+        ([first, Example(second.document, FEWSHOT_NEW_LABEL)], None),
+        ([Example(first.document, FEWSHOT_OVERRIDE[0]), Example(second.document, FEWSHOT_OVERRIDE[1])],
          list(FEWSHOT_OVERRIDE)),
     ]
-    for case_text, case_examples, chosen in cases:
+    # Each case on a different golden text where the prompt fits, else on the shortest one.
+    shortest = min(texts, key=lambda text: len(tokens.document(text)[0]))
+    cases = []
+    for number, (case_examples, chosen) in enumerate(planned):
         case_labels = chosen if chosen is not None else labels + [e.label for e in case_examples
                                                                   if e.label not in labels]
-        tokens.check_length(tokens.prompt(case_text, case_labels, case_examples).ids, case_labels, max_seq_len)
+        fitting = [text for text in (texts[number % len(texts)], shortest)
+                   if fits(tokens, text, case_labels, case_examples, max_seq_len)]
+        if not fitting:
+            raise ExportError(f"max_seq_len {max_seq_len} leaves no room for the few-shot golden cases (two "
+                              "examples); train with a larger --max-seq-len")
+        cases.append((fitting[0], case_examples, chosen))
     return cases
+
+
+def fits(tokens: PromptTokens, text: str, labels: list[str], examples: list[Example], max_seq_len: int) -> bool:
+    prompt = tokens.prompt(text, labels, examples).ids
+    return len(prompt) + max(len(tokens.answer(label)) for label in labels) <= max_seq_len
 
 
 def check_merge(unmerged: Any, merged: Any, tokens: PromptTokens, texts: Sequence[str], labels: list[str]) -> None:
