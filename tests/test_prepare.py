@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -416,6 +417,20 @@ def test_lorakit_train_trains_on_prepared_documents(fixtures_dir: Path, tmp_path
     assert code == 0
     manifest = json.loads((tmp_path / "model" / "lorakit.json").read_text("utf-8"))
     assert manifest["labels"] == ["invoice", "letter"]
+    # The manifest records how the documents became rows; the whole sidecar travels in report/.
+    documents = manifest["metrics"]["documents"]
+    assert documents["settings"] == {"max_chars": 2000, "long": "truncate", "chunk_overlap": None,
+                                     "encoding_errors": "fail"}
+    assert documents["rows"] == 12 and documents["files"]["read"] == 12
+    assert documents["data_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert "report/prepare.json" in manifest["files"]
+    # Data edited after prepare no longer matches its sidecar: nothing is claimed about it.
+    out.write_text(out.read_text("utf-8") + json.dumps({"text": "payment due again", "label": "invoice"}) + "\n",
+                   "utf-8")
+    assert main(["train", "--data", str(out), "--base", str(fixtures_dir / "tiny_bert_base"), "--output",
+                 str(tmp_path / "edited"), "--epochs", "1", "--max-seq-len", "16", "--batch-size", "8"]) == 0
+    edited = json.loads((tmp_path / "edited" / "lorakit.json").read_text("utf-8"))
+    assert "documents" not in edited["metrics"] and "report/prepare.json" not in edited["files"]
 
 
 class Terminal(io.StringIO):

@@ -14,6 +14,7 @@ from .confusions import format_confusions, top_confusions
 from .data import Dataset, Example, load_dataset, split_dataset
 from .distributed import check_same_on_every_process
 from .generative import classify
+from .prepare import record_preparation
 from .prompt import Example as FewshotExample
 from .prompt import PromptTokens, check_labels
 from .train import TrainConfig
@@ -67,9 +68,11 @@ def generative_flow(run_dir: Path, data: Any, config: TrainConfig, output: Path,
                     "data": {"source": dataset.source, "labels": dataset.labels,
                              "cross_split_duplicates": duplicates}}
     report = write_report(run_dir, split, full_metrics, result.history)
+    documents = record_preparation(Path(dataset.source), report)
     plot_confusion_matrix(test["confusion_matrix"], dataset.labels, report / "confusion_matrix.png",
                           title="Confusion matrix (test)")
-    metrics = {"validation": compact(validation), "test": compact(test), "training": result.stats}
+    metrics = {"validation": compact(validation), "test": compact(test), "training": result.stats,
+               **({"documents": documents} if documents else {})}
     golden_examples = [example.text for example in test_part[:GOLDEN_FROM_TEST]]
     fewshot = [FewshotExample(example.text, example.label) for example in train_part[:FEWSHOT_POOL]]
     save_checkpoint(run_dir, model, result.tokenizer, config, base_id, metrics, golden_examples)

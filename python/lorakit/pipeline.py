@@ -37,6 +37,7 @@ from .export import export_model
 from .manifest import EMBEDDING, GENERATIVE, SEQUENCE, is_model_dir
 from .models import MINILM_ID, check_servable, minilm_path
 from .plots import plot_confusion_matrix, plot_loss_curves
+from .prepare import record_preparation
 from .tasks import TASKS, label_kwargs, load_task_model
 from .train import TrainConfig, train
 from .train_options import check_train_config
@@ -167,6 +168,7 @@ def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
     write_split(report / "split.json", split)
+    documents = record_preparation(Path(dataset.source), report)
     full_metrics = {"validation": validation, "test": test, "training": result.stats,
                     "config": config.to_json(), "data": {"source": dataset.source, "labels": dataset.labels,
                              "cross_split_duplicates": duplicates}}
@@ -175,7 +177,8 @@ def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig
     plot_confusion_matrix(test["confusion_matrix"], dataset.labels, report / "confusion_matrix.png",
                           title="Confusion matrix (test)")
     plot_loss_curves(result.history, report / "loss_curves.png")
-    metrics = {"validation": compact(validation), "test": compact(test), "training": result.stats}
+    metrics = {"validation": compact(validation), "test": compact(test), "training": result.stats,
+               **({"documents": documents} if documents else {})}
     golden_examples = [example.text for example in test_part[:GOLDEN_FROM_TEST]]
     save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples)
     export_model(result.model, result.tokenizer, output, labels=dataset.labels, max_seq_len=config.max_seq_len,

@@ -282,6 +282,18 @@ def read_sidecar(data: Path) -> dict[str, Any] | None:
     return summary
 
 
+def record_preparation(data: Path, report: Path) -> dict[str, Any] | None:
+    """When `data` came from `lorakit prepare` (its sidecar matches): the whole sidecar to report/prepare.json,
+    and the part the manifest keeps (how long documents were cut or chunked, what was read) returned."""
+    summary = read_sidecar(data)
+    if summary is None:
+        return None
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "prepare.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return {"settings": summary.get("settings"), "files": summary.get("files"), "rows": summary.get("rows"),
+            "data_sha256": summary.get("data_sha256")}
+
+
 def check_output(output: Path, root: Path) -> None:
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise LorakitError(f"--output {output}: must end in .jsonl (the trainer reads it as JSON Lines)")
