@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "{\"document\", \"label\"} (or {\"text\", \"label\"})")
     predict.add_argument("--labels", help="generative: comma-separated labels to choose from instead of the "
                          "manifest's (and the examples')")
-    predict.add_argument("--generate", action="store_true", help="generative, torch: answer freely (greedy) and "
+    predict.add_argument("--generate", action="store_true", help="generative: answer freely (greedy) and "
                          "parse the JSON instead of scoring the labels")
 
     verify = verbs.add_parser("verify", help="recompute golden outputs with every backend and compare",

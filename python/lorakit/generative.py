@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .prompt import Example, PromptTokens, check_labels
+from .prompt import Example, PromptTokens, check_labels, parse_answer
 
 
 @dataclass
@@ -121,20 +121,3 @@ def generate(model: Any, tokens: PromptTokens, text: str, labels: Sequence[str],
     if label is not None and label not in labels:
         error = f"label {label!r} is not among the labels"
     return Generated(continuation, label, label is not None and error is None, error, generated)
-
-
-def parse_answer(answer_prefix: str, continuation: str) -> tuple[str | None, str | None]:
-    """(label, error): the JSON object the prompt opened (from the last '{' of answer_prefix) and the model closed."""
-    start = answer_prefix.rfind("{")
-    answer = (answer_prefix[start:] if start >= 0 else "") + continuation
-    end = answer.find("}")
-    if end < 0:
-        return None, f"no closing '}}' in {answer[:80]!r}"
-    try:
-        value = json.loads(answer[: end + 1])
-    except json.JSONDecodeError as exc:
-        return None, f"not JSON ({exc.msg}): {answer[: end + 1][:80]!r}"
-    label = value.get("label") if isinstance(value, dict) else None
-    if not isinstance(label, str):
-        return None, f"no string \"label\" in {answer[: end + 1][:80]!r}"
-    return label, None

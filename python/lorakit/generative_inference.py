@@ -1,5 +1,5 @@
 """`lorakit predict` and `lorakit eval` on generative model directories: label scoring (native or torch), few-shot
-examples and label overrides, and free generation (torch) with the JSON answer parsed."""
+examples and label overrides, and free generation (native or torch) with the JSON answer parsed."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import InputError, UnsupportedError
 from .modeldir import ModelDir
-from .prompt import Example, check_labels, fewshot_labels
+from .prompt import Example, check_labels, fewshot_labels, parse_answer
 
 
 def native_generative(opened: ModelDir) -> Any:
@@ -44,18 +44,7 @@ def predict_generative(opened: ModelDir, texts: list[str], backend: str, top_k: 
     shots = list(examples or [])
     chosen = fewshot_labels(manifest.labels, shots, labels)
     if generate:
-        if backend != "torch":
-            raise InputError("--generate runs on the torch backend only: pass --backend torch")
-        from .generative import generate as generate_answer
-
-        model, tokens = torch_parts(opened)
-        results = []
-        for text in texts:
-            tokens.check_length(tokens.prompt(text, chosen, shots).ids, chosen, manifest.max_seq_len)
-            answer = generate_answer(model, tokens, text, chosen, shots)
-            results.append({"text": text, "label": answer.label, "valid": answer.valid, "error": answer.error,
-                            "generated": answer.text})
-        return results
+        return generate_answers(opened, texts, backend, shots, chosen)
     if backend == "native":
         model = native_generative(opened)
         out = []
@@ -73,6 +62,32 @@ def predict_generative(opened: ModelDir, texts: list[str], backend: str, top_k: 
         scored = classify(model, tokens, text, chosen, shots, max_seq_len=manifest.max_seq_len)
         out.append(record(text, chosen, scored.probabilities.numpy(), top_k, scored.tokens_in, scored.tokens_used))
     return out
+
+
+def generate_answers(opened: ModelDir, texts: list[str], backend: str, shots: list[Example],
+                     chosen: list[str]) -> list[dict[str, Any]]:
+    """Greedy free answers, each parsed as `{"label": ...}`; an invalid one is reported, not raised."""
+    if backend == "native":
+        model = native_generative(opened)
+        pairs = [(e.document, e.label) for e in shots]
+        continuations = [model.generate(text, pairs, labels=chosen) for text in texts]
+    else:
+        from .generative import generate as generate_answer
+
+        torch_model, tokens = torch_parts(opened)
+        continuations = []
+        for text in texts:
+            tokens.check_length(tokens.prompt(text, chosen, shots).ids, chosen, opened.manifest.max_seq_len)
+            continuations.append(generate_answer(torch_model, tokens, text, chosen, shots).text)
+    prefix = str((opened.manifest.prompt or {}).get("answer_prefix", ""))
+    results = []
+    for text, continuation in zip(texts, continuations, strict=True):
+        label, error = parse_answer(prefix, continuation)
+        if label is not None and label not in chosen:
+            error = f"label {label!r} is not among the labels"
+        results.append({"text": text, "label": label, "valid": label is not None and error is None, "error": error,
+                        "generated": continuation})
+    return results
 
 
 def generative_scores(opened: ModelDir, texts: Sequence[str], backend: str) -> np.ndarray:

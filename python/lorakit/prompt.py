@@ -217,3 +217,20 @@ def read_examples(path: Path) -> list[Example]:
     if not examples:
         raise InputError(f"{path}: no examples")
     return examples
+
+
+def parse_answer(answer_prefix: str, continuation: str) -> tuple[str | None, str | None]:
+    """(label, error): the JSON object the prompt opened (from the last '{' of answer_prefix) and the model closed."""
+    start = answer_prefix.rfind("{")
+    answer = (answer_prefix[start:] if start >= 0 else "") + continuation
+    end = answer.find("}")
+    if end < 0:
+        return None, f"no closing '}}' in {answer[:80]!r}"
+    try:
+        value = json.loads(answer[: end + 1])
+    except json.JSONDecodeError as exc:
+        return None, f"not JSON ({exc.msg}): {answer[: end + 1][:80]!r}"
+    label = value.get("label") if isinstance(value, dict) else None
+    if not isinstance(label, str):
+        return None, f"no string \"label\" in {answer[: end + 1][:80]!r}"
+    return label, None

@@ -657,10 +657,11 @@ pub(crate) fn generate(
     task: &Task,
     text: &str,
     examples: &[FewShotExample],
+    labels: Option<&[String]>,
     max_new_tokens: usize,
 ) -> Result<String> {
     let s = Scorer::new(backbone, task, "generate")?;
-    let labels = fewshot_labels(task, examples, None)?;
+    let labels = fewshot_labels(task, examples, labels)?;
     let prompt = s.gen.assemble(&task.tokenizer, &labels, examples, text)?;
     if prompt.ids.len() + max_new_tokens > task.max_seq_len {
         return Err(Error::Input(format!(

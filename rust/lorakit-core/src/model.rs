@@ -277,18 +277,21 @@ impl Model {
         Ok(result)
     }
 
-    /// Generative models: greedy free text after the prompt of `text` and `examples` (up to `max_new_tokens`,
-    /// stopping at EOS). `classify` never lets the model answer freely; this is for inspecting what it would say.
+    /// Generative models: greedy free text after the prompt of `text`, `examples` and `labels` (None: as
+    /// `classify_fewshot` chooses them), up to `max_new_tokens`, stopping at EOS. `classify` never lets the model
+    /// answer freely; this is for inspecting what it would say.
     pub fn generate(
         &self,
         text: &str,
         examples: &[FewShotExample],
+        labels: Option<&[String]>,
         max_new_tokens: usize,
         task: Option<&str>,
     ) -> Result<String> {
         let (_, t) = self.resolve(task)?;
-        self.runtime
-            .install(|| generative::generate(&self.backbone, &t, text, examples, max_new_tokens))
+        self.runtime.install(|| {
+            generative::generate(&self.backbone, &t, text, examples, labels, max_new_tokens)
+        })
     }
 
     /// Tokenize exactly as `classify` does (truncation to max_seq_len, padding to the longest). Generative models:

@@ -225,8 +225,8 @@ fn tokenize_and_next_token_logits_follow_the_prompt() {
         assert!(logits.dim > 100, "vocabulary size {}", logits.dim);
         assert_ne!(logits.row(0), logits.row(1));
         // Greedy generation is deterministic.
-        let text = model.generate("hi", &[], 3, None).unwrap();
-        let again = model.generate("hi", &[], 3, None).unwrap();
+        let text = model.generate("hi", &[], None, 3, None).unwrap();
+        let again = model.generate("hi", &[], None, 3, None).unwrap();
         assert_eq!(text, again);
     }
 }

@@ -142,6 +142,11 @@ pub fn encoding<'py>(py: Python<'py>, e: Encoding) -> PyResult<Bound<'py, PyDict
     Ok(d)
 }
 
+/// Via the shortest decimal form, so 1e-4 reads back as 0.0001 rather than 9.99999974e-05.
+fn shortest_f64(v: f32) -> f64 {
+    v.to_string().parse::<f64>().unwrap_or(v as f64)
+}
+
 pub fn golden_report<'py>(py: Python<'py>, r: &GoldenReport) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("num_texts", r.num_texts)?;
@@ -149,14 +154,10 @@ pub fn golden_report<'py>(py: Python<'py>, r: &GoldenReport) -> PyResult<Bound<'
     d.set_item("argmax_equal", r.argmax_equal)?;
     d.set_item("entities_equal", r.entities_equal)?;
     d.set_item("max_abs_diff", r.max_abs_diff as f64)?;
-    // Via the shortest decimal form, so 1e-4 reads back as 0.0001 rather than 9.99999974e-05.
-    d.set_item(
-        "tolerance",
-        r.tolerance
-            .to_string()
-            .parse::<f64>()
-            .unwrap_or(r.tolerance as f64),
-    )?;
+    d.set_item("tolerance", shortest_f64(r.tolerance))?;
+    // Generative models: the label-probability comparison (None for other tasks).
+    d.set_item("prob_max_abs_diff", r.prob_max_abs_diff.map(f64::from))?;
+    d.set_item("prob_tolerance", r.prob_tolerance.map(shortest_f64))?;
     let worst = PyDict::new(py);
     worst.set_item("row", r.worst.0)?;
     worst.set_item("col", r.worst.1)?;

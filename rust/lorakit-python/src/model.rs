@@ -167,6 +167,33 @@ impl Model {
         classification(py, result, top_k)
     }
 
+    /// Greedy free text after the prompt of `text` (generative tasks; stops at EOS or after `max_new_tokens`).
+    #[pyo3(signature = (text, examples=None, labels=None, max_new_tokens=32, adapter=None))]
+    fn generate(
+        &self,
+        py: Python<'_>,
+        text: String,
+        examples: Option<&Bound<'_, PyAny>>,
+        labels: Option<Vec<String>>,
+        max_new_tokens: usize,
+        adapter: Option<String>,
+    ) -> PyResult<String> {
+        let examples = match examples {
+            Some(given) => crate::generative::examples(given)?,
+            None => Vec::new(),
+        };
+        let model = self.inner.clone();
+        detached(py, move || {
+            model.generate(
+                &text,
+                &examples,
+                labels.as_deref(),
+                max_new_tokens,
+                adapter.as_deref(),
+            )
+        })
+    }
+
     /// float32 `[n, vocab]` logits of the token after each text's prompt (generative tasks).
     #[pyo3(signature = (texts, adapter=None))]
     fn next_token_logits<'py>(
