@@ -6,7 +6,6 @@ KV cache, few-shot prompts, and free generation with the answer parsed as JSON.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, UnsupportedError
+from .errors import UnsupportedError
 from .modeldir import ModelDir
 from .prompt import Example, check_labels, fewshot_labels, parse_answer
 
