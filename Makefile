@@ -41,7 +41,7 @@ $(VENV)/.deps-stamp: pyproject.toml
 	touch $@
 
 $(NATIVE_STAMP): $(VENV)/.deps-stamp $(RUST_SOURCES) $(shell find python -name '*.py' -o -name '*.pyi')
-	$(VENV)/bin/maturin develop --release --extras train,onnx,demo,dev,docs -q
+	$(VENV)/bin/maturin develop --release --extras train,generative,onnx,demo,dev,docs -q
 	touch $@
 
 setup: $(NATIVE_STAMP) ## Create .venv, install Python deps and build the native extension (idempotent)

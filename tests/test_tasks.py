@@ -258,6 +258,6 @@ def test_train_help_shows_the_task_and_defaults(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "{sequence-classification,token-classification,embedding}" in text
+    assert "{sequence-classification,token-classification,embedding,generative}" in text
     assert "(default: sequence-classification)" in text and "(default: mean)" in text
     assert "--normalize, --no-normalize" in text and "(default: True)" in text

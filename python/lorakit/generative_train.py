@@ -88,10 +88,12 @@ def load_causal_lm(base: str, quantize: str | None = None) -> Any:
         return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     if quantize not in QUANTIZE_CHOICES:
         raise LorakitError(f"--quantize {quantize!r}: choose from {', '.join(QUANTIZE_CHOICES)}")
-    try:
-        from transformers import BitsAndBytesConfig
-    except ImportError as exc:
-        raise LorakitError("--quantize 4bit needs bitsandbytes (pip install bitsandbytes)") from exc
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise LorakitError("--quantize 4bit needs bitsandbytes: pip install 'lorakit[generative]'")
+    from transformers import BitsAndBytesConfig
+
     config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32,
                                 bnb_4bit_use_double_quant=False, llm_int8_skip_modules=["lm_head", "embed_tokens"])
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, quantization_config=config,

