@@ -64,7 +64,7 @@ def test_the_serving_install_needs_only_numpy() -> None:
         assert name in train, name
     assert train["torch"] == "torch==2.15.0" and train["seqeval"] == "seqeval==1.2.2"
     assert {"onnx", "demo", "dev", "train", "generative", "docs"} <= set(project["optional-dependencies"])
-    assert "--extras train,onnx,demo,dev" in (ROOT / "Makefile").read_text("utf-8")
+    assert "--extras train,generative,onnx,demo,dev,docs" in (ROOT / "Makefile").read_text("utf-8")
 
 
 def test_the_train_extra_check_knows_every_module_of_the_extra() -> None:
