@@ -140,12 +140,14 @@ def block_lines(container: Any) -> list[str]:
         if not isinstance(block, Table):
             lines.append(block.text)
             continue
-        seen: set[int] = set()
+        # A merged cell is returned once per grid column it spans. The elements are kept, not just their ids: a
+        # freed lxml proxy's id is reused by the next one, which would then be skipped as seen.
+        seen: dict[int, Any] = {}
         for row in block.rows:
             cells = []
             for cell in row.cells:
-                if id(cell._tc) not in seen:  # a merged cell is returned once per grid column it spans
-                    seen.add(id(cell._tc))
+                if id(cell._tc) not in seen:
+                    seen[id(cell._tc)] = cell._tc
                     cells.append(" ".join(block_lines(cell)))
             lines.append(" ".join(cells))
     return lines
