@@ -132,7 +132,7 @@ func TestPollServesAModelCopiedManifestFirst(t *testing.T) {
 func TestFieldNamesAreCaseSensitive(t *testing.T) {
 	h := loaded(t, &fakeLoader{})
 	cases := []struct{ path, body, field string }{
-		{"/api/v1/classify/batch", `{"teXts": ["00"], "tAsk_tYpe": "intent"}`, "teXts"},
+		{"/api/v1/classify/batch", `{"teXts": ["00"], "tAsk_tYpe": "intent"}`, "tAsk_tYpe"}, // the first in sorted order
 		{"/api/v1/classify", `{"text": "a", "task": "intent", "options": {"Return_Probabilities": true}}`, "Return_Probabilities"},
 		{"/api/v1/classify/intent", `{"Text": "a"}`, "Text"},
 		{"/predict", `{"Inputs": "a"}`, "Inputs"},

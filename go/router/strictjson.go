@@ -3,7 +3,9 @@ package router
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -25,12 +27,13 @@ func exactKeys(raw json.RawMessage, t reflect.Type) error {
 			return nil // not an object (null): the decoder already judged it
 		}
 		fields := jsonFields(t)
-		for key, value := range obj {
+		// Sorted, so that a body with several wrong names always gets the same error.
+		for _, key := range slices.Sorted(maps.Keys(obj)) {
 			ft, ok := fields[key]
 			if !ok {
 				return fmt.Errorf("unknown field %q", key)
 			}
-			if err := exactKeys(value, ft); err != nil {
+			if err := exactKeys(obj[key], ft); err != nil {
 				return fmt.Errorf("%s: %w", key, err)
 			}
 		}
