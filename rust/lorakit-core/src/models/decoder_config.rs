@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::heads::ClassificationHead;
 use crate::models::decoder::{Decoder, DecoderModel, DecoderSpec, RopeSpec};
-use crate::models::{ArchConfig, Architecture, Encoder};
+use crate::models::{ArchConfig, Architecture, ArchitectureInfo, Encoder, ParseConfig};
 use crate::weights::Weights;
 
 pub(crate) const SLIDING: &str = "sliding_attention";
@@ -25,6 +25,30 @@ pub(crate) const DECODER_TARGETS: &[&str] = &[
     "up_proj",
     "down_proj",
 ];
+
+/// The registry entry of a causal LM: the `*ForCausalLM` layout (decoder under `model.`), LoRA on the seven
+/// projections, no head modules (the LM head is the tied embedding or `lm_head`, never trained).
+pub(crate) const fn decoder_architecture(
+    model_type: &'static str,
+    parse: ParseConfig,
+) -> Architecture {
+    Architecture {
+        info: ArchitectureInfo {
+            model_type,
+            aliases: &[],
+            default_target_modules: DECODER_TARGETS,
+            head_modules: &[],
+            token_head_modules: &[],
+            pooling: "none",
+            causal_lm: true,
+        },
+        encoder_prefix: "model",
+        anchor: "embed_tokens.weight",
+        base_head_modules: &[],
+        unused: &[],
+        parse,
+    }
+}
 
 /// One RoPE parameter dict (`{"rope_type", "rope_theta", "factor"}`; null = defaults): `default` and `linear`
 /// are reproduced, every other type is Unsupported.

@@ -10,27 +10,12 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::models::decoder::{DecoderSpec, LayerSpec, NormStyle, SpecialTokens};
 use crate::models::decoder_config::{
-    is_nested, rope_spec, token_id, DecoderArchConfig, DECODER_TARGETS, FULL, SLIDING,
+    decoder_architecture, is_nested, rope_spec, token_id, DecoderArchConfig, FULL, SLIDING,
 };
-use crate::models::{parse_json, ArchConfig, Architecture, ArchitectureInfo};
+use crate::models::{parse_json, ArchConfig, Architecture};
 use crate::nn::Activation;
 
-pub(crate) static ARCHITECTURE: Architecture = Architecture {
-    info: ArchitectureInfo {
-        model_type: "qwen3",
-        aliases: &[],
-        default_target_modules: DECODER_TARGETS,
-        head_modules: &[],
-        token_head_modules: &[],
-        pooling: "none",
-        causal_lm: true,
-    },
-    encoder_prefix: "model",
-    anchor: "embed_tokens.weight",
-    base_head_modules: &[],
-    unused: &[],
-    parse,
-};
+pub(crate) static ARCHITECTURE: Architecture = decoder_architecture("qwen3", parse);
 
 /// Field names and defaults of transformers' `Qwen3Config`.
 #[derive(Deserialize)]
