@@ -149,28 +149,42 @@ func cosine(a, b []float32) float64 {
 	return math.Max(-1, math.Min(1, dot/math.Sqrt(na*nb)))
 }
 
-// resolveEmbedder finds the embedding model a request names (a serving task or model id), or the only one
-// loaded when it names none; the errors list the choices.
+// resolveEmbedder finds the embedding model a request names, or the only one loaded when it names none.
 func resolveEmbedder(g *generation, name string) (*LoadedModel, string, *apiError) {
-	choices := g.tasksOf(discovery.TaskEmbedding)
+	return resolveOfKind(g, name, modelKind{
+		task: discovery.TaskEmbedding, singular: "embedding", plural: "embedding", wrong: ", not an embedding model",
+	})
+}
+
+// modelKind names the models a route serves, for resolveOfKind and its errors.
+type modelKind struct {
+	task             string // discovery task
+	singular, plural string // "no <singular> model is loaded", "2 <plural> models are loaded"
+	wrong            string // after "... a <kind> model" when the named model serves another task
+}
+
+// resolveOfKind finds the model of kind k a request names (a serving task or model id), or the only one loaded
+// when it names none; the errors list the choices.
+func resolveOfKind(g *generation, name string, k modelKind) (*LoadedModel, string, *apiError) {
+	choices := g.tasksOf(k.task)
 	listed := strings.Join(choices, ", ")
 	if name == "" {
 		switch len(choices) {
 		case 0:
-			return nil, "", errorf(http.StatusServiceUnavailable, codeNoModels, "no embedding model is loaded")
+			return nil, "", errorf(http.StatusServiceUnavailable, codeNoModels, "no %s model is loaded", k.singular)
 		case 1:
 			return g.byTask[choices[0]], choices[0], nil
 		}
 		return nil, "", errorf(http.StatusBadRequest, codeInvalidRequest,
-			"%d embedding models are loaded: name one with \"model\" (choices: %s)", len(choices), listed)
+			"%d %s models are loaded: name one with \"model\" (choices: %s)", len(choices), k.plural, listed)
 	}
 	m := g.resolve(name)
 	switch {
 	case m == nil:
-		return nil, "", errorf(http.StatusNotFound, codeUnknownTask, "no task or model named %q (embedding models: %s)", name, listed)
-	case m.Kind() != discovery.TaskEmbedding:
+		return nil, "", errorf(http.StatusNotFound, codeUnknownTask, "no task or model named %q (%s models: %s)", name, k.plural, listed)
+	case m.Kind() != k.task:
 		return nil, "", errorf(http.StatusBadRequest, codeInvalidRequest,
-			"%q is served by %s, a %s model, not an embedding model (embedding models: %s)", name, m.Info.ID, m.Kind(), listed)
+			"%q is served by %s, a %s model%s (%s models: %s)", name, m.Info.ID, m.Kind(), k.wrong, k.plural, listed)
 	}
 	return m, name, nil
 }

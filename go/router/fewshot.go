@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/lorakit/lorakit/go/discovery"
@@ -167,31 +166,12 @@ func (s *Server) checkLabelCount(m *LoadedModel, examples []Example) *apiError {
 	return nil
 }
 
-// resolveGenerative finds the generative model a request names (a serving task or model id), or the only one
-// loaded when it names none; the errors list the choices.
+// resolveGenerative finds the generative model a request names, or the only one loaded when it names none.
 func resolveGenerative(g *generation, name string) (*LoadedModel, string, *apiError) {
-	choices := g.tasksOf(discovery.TaskGenerativeClassification)
-	listed := strings.Join(choices, ", ")
-	if name == "" {
-		switch len(choices) {
-		case 0:
-			return nil, "", errorf(http.StatusServiceUnavailable, codeNoModels, "no generative classification model is loaded")
-		case 1:
-			return g.byTask[choices[0]], choices[0], nil
-		}
-		return nil, "", errorf(http.StatusBadRequest, codeInvalidRequest,
-			"%d generative models are loaded: name one with \"model\" (choices: %s)", len(choices), listed)
-	}
-	m := g.resolve(name)
-	switch {
-	case m == nil:
-		return nil, "", errorf(http.StatusNotFound, codeUnknownTask, "no task or model named %q (generative models: %s)", name, listed)
-	case m.Kind() != discovery.TaskGenerativeClassification:
-		return nil, "", errorf(http.StatusBadRequest, codeInvalidRequest,
-			"%q is served by %s, a %s model: few-shot needs a generative classification model (generative models: %s)",
-			name, m.Info.ID, m.Kind(), listed)
-	}
-	return m, name, nil
+	return resolveOfKind(g, name, modelKind{
+		task: discovery.TaskGenerativeClassification, singular: "generative classification", plural: "generative",
+		wrong: ": few-shot needs a generative classification model",
+	})
 }
 
 // fewShot runs the model and checks its answer before anything is encoded.
