@@ -29,12 +29,20 @@ func (m *Model) Embed(texts []string) (*Embeddings, error) { return m.EmbedWith(
 // EmbedWith runs the named adapter ("" = the default task). A task of another kind is ErrInput naming the
 // call it needs.
 func (m *Model) EmbedWith(adapter string, texts []string) (*Embeddings, error) {
+	return m.matrixCall(adapter, texts, func(a *C.char, batch *cTexts, res **C.LorakitEmbeddings, msg **C.char) C.LorakitStatus {
+		return C.lorakit_model_embed(m.handle, a, batch.pointer(), batch.count(), res, msg)
+	})
+}
+
+// matrixCall runs a native call that answers a [texts, width] matrix (embeddings, next-token logits) and copies
+// it into Go memory.
+func (m *Model) matrixCall(adapter string, texts []string,
+	call func(*C.char, *cTexts, **C.LorakitEmbeddings, **C.char) C.LorakitStatus) (*Embeddings, error) {
 	var out *Embeddings
 	err := m.taskCall(adapter, texts, func(cAdapter *C.char, batch *cTexts) error {
 		var res *C.LorakitEmbeddings
 		var message *C.char
-		status := C.lorakit_model_embed(m.handle, cAdapter, batch.pointer(), batch.count(), &res, &message)
-		if err := statusError(status, message); err != nil {
+		if err := statusError(call(cAdapter, batch, &res, &message), message); err != nil {
 			return err
 		}
 		defer C.lorakit_embeddings_free(res)

@@ -61,17 +61,7 @@ func (m *Model) NextTokenLogits(texts []string) (*Embeddings, error) {
 
 // NextTokenLogitsWith is NextTokenLogits with the named adapter ("" = the default task).
 func (m *Model) NextTokenLogitsWith(adapter string, texts []string) (*Embeddings, error) {
-	var out *Embeddings
-	err := m.taskCall(adapter, texts, func(cAdapter *C.char, batch *cTexts) error {
-		var res *C.LorakitEmbeddings
-		var message *C.char
-		status := C.lorakit_model_next_token_logits(m.handle, cAdapter, batch.pointer(), batch.count(), &res, &message)
-		if err := statusError(status, message); err != nil {
-			return err
-		}
-		defer C.lorakit_embeddings_free(res)
-		out = copyEmbeddings(res)
-		return nil
+	return m.matrixCall(adapter, texts, func(a *C.char, batch *cTexts, res **C.LorakitEmbeddings, msg **C.char) C.LorakitStatus {
+		return C.lorakit_model_next_token_logits(m.handle, a, batch.pointer(), batch.count(), res, msg)
 	})
-	return out, err
 }
