@@ -8,6 +8,7 @@ pub(crate) mod debertav2;
 pub(crate) mod decoder;
 pub(crate) mod decoder_config;
 pub(crate) mod gemma3;
+mod kv_cache;
 pub(crate) mod modernbert;
 pub(crate) mod qwen3;
 pub(crate) mod roberta;
