@@ -21,6 +21,7 @@ mod model;
 mod models;
 mod nn;
 mod outputs;
+mod prompt;
 mod runtime;
 mod task;
 mod tensors;
@@ -31,11 +32,11 @@ mod weights;
 pub use causal_lm::CausalLm;
 pub use entities::{mask_entities, Entity};
 pub use error::{Error, ErrorKind, Result};
-pub use generative::FewShotExample;
 pub use locate::{resolve_base, BASES_ENV};
 pub use model::{Model, TaskInfo};
 pub use models::{architectures, max_positions, ArchitectureInfo};
 pub use outputs::{Classification, Embeddings, Encoding, GoldenReport, TokenClassification};
+pub use prompt::FewShotExample;
 
 /// Where tensors live and compute runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
