@@ -102,6 +102,8 @@ type LoadedModel struct {
 	Dim int
 	// GoldenVerified is true when the model reproduced its golden vectors at load.
 	GoldenVerified bool
+	// batcher coalesces the Classifier's requests (nil: batching off); set before the generation is served.
+	batcher *batcher
 }
 
 // Kind is the model's manifest task.

@@ -17,6 +17,12 @@ const unmatchedRoute = "unmatched"
 // latencyBuckets (seconds) cover sub-millisecond tiny models up to long batches.
 var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
+// batchBuckets (texts per core call) are powers of two up to the largest batch limit.
+var batchBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256}
+
+// waitBuckets (seconds) resolve the batching wait (milliseconds) and the queueing behind a running call.
+var waitBuckets = []float64{0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+
 // metrics is the router's own Prometheus registry (one per Server, so tests and embedders never share
 // state). Label values are bounded: route from the registered route table, code from HTTP status codes,
 // model and task from the current generation (series of models that left are deleted at the swap).
@@ -29,10 +35,14 @@ type metrics struct {
 	embedded  *prometheus.CounterVec
 	reloads   *prometheus.CounterVec
 	inFlight  prometheus.Gauge
-	models    prometheus.Gauge
-	tasks     prometheus.Gauge
-	gen       prometheus.Gauge
-	lastLoad  prometheus.Gauge
+	// Dynamic batching (batcher.go).
+	queueDepth prometheus.Gauge
+	batchSize  *prometheus.HistogramVec
+	batchWait  *prometheus.HistogramVec
+	models     prometheus.Gauge
+	tasks      prometheus.Gauge
+	gen        prometheus.Gauge
+	lastLoad   prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -59,6 +69,17 @@ func newMetrics() *metrics {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lorakit_router_reloads_total", Help: "Model generation loads by result (the initial load included).",
 		}, []string{"result"}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lorakit_router_batch_queue_depth", Help: "Classify requests waiting to join a coalesced core call.",
+		}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lorakit_router_batch_size", Help: "Texts per core classify call, by model id.",
+			Buckets: batchBuckets,
+		}, []string{"model"}),
+		batchWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lorakit_router_batch_wait_seconds", Help: "Time a classify request waited in the batch queue before its core call, by model id.",
+			Buckets: waitBuckets,
+		}, []string{"model"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lorakit_router_in_flight_requests", Help: "Requests being served."}),
 		models:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "lorakit_router_models_loaded", Help: "Models in the current generation."}),
 		tasks:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "lorakit_router_tasks_served", Help: "Serving tasks in the current generation."}),
@@ -77,6 +98,7 @@ func newMetrics() *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
 		m.requests, m.latency, m.inference, m.texts, m.embedded, m.reloads,
+		m.queueDepth, m.batchSize, m.batchWait,
 		m.inFlight, m.models, m.tasks, m.gen, m.lastLoad, uptime,
 	)
 	return m
@@ -101,6 +123,16 @@ func (m *metrics) observeInference(model string, d time.Duration) {
 	m.inference.WithLabelValues(model).Observe(d.Seconds())
 }
 
+// observeBatch records the texts of one core classify call of model id.
+func (m *metrics) observeBatch(model string, texts int) {
+	m.batchSize.WithLabelValues(model).Observe(float64(texts))
+}
+
+// observeWait records how long one request queued before its coalesced call started.
+func (m *metrics) observeWait(model string, d time.Duration) {
+	m.batchWait.WithLabelValues(model).Observe(d.Seconds())
+}
+
 func (m *metrics) observeTexts(task string, n int) { m.texts.WithLabelValues(task).Add(float64(n)) }
 
 func (m *metrics) observeEmbedded(task string, n int) {
@@ -118,6 +150,8 @@ func (m *metrics) setGeneration(prev, g *generation) {
 	for id := range prev.byID {
 		if _, kept := g.byID[id]; !kept {
 			m.inference.DeleteLabelValues(id)
+			m.batchSize.DeleteLabelValues(id)
+			m.batchWait.DeleteLabelValues(id)
 		}
 	}
 	for task := range prev.byTask {

@@ -49,10 +49,11 @@ func (s *Server) classifyRaw(ctx context.Context, m *LoadedModel, timing TaskTim
 		s.logger.ErrorContext(ctx, "model without a runner for its task", "model", m.Info.ID, "kind", m.Kind())
 		return nil, timing, errorf(http.StatusInternalServerError, codeInternal, "model %s cannot classify", m.Info.ID)
 	}
-	start := time.Now()
-	out, err := m.Classifier.Classify(texts)
-	timing.InferenceMS = msSince(start)
-	s.metrics.observeInference(m.Info.ID, time.Since(start))
+	out, ms, err := s.classifyCall(ctx, m, texts)
+	timing.InferenceMS = ms
+	if e := batchFailure(ctx, task, m, err); e != nil {
+		return nil, timing, e
+	}
 	if err != nil {
 		return nil, timing, s.modelFailure(ctx, task, m, err)
 	}

@@ -50,6 +50,9 @@ type Config struct {
 	// LoadTimeout bounds the loading step of a reload (0 = unbounded); past it the reload fails with
 	// ErrLoadTimeout and the current generation keeps serving.
 	LoadTimeout time.Duration
+	// Batching coalesces concurrent classify requests per model (batcher.go); its zero value turns it off.
+	// With Wait set, zero limits take DefaultBatching's.
+	Batching Batching
 }
 
 // Server owns the current generation of models and the HTTP API over it.
@@ -93,6 +96,17 @@ func New(cfg Config) (*Server, error) {
 	}
 	if err := cfg.Limits.validate(); err != nil {
 		return nil, fmt.Errorf("router: %w", err)
+	}
+	if err := cfg.Batching.validate(); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	if defBatch := DefaultBatching(); cfg.Batching.Wait > 0 {
+		if cfg.Batching.MaxTexts == 0 {
+			cfg.Batching.MaxTexts = defBatch.MaxTexts
+		}
+		if cfg.Batching.MaxTokens == 0 {
+			cfg.Batching.MaxTokens = defBatch.MaxTokens
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -157,7 +171,9 @@ func (s *Server) build(ctx context.Context) (*generation, error) {
 		return nil, fmt.Errorf("none of the %d discovered models loaded; first error: %w", len(set.Failed), set.Failed[0].Err)
 	}
 	s.nextID++
-	return newGeneration(s.nextID, cat, set, s.cfg.Priority, s.logger), nil
+	g := newGeneration(s.nextID, cat, set, s.cfg.Priority, s.logger)
+	s.startBatching(g)
+	return g, nil
 }
 
 // Poll rescans every interval while ctx lives and reloads when the manifests under the root changed.
