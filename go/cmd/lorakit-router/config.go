@@ -32,6 +32,7 @@ type config struct {
 	followSymlinks  bool
 	readTimeout     time.Duration
 	loadTimeout     time.Duration
+	batching        router.Batching
 }
 
 var devicePattern = regexp.MustCompile(`^(cpu|cuda(:[0-9]+)?)$`)
@@ -111,6 +112,10 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	fs.BoolVar(&cfg.followSymlinks, "follow-symlinks", false, "serve model directories and files whose symlinks lead outside --models (default: skipped)")
 	fs.DurationVar(&cfg.readTimeout, "read-timeout", discovery.DefaultReadTimeout, "most time one model directory may take to read at a scan (a hung filesystem is skipped, not waited for)")
 	fs.DurationVar(&cfg.loadTimeout, "load-timeout", 10*time.Minute, "most time the loading step of a reload may take (past it the reload fails and the current models keep serving)")
+	defBatch := router.DefaultBatching()
+	fs.DurationVar(&cfg.batching.Wait, "batch-wait", defBatch.Wait, "longest a classify request waits for others to share its core call (0 disables dynamic batching)")
+	fs.IntVar(&cfg.batching.MaxTexts, "batch-max-texts", defBatch.MaxTexts, "most texts in one coalesced core call")
+	fs.IntVar(&cfg.batching.MaxTokens, "batch-max-tokens", defBatch.MaxTokens, "most padded tokens (texts x longest text) in one coalesced core call")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -139,6 +144,9 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	}
 	if cfg.readTimeout <= 0 || cfg.loadTimeout <= 0 {
 		errs = append(errs, errors.New("--read-timeout and --load-timeout must be positive"))
+	}
+	if cfg.batching.Wait < 0 || cfg.batching.MaxTexts <= 0 || cfg.batching.MaxTokens <= 0 {
+		errs = append(errs, errors.New("--batch-wait must not be negative, --batch-max-texts and --batch-max-tokens must be positive"))
 	}
 	if cfg.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))

@@ -48,7 +48,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	logger.Info("starting", "version", lorakit.Version(), "models", cfg.models, "device", cfg.device,
 		"threads", cfg.threads, "verify_golden", cfg.verifyGolden, "priority", cfg.priority,
-		"architectures", served)
+		"architectures", served, "batch_wait", cfg.batching.Wait.String(), "batch_max_texts", cfg.batching.MaxTexts,
+		"batch_max_tokens", cfg.batching.MaxTokens)
 
 	// Bound before anything loads: a taken port fails in milliseconds, not after minutes of loading, and
 	// /health answers "loading" (503) while the models load.
@@ -68,6 +69,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 			FollowSymlinks: cfg.followSymlinks, ReadTimeout: cfg.readTimeout},
 		Compat:      cfg.compat,
 		LoadTimeout: cfg.loadTimeout,
+		Batching:    cfg.batching,
 	})
 	if err != nil {
 		ln.Close()

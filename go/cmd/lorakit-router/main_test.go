@@ -16,6 +16,7 @@ import (
 	"github.com/lorakit/lorakit/go/discovery"
 	"github.com/lorakit/lorakit/go/lorakit"
 	"github.com/lorakit/lorakit/go/lorakit/lorakittest"
+	"github.com/lorakit/lorakit/go/router"
 	"github.com/lorakit/lorakit/go/router/routertest"
 )
 
@@ -79,18 +80,21 @@ func (b *safeBuffer) String() string {
 
 func TestUsageErrors(t *testing.T) {
 	cases := map[string][]string{
-		"no models":     {},
-		"unknown flag":  {"--models", "x", "--colour"},
-		"bad priority":  {"--models", "x", "--priority", "bert,,roberta"},
-		"bad alias":     {"--models", "x", "--alias", "intent"},
-		"alias to all":  {"--models", "x", "--alias", "intent=all"},
-		"zero batch":    {"--models", "x", "--max-batch", "0"},
-		"neg threads":   {"--models", "x", "--threads", "-1"},
-		"bad log level": {"--models", "x", "--log-level", "loud"},
-		"extra args":    {"--models", "x", "serve"},
-		"bad device":    {"--models", "x", "--device", "gpu"},
-		"zero timeout":  {"--models", "x", "--read-timeout", "0s"},
-		"neg load time": {"--models", "x", "--load-timeout", "-1s"},
+		"no models":         {},
+		"unknown flag":      {"--models", "x", "--colour"},
+		"bad priority":      {"--models", "x", "--priority", "bert,,roberta"},
+		"bad alias":         {"--models", "x", "--alias", "intent"},
+		"alias to all":      {"--models", "x", "--alias", "intent=all"},
+		"zero batch":        {"--models", "x", "--max-batch", "0"},
+		"neg threads":       {"--models", "x", "--threads", "-1"},
+		"bad log level":     {"--models", "x", "--log-level", "loud"},
+		"extra args":        {"--models", "x", "serve"},
+		"bad device":        {"--models", "x", "--device", "gpu"},
+		"zero timeout":      {"--models", "x", "--read-timeout", "0s"},
+		"neg load time":     {"--models", "x", "--load-timeout", "-1s"},
+		"neg batch wait":    {"--models", "x", "--batch-wait", "-1ms"},
+		"zero batch texts":  {"--models", "x", "--batch-max-texts", "0"},
+		"zero batch tokens": {"--models", "x", "--batch-max-tokens", "0"},
 	}
 	for name, args := range cases {
 		var stderr safeBuffer
@@ -353,4 +357,27 @@ func manifestName(t *testing.T, root, id string) string {
 		t.Fatal(err)
 	}
 	return m.Name
+}
+
+// Dynamic batching is on by default; --help shows the defaults and --batch-wait 0 turns it off.
+func TestBatchingFlags(t *testing.T) {
+	var stderr safeBuffer
+	cfg, err := parseFlags([]string{"--models", "x"}, &stderr, []string{"bert"})
+	if err != nil || cfg.batching != (router.Batching{Wait: 2 * time.Millisecond, MaxTexts: 32, MaxTokens: 4096}) {
+		t.Fatalf("defaults: %+v %v", cfg.batching, err)
+	}
+	cfg, err = parseFlags([]string{"--models", "x", "--batch-wait", "0", "--batch-max-texts", "8", "--batch-max-tokens", "512"}, &stderr, []string{"bert"})
+	if err != nil || cfg.batching != (router.Batching{MaxTexts: 8, MaxTokens: 512}) {
+		t.Fatalf("set: %+v %v", cfg.batching, err)
+	}
+	var help safeBuffer
+	if _, err := parseFlags([]string{"--help"}, &help, []string{"bert"}); err == nil {
+		t.Fatal("--help parsed as a configuration")
+	}
+	for _, want := range []string{"-batch-wait duration", "(default 2ms)", "-batch-max-texts int", "(default 32)",
+		"-batch-max-tokens int", "(default 4096)"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, help.String())
+		}
+	}
 }
