@@ -26,14 +26,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bench_inference_logic import (
     ADAPTER_COPIES,
     BACKENDS,
-    BANKING77,
     BANKING77_CSV,
     CASES,
     PYTHON_BACKENDS,
@@ -45,17 +43,17 @@ from bench_inference_logic import (
     check_rows,
     cpu_summary,
     machine_line,
-    machine_path,
     memory_report,
     memory_rows,
     memory_targets,
     names,
     row,
-    speed_table,
+    speed_report,
     speed_targets,
     tail,
     tensor_bytes,
     token_counter,
+    write_json,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -326,12 +324,14 @@ def rss_mib() -> float:
 
 
 def memory_child(mode: str, model_dir: Path, base_dir: Path, copies: int) -> dict[str, Any]:
+    """RSS growth of loading one way, measured before any call (a bare base takes no call), then after one call."""
     from lorakit import native
 
     before = rss_mib()
     add_ms: list[float] = []
     if mode == "merged":
         models = [native.Model.load(model_dir, merged=True, threads=1) for _ in range(copies)]
+        loaded = rss_mib() - before
         models[0].classify(["warm up"])
     else:
         base = native.Model.load_base(base_dir, threads=1)
@@ -339,9 +339,11 @@ def memory_child(mode: str, model_dir: Path, base_dir: Path, copies: int) -> dic
             t0 = time.perf_counter()
             base.add_adapter(f"adapter{i}", model_dir)
             add_ms.append((time.perf_counter() - t0) * 1e3)
+        loaded = rss_mib() - before
         if add_ms:
             base.classify(["warm up"], adapter="adapter0")
-    return {"mode": mode, "copies": copies, "rss_mib": round(rss_mib() - before, 2), "add_ms": add_ms}
+    return {"mode": mode, "copies": copies, "rss_mib": round(loaded, 2),
+            "rss_after_call_mib": round(rss_mib() - before, 2), "add_ms": add_ms}
 
 
 def run_memory(model_dir: Path, copies: int) -> dict[str, Any]:
@@ -363,7 +365,10 @@ def run_memory(model_dir: Path, copies: int) -> dict[str, Any]:
     adapter = model_dir / "adapter_model.safetensors"
     add_ms = results["adapters"]["add_ms"]
     return {"copies": copies, "base_mib": results["base"]["rss_mib"], "adapters_mib": results["adapters"]["rss_mib"],
-            "merged_mib": results["merged"]["rss_mib"], "adapter_file_mib": round(adapter.stat().st_size / 2**20, 3),
+            "merged_mib": results["merged"]["rss_mib"],
+            "adapters_after_call_mib": results["adapters"]["rss_after_call_mib"],
+            "merged_after_call_mib": results["merged"]["rss_after_call_mib"],
+            "adapter_file_mib": round(adapter.stat().st_size / 2**20, 3),
             "adapter_tensor_mib": round(tensor_bytes(adapter) / 2**20, 3), "add_ms": [round(t, 3) for t in add_ms],
             "add_ms_median": round(statistics.median(add_ms), 3)}
 
@@ -453,8 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(machine_line(machine))
                 print(memory_report(memory))
                 rows: list[dict[str, Any]] = memory_rows(memory)
-                meta: dict[str, Any] = {"memory": memory, "targets": [asdict(t) | {"met": t.met}
-                                                                      for t in memory_targets(memory)]}
+                meta: dict[str, Any] = {"memory": memory, "targets": [t.as_json() for t in memory_targets(memory)]}
             else:
                 manifest = read_manifest(args.model)
                 if manifest.task != "sequence_classification" or manifest.max_seq_len < 128:
@@ -463,29 +467,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 count = token_counter(fast_tokenizer(args.model, manifest.max_seq_len))
                 cases, notes = build_cases(count, args.cases, args.banking77, args.seed)
                 rows, skipped = run_speed(args, cases, scratch, notes)
-                targets = speed_targets(rows)
-                print(machine_line(machine))
-                print(speed_table(rows, skipped))
-                for c in cases:
-                    if c["name"] == BANKING77:
-                        print(f"{BANKING77}: {c['batch']} texts sampled with seed {args.seed} from {args.banking77}, "
-                              f"{c['mean_tokens']:.1f} tokens on average, longest {c['seq_len']}")
-                for note in notes:
-                    print(f"note: {note}")
-                print("\n".join(t.line() for t in targets))
+                machine["loadavg_end"] = list(os.getloadavg())
+                print(speed_report(rows, skipped, cases, notes, machine, f"seed {args.seed} from {args.banking77}"))
                 meta = {"cases": [{k: v for k, v in c.items() if k != "texts"} for c in cases], "notes": notes,
-                        "skipped": skipped, "targets": [asdict(t) | {"met": t.met} for t in targets]}
+                        "skipped": skipped, "targets": [t.as_json() for t in speed_targets(rows)]}
         except BenchError as exc:
             print(f"bench_inference: error: {exc}", file=sys.stderr)
             return 1
     if args.json:
-        machine["loadavg_end"] = list(os.getloadavg())
+        machine.setdefault("loadavg_end", list(os.getloadavg()))
         settings = {k: getattr(args, k) for k in ("threads", "warmup", "repeats", "budget", "clients",
                                                    "router_duration", "seed", "backends")}
-        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-        machine_path(args.json).write_text(json.dumps({"machine": machine, "settings": settings, **meta},
-                                                      indent=2, default=str) + "\n", encoding="utf-8")
-        progress(f"wrote {args.json} and {machine_path(args.json)}")
+        side = write_json(args.json, rows, {"machine": machine, "settings": settings, **meta})
+        progress(f"wrote {args.json} and {side}")
     return 0
 
 

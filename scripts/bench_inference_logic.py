@@ -12,7 +12,7 @@ import random
 import statistics
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,9 @@ class Target:
             return None
         return self.value <= self.limit if self.at_most else self.value >= self.limit
 
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "met": self.met}
+
     def line(self) -> str:
         state = {True: "met", False: "MISSED", None: "n/a"}[self.met]
         op = "<=" if self.at_most else ">="
@@ -203,6 +206,22 @@ def speed_table(rows: Sequence[dict[str, Any]], skipped: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def speed_report(rows: Sequence[dict[str, Any]], skipped: dict[str, str], cases: Sequence[dict[str, Any]],
+                 notes: Sequence[str], machine: dict[str, Any], sample: str) -> str:
+    """What a speed run prints: the machine, the table, how the mixed-length batch was drawn, notes, the targets."""
+    load = machine.get("loadavg_start", [None])[0], machine.get("loadavg_end", [None])[0]
+    out = [machine_line(machine)]
+    if None not in load:
+        out.append(f"load average (1 min): {load[0]:.2f} before the run, {load[1]:.2f} after, on "
+                   f"{machine.get('logical_cpus')} logical CPUs (a load before the run is other work sharing them)")
+    out.append(speed_table(rows, skipped))
+    out += [f"{c['name']}: {c['batch']} texts sampled with {sample}, {c['mean_tokens']:.1f} tokens on average, "
+            f"longest {c['seq_len']}" for c in cases if c["name"] == BANKING77]
+    out += [f"note: {note}" for note in notes]
+    out += [t.line() for t in speed_targets(rows)]
+    return "\n".join(out)
+
+
 def cpu_summary(cpuinfo: str) -> dict[str, Any]:
     """CPU model, physical cores and the SIMD flags that pick kernels, from /proc/cpuinfo text."""
     model, flags, cores = "unknown", set(), set()
@@ -256,9 +275,10 @@ def memory_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
 def memory_report(m: dict[str, Any]) -> str:
     n = m["copies"]
     return "\n".join([
-        f"{'base alone':<26} {m['base_mib']:8.1f} MiB RSS",
-        f"{f'base + {n} adapters':<26} {m['adapters_mib']:8.1f} MiB RSS",
-        f"{f'{n} merged models':<26} {m['merged_mib']:8.1f} MiB RSS",
+        f"{'base alone':<26} {m['base_mib']:8.1f} MiB RSS (growth from loading, before any call)",
+        f"{f'base + {n} adapters':<26} {m['adapters_mib']:8.1f} MiB RSS ({m['adapters_after_call_mib']:.1f} after "
+        "one call)",
+        f"{f'{n} merged models':<26} {m['merged_mib']:8.1f} MiB RSS ({m['merged_after_call_mib']:.1f} after one call)",
         f"{'adapter':<26} {m['adapter_file_mib']:8.2f} MiB file, {m['adapter_tensor_mib']:.2f} MiB tensors",
         f"{'add adapter':<26} {m['add_ms_median']:8.2f} ms median ({', '.join(f'{t:.1f}' for t in m['add_ms'])})",
         *(t.line() for t in memory_targets(m)),
@@ -276,4 +296,12 @@ def names(value: str, allowed: Sequence[str], what: str) -> list[str]:
 
 def machine_path(out: Path) -> Path:
     return out.with_name(out.stem + ".machine.json")
+
+
+def write_json(out: Path, rows: Sequence[dict[str, Any]], sidecar: dict[str, Any]) -> Path:
+    """The rows as a plain JSON list (what consumers of --json read) and the run's machine and targets beside it."""
+    out.write_text(json.dumps(list(rows), indent=2) + "\n", encoding="utf-8")
+    side = machine_path(out)
+    side.write_text(json.dumps(sidecar, indent=2, default=str) + "\n", encoding="utf-8")
+    return side
 
