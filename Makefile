@@ -113,8 +113,8 @@ lint: setup $(IN_TREE_PCS) ## Static checks: clippy, rustfmt, ruff, mypy, stubte
 	run sh -c 'files=$$(gofmt -l go); test -z "$$files" || { echo "gofmt -l (run gofmt -w on these):"; echo "$$files"; false; }'; \
 	if [ -n "$$failed" ]; then printf "lint failed:$$failed\n"; exit 1; fi
 
-bench: setup ffi ## Inference benchmark: native vs torch vs ONNX Runtime (writes bench.json)
-	$(PY) scripts/bench_inference.py --json bench.json
+bench: setup ffi ## Inference benchmark, each backend in its own process (bench.json; BENCH_ARGS="--backends ...")
+	$(PY) scripts/bench_inference.py --json bench.json $(BENCH_ARGS)
 
 clean: ## Remove build outputs and generated fixtures
 	rm -rf target .fixtures $(VENV)
