@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// Batching coalesces concurrent classify requests for one model into one core call: a request waits at most
-// Wait for others to join, and a call holds at most MaxTexts texts and MaxTokens padded tokens (texts x the
-// longest text's tokens). A request is never split across calls; one larger than the limits runs alone.
+// Batching coalesces concurrent classify requests for one model into one core call. A request waits at most
+// Wait for others to join (counted from its arrival, or from the end of the model's previous call when that
+// is later); a call holds at most MaxTexts texts and MaxTokens padded tokens (texts x the longest text's
+// tokens, estimated from its bytes). A request is never split across calls; one over the limits runs alone.
 type Batching struct {
 	Wait      time.Duration // 0 disables coalescing: every request makes its own core call
 	MaxTexts  int
@@ -29,12 +30,6 @@ func (b Batching) validate() error {
 		return fmt.Errorf("batching settings must not be negative: %+v", b)
 	}
 	return nil
-}
-
-// TokenCounter is an optional extension of a Classifier: the tokens each text will use (after truncation),
-// so a coalesced call keeps to its token budget. Without it the batcher estimates from the text's bytes.
-type TokenCounter interface {
-	CountTokens(texts []string) ([]int, error)
 }
 
 // errRetired answers a queued request whose generation closed before its call could start.
@@ -128,18 +123,11 @@ func (b *batcher) classify(ctx context.Context, texts []string) (*Output, float6
 	}
 }
 
-// longest is the token count of the longest text: from the core when the runner counts tokens, else an
-// estimate (about 4 bytes a token plus 2 special tokens, capped at the manifest's max_seq_len).
+// longest estimates the tokens of the longest text: about 4 bytes a token plus 2 special tokens, capped at
+// the manifest's max_seq_len. Asking the core's tokenizer instead would queue the count behind the running
+// call on the shared compute pool, and the late arrivals would split every call in two.
 func (b *batcher) longest(texts []string) int {
-	best := 0
-	if c, ok := b.m.Classifier.(TokenCounter); ok {
-		if counts, err := c.CountTokens(texts); err == nil && len(counts) == len(texts) {
-			for _, n := range counts {
-				best = max(best, n)
-			}
-			return max(best, 1)
-		}
-	}
+	best := 1
 	for _, t := range texts {
 		best = max(best, len(t)/4+2)
 	}
@@ -149,11 +137,12 @@ func (b *batcher) longest(texts []string) int {
 	return best
 }
 
-// work serves the queue until it is empty: it waits until the oldest request has waited cfg.Wait or the
-// queue fills a call, takes the call's requests and runs them.
+// work serves the queue until it is empty: it waits until the queue fills a call or cfg.Wait has passed
+// since the oldest request arrived and since the previous call ended, takes the call's requests and runs them.
 func (b *batcher) work() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var ended time.Time // when this worker's last call ended
 	for {
 		b.mu.Lock()
 		if len(b.queue) == 0 {
@@ -162,7 +151,13 @@ func (b *batcher) work() {
 			return
 		}
 		n, full := b.fit()
-		wait := time.Until(b.queue[0].queued.Add(b.cfg.Wait))
+		// Counting the wait from the last call's end too lets the clients it just answered rejoin: without it,
+		// closed-loop clients split into two half-full calls that alternate forever.
+		from := b.queue[0].queued
+		if ended.After(from) {
+			from = ended
+		}
+		wait := time.Until(from.Add(b.cfg.Wait))
 		if !full && wait > 0 {
 			b.mu.Unlock()
 			timer.Reset(wait)
@@ -178,6 +173,7 @@ func (b *batcher) work() {
 		b.s.metrics.queueDepth.Sub(float64(n))
 		b.mu.Unlock()
 		b.run(call)
+		ended = time.Now()
 	}
 }
 

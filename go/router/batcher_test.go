@@ -118,7 +118,7 @@ func mixedRequests(n int) []batchCase {
 // Concurrent requests are coalesced into fewer core calls, and every caller gets exactly the answer the
 // same request gets from a router that does not batch.
 func TestBatchingCoalescesAndAnswersEachCaller(t *testing.T) {
-	h := batched(t, &fakeLoader{delay: 10 * time.Millisecond, countTokens: true},
+	h := batched(t, &fakeLoader{delay: 10 * time.Millisecond},
 		router.Batching{Wait: 5 * time.Millisecond, MaxTexts: 32, MaxTokens: 4096})
 	plain := loaded(t, &fakeLoader{})
 	reqs := mixedRequests(24)
@@ -200,11 +200,11 @@ func TestBatchingRespectsLimits(t *testing.T) {
 		b    router.Batching
 	}{
 		{"texts", router.Batching{Wait: 5 * time.Millisecond, MaxTexts: 4, MaxTokens: 4096}},
-		{"tokens", router.Batching{Wait: 5 * time.Millisecond, MaxTexts: 32, MaxTokens: 20}}, // 3 words = 5 tokens
+		{"tokens", router.Batching{Wait: 5 * time.Millisecond, MaxTexts: 32, MaxTokens: 20}}, // 12 bytes: 5 tokens
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			gate, entered := make(chan struct{}), make(chan struct{}, 64)
-			h := batched(t, &fakeLoader{gate: gate, entered: entered, countTokens: true}, tc.b)
+			h := batched(t, &fakeLoader{gate: gate, entered: entered}, tc.b)
 			var texts []string
 			for i := range 10 {
 				texts = append(texts, fmt.Sprintf("phone call %d", i))
@@ -214,7 +214,7 @@ func TestBatchingRespectsLimits(t *testing.T) {
 			wg.Add(1)
 			go func() { // 6 texts: over both limits, so a call of its own
 				defer wg.Done()
-				body := `{"texts": ["a b c", "d e f", "g h i", "j k l", "m n o", "p q r"], "task_type": "pii"}`
+				body := `{"texts": ["a b c d e f g h", "b", "c", "d", "e", "f"], "task_type": "pii"}` // 6 x 5 tokens
 				if code, out, err := h.post(context.Background(), "/api/v1/classify/batch", body); err != nil || code != 200 {
 					t.Errorf("large batch: %d %v %v", code, out, err)
 				}

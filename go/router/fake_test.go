@@ -223,19 +223,6 @@ type fakeLoader struct {
 	loadGate  chan struct{}       // when set, Load waits for it to close (a slow load)
 	built     [][]*fakeClassifier // per generation
 	misuse    atomic.Int64
-	// countTokens serves classifiers that implement router.TokenCounter.
-	countTokens bool
-}
-
-// countingClassifier is a fakeClassifier that reports its token counts to the batcher.
-type countingClassifier struct{ *fakeClassifier }
-
-func (c countingClassifier) CountTokens(texts []string) ([]int, error) {
-	out := make([]int, len(texts))
-	for i, t := range texts {
-		_, out[i] = c.tokens(t)
-	}
-	return out, nil
 }
 
 func (l *fakeLoader) Load(_ context.Context, cat *discovery.Catalog) (*router.LoadedSet, error) {
@@ -269,9 +256,6 @@ func (l *fakeLoader) Load(_ context.Context, cat *discovery.Catalog) (*router.Lo
 			loaded.Classifier, loaded.FewShot = f, f
 		default:
 			loaded.Classifier = f
-			if l.countTokens {
-				loaded.Classifier = countingClassifier{f}
-			}
 		}
 		set.Models = append(set.Models, loaded)
 		set.Closers = append(set.Closers, f)

@@ -115,7 +115,7 @@ func parseFlags(args []string, stderr io.Writer, defaultPriority discovery.Prior
 	defBatch := router.DefaultBatching()
 	fs.DurationVar(&cfg.batching.Wait, "batch-wait", defBatch.Wait, "longest a classify request waits for others to share its core call (0 disables dynamic batching)")
 	fs.IntVar(&cfg.batching.MaxTexts, "batch-max-texts", defBatch.MaxTexts, "most texts in one coalesced core call")
-	fs.IntVar(&cfg.batching.MaxTokens, "batch-max-tokens", defBatch.MaxTokens, "most padded tokens (texts x longest text) in one coalesced core call")
+	fs.IntVar(&cfg.batching.MaxTokens, "batch-max-tokens", defBatch.MaxTokens, "most padded tokens (texts x the longest text's tokens, estimated at 4 bytes each) in one coalesced core call")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {

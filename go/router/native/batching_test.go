@@ -18,28 +18,6 @@ import (
 	"github.com/lorakit/lorakit/go/router/routertest"
 )
 
-// The native runner counts tokens exactly as its classify call reports them used.
-func TestRunnerCountsTokensLikeClassify(t *testing.T) {
-	root := routertest.ModelsRoot(t, routertest.Base, routertest.LoraA)
-	m := byID(load(t, root, false))[routertest.LoraA]
-	texts := []string{"hi", "please close my account and send me the final statement", strings.Repeat("long ", 300)}
-	counter, ok := m.Classifier.(router.TokenCounter)
-	if !ok {
-		t.Fatal("the native classifier is no router.TokenCounter")
-	}
-	counts, err := counter.CountTokens(texts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := m.Classifier.Classify(texts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(counts) != fmt.Sprint(out.TokensUsed) {
-		t.Errorf("counted %v tokens, classify used %v", counts, out.TokensUsed)
-	}
-}
-
 // Concurrent single requests to a real model are coalesced, and each gets the distribution a direct call on
 // its text alone gives (padding inside a coalesced call changes nothing beyond float rounding).
 func TestBatchedRequestsMatchDirectCalls(t *testing.T) {

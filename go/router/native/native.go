@@ -248,21 +248,6 @@ func (c *runner) Classify(texts []string) (*router.Output, error) {
 		TokensUsed: res.TokensUsed, Unsafe: res.Unsafe, UnsafeScore: res.UnsafeScore}, nil
 }
 
-// CountTokens is router.TokenCounter: the tokens each text uses, from the core's own tokenizer and truncation.
-func (c *runner) CountTokens(texts []string) ([]int, error) {
-	enc, err := c.model.TokenizeWith(c.adapter, texts)
-	if err != nil {
-		return nil, err
-	}
-	counts := make([]int, enc.NumTexts)
-	for i := range counts {
-		for _, m := range enc.AttentionMask[i*enc.SeqLen : (i+1)*enc.SeqLen] {
-			counts[i] += int(m)
-		}
-	}
-	return counts, nil
-}
-
 func (c *runner) ClassifyFewShot(text string, examples []router.Example, labels []string) (*router.Output, error) {
 	shots := make([]lorakit.Example, len(examples))
 	for i, ex := range examples {
