@@ -194,6 +194,18 @@ func (b *batcher) fit() (int, bool) {
 // run makes one core call for the requests of call and answers each. When a coalesced call fails, each
 // request is retried alone, so one bad text (an input error, a non-finite output) fails only its request.
 func (b *batcher) run(call []*pending) {
+	defer func() { // a bug here must not take the router down with it, nor leave a caller waiting
+		if p := recover(); p != nil {
+			b.s.logger.Error("panic in the batcher", "model", b.m.Info.ID, "panic", fmt.Sprint(p),
+				"stack", string(debug.Stack()))
+			for _, q := range call {
+				select {
+				case q.done <- batchAnswer{err: errPanicked}:
+				default: // already answered
+				}
+			}
+		}
+	}()
 	start := time.Now()
 	for _, p := range call {
 		b.s.metrics.observeWait(b.m.Info.ID, start.Sub(p.queued))
@@ -256,6 +268,9 @@ func split(out *Output, call []*pending, ms float64) ([]batchAnswer, bool) {
 	n := 0
 	for _, p := range call {
 		n += len(p.texts)
+	}
+	if out == nil {
+		return nil, false
 	}
 	k := len(out.Labels)
 	if k == 0 || len(out.Probabilities) != n*k || len(out.TokensIn) != n || len(out.TokensUsed) != n ||

@@ -356,3 +356,20 @@ func TestBatchingRefusesNegativeSettings(t *testing.T) {
 		t.Errorf("negative max texts: %v", err)
 	}
 }
+
+// A malformed coalesced answer is retried request by request, and each malformed answer is a 500.
+func TestBatchingMalformedOutput(t *testing.T) {
+	gate, entered := make(chan struct{}), make(chan struct{}, 64)
+	h := batched(t, &fakeLoader{gate: gate, entered: entered, behaviour: map[string]string{"pii": "short"}},
+		router.Batching{Wait: 5 * time.Millisecond})
+	status, mu := map[string]int{}, &sync.Mutex{}
+	wg := queueBehindGate(t, h, entered, []string{"phone one", "name two"}, status, mu)
+	close(gate)
+	wg.Wait()
+	if want := map[string]int{"first": 500, "phone one": 500, "name two": 500}; !maps.Equal(status, want) {
+		t.Errorf("statuses %v, want %v", status, want)
+	}
+	if count, _, _ := h.calls(); count != 4 { // gated, coalesced, one retry each
+		t.Errorf("%d core calls, want 4", count)
+	}
+}
