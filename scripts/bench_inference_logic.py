@@ -93,7 +93,11 @@ def row(backend: str, case: dict[str, Any], ms: float) -> dict[str, Any]:
 
 
 def tail(text: str, lines: int = 3) -> str:
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:]) or "no output"
+    """The gist of a failed process's output: its first `error` line (what cargo and go put first), then its last."""
+    said = [line.strip() for line in text.splitlines() if line.strip()]
+    first = next((line for line in said if line.lower().startswith("error")), None)
+    picked = ([first] if first else []) + [line for line in said[-lines:] if line != first]
+    return " | ".join(picked) or "no output"
 
 
 def check_rows(backend: str, rows: Any, cases: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:

@@ -222,3 +222,12 @@ def test_backend_and_case_names_are_checked() -> None:
         bench_inference.parse_args(["--backends", "torch,tensorflow"])
     with pytest.raises(SystemExit):
         bench_inference.parse_args(["--cases", "2x2"])
+
+
+def test_a_failed_build_is_summed_up_by_its_first_error_and_last_lines() -> None:
+    cargo = ("   Compiling lorakit-core\nerror[E0277]: the trait bound `X: Y` is not satisfied\n  --> src/nn.rs:3\n\n"
+             "For more information about this error, try `rustc --explain E0277`.\n"
+             "error: could not compile `lorakit-core` (lib) due to 1 previous error\n")
+    gist = bench.tail(cargo, lines=2)
+    assert gist.startswith("error[E0277]: the trait bound") and gist.endswith("due to 1 previous error")
+    assert bench.tail("") == "no output"
