@@ -16,6 +16,7 @@ use crate::models::decoder::Decoder;
 use crate::models::{encoder_key_prefix, is_buffer, ArchConfig, CheckpointConfig, Encoder};
 use crate::tensors::{read_file, sha256_hex, TensorStore};
 use crate::weights::{LoadContext, ModuleTable, Weights};
+use crate::Precision;
 
 pub(crate) const WEIGHTS_FILE: &str = "model.safetensors";
 
@@ -54,17 +55,28 @@ impl Backbone {
 }
 
 /// The checkpoint's network from `ctx`: `key_prefix` is where the encoder (or a causal LM's `model`) sits.
+/// `precision` applies to the encoder's dense layers.
 pub(crate) fn load_network(
     config: &dyn ArchConfig,
     ctx: &LoadContext,
     key_prefix: &str,
+    precision: Precision,
 ) -> Result<Network> {
     let arch = config.architecture();
     let body = encoder_weights(ctx, key_prefix, arch.encoder_prefix);
     if arch.info.causal_lm {
+        if precision != Precision::F32 {
+            return Err(Error::Unsupported(format!(
+                "precision {} applies to encoders; {} loads in fp32",
+                precision.name(),
+                arch.info.model_type
+            )));
+        }
         Ok(Network::Decoder(config.load_decoder(&body, &ctx.root())?))
     } else {
-        Ok(Network::Encoder(config.load_encoder(&body)?))
+        Ok(Network::Encoder(
+            config.load_encoder(&body.with_precision(precision))?,
+        ))
     }
 }
 
@@ -93,12 +105,14 @@ pub(crate) fn encoder_weights<'a>(
 }
 
 /// Loads `dir/config.json` + `dir/model.safetensors` (a bare encoder, or a task model whose head is ignored).
-/// With `expected_sha256` the weights must match it; with `fold`, the adapter is folded into every dense layer.
+/// With `expected_sha256` the weights must match it; with `fold`, the adapter is folded into every dense layer
+/// (before any reduced `precision` is applied).
 pub(crate) fn load_base(
     dir: &Path,
     device: &Device,
     expected_sha256: Option<&str>,
     fold: Option<&RefCell<AdapterSource>>,
+    precision: Precision,
 ) -> Result<LoadedBase> {
     let config = CheckpointConfig::parse(
         &read_file(&dir.join("config.json"))?,
@@ -123,7 +137,7 @@ pub(crate) fn load_base(
     let arch = config.architecture();
     let key_prefix = encoder_key_prefix(&store, arch)?;
     let ctx = LoadContext::new(store, fold);
-    let network = load_network(&*config, &ctx, &key_prefix)?;
+    let network = load_network(&*config, &ctx, &key_prefix, precision)?;
     let (mut store, modules) = ctx.into_parts();
 
     let mut head_tensors = HashMap::new();

@@ -49,7 +49,7 @@ impl CausalLm {
             None => None,
         };
         let fold = if merged { source.as_ref() } else { None };
-        let base = load_base(base_dir, &runtime.device, None, fold)?;
+        let base = load_base(base_dir, &runtime.device, None, fold, runtime.precision)?;
         base.backbone.decoder()?;
         let lora = match source {
             Some(source) if !merged => {

@@ -68,6 +68,44 @@ impl std::str::FromStr for DeviceSpec {
     }
 }
 
+/// Arithmetic of the encoder's dense layers (docs/precision.md). Embeddings, layer norms, attention, heads and
+/// runtime LoRA deltas stay f32 in every mode; fp32 is the default and the only parity-gated one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Weights stored as bf16, inputs rounded to bf16, products accumulated in f32.
+    Bf16,
+    /// Per-output-channel symmetric int8 weights, inputs quantised per row to u8 at run time, i32 accumulation.
+    Int8,
+}
+
+impl Precision {
+    /// The name `FromStr` accepts: "fp32", "bf16" or "int8".
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    /// "fp32" (or "f32"), "bf16", "int8"; case-insensitive.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fp32" | "f32" | "float32" => Ok(Precision::F32),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            "int8" | "qint8" => Ok(Precision::Int8),
+            _ => Err(Error::Input(format!(
+                "unknown precision {s:?} (expected \"fp32\", \"bf16\" or \"int8\")"
+            ))),
+        }
+    }
+}
+
 /// Options shared by `Model::load` and `Base::load`.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -81,6 +119,8 @@ pub struct LoadOptions {
     pub max_batch: usize,
     /// Return NaN or Inf outputs as they are; by default they are a Compute error naming the text and output.
     pub allow_non_finite: bool,
+    /// Arithmetic of the encoder's dense layers; CPU only for anything but `F32`.
+    pub precision: Precision,
 }
 
 impl Default for LoadOptions {
@@ -91,6 +131,7 @@ impl Default for LoadOptions {
             threads: None,
             max_batch: 1024,
             allow_non_finite: false,
+            precision: Precision::F32,
         }
     }
 }

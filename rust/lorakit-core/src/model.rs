@@ -68,6 +68,7 @@ impl Model {
                 &runtime.device,
                 checked_base_sha(&md)?,
                 None,
+                runtime.precision,
             )?;
             let task = load_lora_task(md, &base, &runtime, &|_| None)?;
             (base.backbone.clone(), task, Some(base))
@@ -86,7 +87,7 @@ impl Model {
     /// An HF base model directory (config.json, model.safetensors), e.g. all-MiniLM-L6-v2, with no task yet.
     pub fn load_base(dir: &Path, opts: &LoadOptions) -> Result<Model> {
         let runtime = Runtime::new(opts)?;
-        let base = load_base(dir, &runtime.device, None, None)?;
+        let base = load_base(dir, &runtime.device, None, None, runtime.precision)?;
         Ok(Model {
             name: dir.file_name().map_or_else(
                 || dir.display().to_string(),

@@ -1,38 +1,78 @@
 //! The parameterised building blocks every architecture uses: dense layers (which know their LoRA site), layer
 //! norm, and activations.
 
+use std::sync::Arc;
+
 use candle_core::{Module, Tensor};
 
 use crate::error::{Error, Result};
-use crate::kernels;
+use crate::kernels::{self, PackedWeight};
 use crate::lora::LoraWeights;
+use crate::Precision;
 
-/// `y = x W^T + b`. The weight is kept transposed (`[in, out]`, contiguous): the layout the GEMM reads fastest.
+/// `y = x W^T + b`. The weight is kept transposed (`[in, out]`, contiguous): the layout the GEMM reads fastest,
+/// or packed in reduced precision (`Precision::Bf16` / `Int8`, CPU only). The bias stays f32 either way.
 /// `site` indexes the module table of the checkpoint it was loaded from, so a runtime adapter finds its delta.
 #[derive(Clone)]
 pub(crate) struct Linear {
-    weight_t: Tensor,
+    weight: Weight,
     /// Zeros for layers without a bias: the fused GEMM always starts from a bias row.
     bias: Tensor,
     site: usize,
+}
+
+#[derive(Clone)]
+enum Weight {
+    F32(Tensor),
+    Packed(Arc<PackedWeight>),
 }
 
 impl Linear {
     /// `weight_t` already `[in, out]`; `bias` `[out]`.
     pub fn new(weight_t: Tensor, bias: Tensor, site: usize) -> Result<Linear> {
         Ok(Linear {
-            weight_t: weight_t.contiguous()?,
+            weight: Weight::F32(weight_t.contiguous()?),
             bias,
             site,
         })
     }
 
-    /// `x` is `[rows, in]`; returns `[rows, out]` (no adapter).
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        kernels::dense(x, &self.weight_t, &self.bias)
+    /// This layer with its weight in `precision` (the f32 weight is dropped, so memory shrinks with it).
+    pub fn with_precision(self, precision: Precision) -> Result<Linear> {
+        let Weight::F32(weight_t) = &self.weight else {
+            return Ok(self);
+        };
+        if precision == Precision::F32 {
+            return Ok(self);
+        }
+        if !weight_t.device().is_cpu() {
+            return Err(Error::Unsupported(format!(
+                "precision {} runs on the CPU only (load with precision fp32 on other devices)",
+                precision.name()
+            )));
+        }
+        let (k, n) = weight_t.dims2()?;
+        let values = weight_t.flatten_all()?.to_vec1::<f32>()?;
+        let packed = match precision {
+            Precision::Bf16 => PackedWeight::bf16(&values, k, n),
+            Precision::Int8 => PackedWeight::int8(&values, k, n),
+            Precision::F32 => unreachable!("returned above"),
+        };
+        Ok(Linear {
+            weight: Weight::Packed(Arc::new(packed)),
+            ..self
+        })
     }
 
-    /// `W x + b`, plus `s * B (A x)` when `lora` adapts this layer.
+    /// `x` is `[rows, in]`; returns `[rows, out]` (no adapter).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.weight {
+            Weight::F32(weight_t) => kernels::dense(x, weight_t, &self.bias),
+            Weight::Packed(packed) => kernels::packed_dense(x, packed, &self.bias),
+        }
+    }
+
+    /// `W x + b`, plus `s * B (A x)` when `lora` adapts this layer (the delta in f32 at every precision).
     pub fn forward_with(&self, x: &Tensor, lora: Option<&LoraWeights>) -> Result<Tensor> {
         let y = self.forward(x)?;
         match lora {

@@ -17,7 +17,9 @@ use crate::models::EncoderInput;
 use crate::outputs::softmax;
 use crate::task::Task;
 use crate::tokenize::{Spans, TokenizedText};
-use crate::{Classification, DeviceSpec, Embeddings, LoadOptions, TokenClassification};
+use crate::{
+    Classification, DeviceSpec, Embeddings, LoadOptions, Precision, TokenClassification,
+};
 
 /// Upper bound on `rows * seq_len` per forward pass: keeps attention buffers bounded for large batches.
 const TOKENS_PER_CHUNK: usize = 8192;
@@ -27,6 +29,7 @@ pub(crate) struct Runtime {
     pool: Arc<ThreadPool>,
     pub max_batch: usize,
     pub verify_checksums: bool,
+    pub precision: Precision,
 }
 
 impl Runtime {
@@ -46,6 +49,7 @@ impl Runtime {
             pool,
             max_batch: opts.max_batch,
             verify_checksums: opts.verify_checksums,
+            precision: opts.precision,
         })
     }
 

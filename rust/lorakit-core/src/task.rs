@@ -63,6 +63,7 @@ pub(crate) fn load_merged(md: ModelDir, runtime: &Runtime) -> Result<(Arc<Backbo
             &runtime.device,
             checked_base_sha(&md)?,
             Some(&source),
+            runtime.precision,
         )?;
         check_same_encoder(&md, &*config.arch, &base)?;
         let (head, head_modules) = adapter_head(&md, &config, &base, &source)?;
@@ -78,7 +79,7 @@ pub(crate) fn load_merged(md: ModelDir, runtime: &Runtime) -> Result<(Arc<Backbo
     let store = TensorStore::from_safetensors(&md.read(WEIGHTS_FILE)?, &origin, &runtime.device)?;
     let key_prefix = encoder_key_prefix(&store, arch)?;
     let ctx = LoadContext::new(store, None);
-    let network = load_network(&*config.arch, &ctx, &key_prefix)?;
+    let network = load_network(&*config.arch, &ctx, &key_prefix, runtime.precision)?;
     let head = load_head(&md, &config, &ctx)?;
     let (mut store, _) = ctx.into_parts();
     // What the task's head does not read: BERT's pooler under a token or embedding head, pretraining heads.

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::lora::AdapterSource;
 use crate::nn::{LayerNorm, Linear};
 use crate::tensors::TensorStore;
+use crate::Precision;
 
 /// A dense layer of a loaded checkpoint; its index in `ModuleTable::linears` is its LoRA site.
 #[derive(Debug, Clone)]
@@ -71,6 +72,7 @@ impl<'a> LoadContext<'a> {
             ctx: self,
             key: String::new(),
             path: String::new(),
+            precision: Precision::F32,
         }
     }
 
@@ -98,6 +100,8 @@ pub(crate) struct Weights<'a> {
     ctx: &'a LoadContext<'a>,
     key: String,
     path: String,
+    /// Of the dense layers built from here (heads and everything outside the encoder stay f32).
+    precision: Precision,
 }
 
 impl<'a> Weights<'a> {
@@ -107,6 +111,7 @@ impl<'a> Weights<'a> {
             ctx: self.ctx,
             key: join(&self.key, name),
             path: join(&self.path, name),
+            precision: self.precision,
         }
     }
 
@@ -116,7 +121,13 @@ impl<'a> Weights<'a> {
             ctx: self.ctx,
             key: self.key.clone(),
             path: join(&self.path, name),
+            precision: self.precision,
         }
+    }
+
+    /// This builder with its dense layers (and those of its sub-modules) in `precision`.
+    pub fn with_precision(self, precision: Precision) -> Weights<'a> {
+        Weights { precision, ..self }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -172,7 +183,7 @@ impl<'a> Weights<'a> {
         if let Some((parent, _)) = self.path.rsplit_once('.') {
             modules.record_other(parent);
         }
-        Linear::new(weight_t, bias, site)
+        Linear::new(weight_t, bias, site)?.with_precision(self.precision)
     }
 
     /// This module as a layer norm of `size` (bias optional).

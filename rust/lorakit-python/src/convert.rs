@@ -8,7 +8,7 @@ use pyo3::types::PyDict;
 
 use lorakit_core::{
     ArchitectureInfo, Classification, DeviceSpec, Encoding, Error, GoldenReport, LoadOptions,
-    TaskInfo,
+    Precision, TaskInfo,
 };
 
 use crate::errors::to_py;
@@ -38,14 +38,17 @@ pub fn load_options(
     verify_checksums: bool,
     max_batch: usize,
     allow_non_finite: bool,
+    precision: &str,
 ) -> PyResult<LoadOptions> {
     let device: DeviceSpec = device.parse().map_err(to_py)?;
+    let precision: Precision = precision.parse().map_err(to_py)?;
     Ok(LoadOptions {
         device,
         verify_checksums,
         threads,
         max_batch,
         allow_non_finite,
+        precision,
     })
 }
 

@@ -30,7 +30,7 @@ impl Model {
     #[staticmethod]
     // One parameter per Python keyword argument.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (dir, merged=true, device="cpu", threads=None, verify_checksums=true, max_batch=1024, allow_non_finite=false))]
+    #[pyo3(signature = (dir, merged=true, device="cpu", threads=None, verify_checksums=true, max_batch=1024, allow_non_finite=false, precision="fp32"))]
     fn load(
         py: Python<'_>,
         dir: PathBuf,
@@ -40,6 +40,7 @@ impl Model {
         verify_checksums: bool,
         max_batch: usize,
         allow_non_finite: bool,
+        precision: &str,
     ) -> PyResult<Model> {
         let opts = load_options(
             device,
@@ -47,6 +48,7 @@ impl Model {
             verify_checksums,
             max_batch,
             allow_non_finite,
+            precision,
         )?;
         let model = detached(py, || lorakit_core::Model::load(&dir, merged, &opts))?;
         Ok(Model {
@@ -55,7 +57,8 @@ impl Model {
     }
 
     #[staticmethod]
-    #[pyo3(signature = (dir, device="cpu", threads=None, verify_checksums=true, max_batch=1024, allow_non_finite=false))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (dir, device="cpu", threads=None, verify_checksums=true, max_batch=1024, allow_non_finite=false, precision="fp32"))]
     fn load_base(
         py: Python<'_>,
         dir: PathBuf,
@@ -64,6 +67,7 @@ impl Model {
         verify_checksums: bool,
         max_batch: usize,
         allow_non_finite: bool,
+        precision: &str,
     ) -> PyResult<Model> {
         let opts = load_options(
             device,
@@ -71,6 +75,7 @@ impl Model {
             verify_checksums,
             max_batch,
             allow_non_finite,
+            precision,
         )?;
         let model = detached(py, || lorakit_core::Model::load_base(&dir, &opts))?;
         Ok(Model {

@@ -4,12 +4,15 @@
 mod decoder_ops;
 mod elementwise;
 mod gemm_ops;
+mod quantized;
 
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, Device, Layout, Tensor};
 
 use crate::error::Result;
+
+pub(crate) use quantized::{packed_dense, PackedWeight};
 
 /// Score added to masked key positions: finite, so a fully masked row yields a uniform softmax, never NaN.
 pub(crate) const MASKED_SCORE: f32 = -1.0e30;
