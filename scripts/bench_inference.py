@@ -131,10 +131,13 @@ def python_backend(name: str, model_dir: Path, threads: int, max_seq_len: int,
             return session.run(["logits"], {k: np.asarray(v, dtype=np.int64) for k, v in feeds.items() if k in wanted})
 
         return run_onnx
-    if name in ("native-python", "native-python-runtime"):
+    if name.startswith("native-python"):
         from lorakit import native
 
-        model = native.Model.load(model_dir, merged=name == "native-python", threads=threads)
+        if name.endswith(("-bf16", "-int8")):
+            model = native.Model.load(model_dir, merged=True, threads=threads, precision=name.rsplit("-", 1)[1])
+        else:
+            model = native.Model.load(model_dir, merged=name == "native-python", threads=threads)
         return lambda texts: model.classify(texts)
     raise BenchError(f"{name} is not a Python backend ({', '.join(PYTHON_BACKENDS)})")
 

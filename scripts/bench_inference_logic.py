@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PYTHON_BACKENDS = ("torch", "onnxruntime", "native-python", "native-python-runtime")
+# The -bf16 / -int8 rows load the merged model with reduced-precision dense layers (an option, never the default).
+PYTHON_BACKENDS = ("torch", "onnxruntime", "native-python", "native-python-runtime", "native-python-bf16",
+                   "native-python-int8")
 BACKENDS = PYTHON_BACKENDS + ("native-rust", "native-rust-runtime", "native-go", "native-go-runtime", "router")
 RUNTIME_BACKENDS = ("native-python-runtime", "native-rust-runtime", "native-go-runtime")
 SHAPES = (("1x16", 1, 16), ("1x128", 1, 128), ("32x128", 32, 128))
