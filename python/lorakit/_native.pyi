@@ -114,6 +114,7 @@ class Model:
         verify_checksums: bool = True,
         max_batch: int = 1024,
         allow_non_finite: bool = False,
+        precision: str = "fp32",
     ) -> Model: ...
     @staticmethod
     def load_base(
@@ -123,6 +124,7 @@ class Model:
         verify_checksums: bool = True,
         max_batch: int = 1024,
         allow_non_finite: bool = False,
+        precision: str = "fp32",
     ) -> Model: ...
     def add_adapter(self, name: str, dir: str | PathLike[str]) -> None: ...
     def remove_adapter(self, name: str) -> bool: ...

@@ -12,6 +12,10 @@ prompt and scores `labels`, or the manifest's followed by each new example label
 NaN or Inf outputs (logits, token logits, embeddings; e.g. from NaN or Inf weights) raise `ComputeError` naming the
 text and the output; `Model.load(..., allow_non_finite=True)` (and `load_base`) returns the raw values instead.
 `verify_golden` always compares the raw values and reports non-finite ones as a mismatch.
+
+`precision="bf16"` or `"int8"` on `Model.load` / `load_base` runs the encoder's dense layers in reduced precision
+(CPU only; docs/precision.md has the references, tolerances and measured cost); the default `"fp32"` is the one
+the golden files gate.
 """
 
 from __future__ import annotations
