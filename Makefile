@@ -30,6 +30,7 @@ render_pc = sed -e 's|@PREFIX@|$(2)|g' -e 's|@LIBDIR@|$(3)|g' -e 's|@INCLUDEDIR@
 .PHONY: help setup native ffi fixtures demo test test-python test-rust test-go header-check lint bench clean
 .PHONY: install-lib test-go-consumer test-abi-leaks fuzz
 .PHONY: test-wheel
+.PHONY: cuda-build
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-13s %s\n", $$1, $$2}'
@@ -115,6 +116,13 @@ lint: setup $(IN_TREE_PCS) ## Static checks: clippy, rustfmt, ruff, mypy, stubte
 
 bench: setup ffi ## Inference benchmark, each backend in its own process (bench.json; BENCH_ARGS="--backends ...")
 	$(PY) scripts/bench_inference.py --json bench.json $(BENCH_ARGS)
+
+# No GPU or system CUDA needed: scripts/cuda_env.sh installs nvcc and the CUDA 13.0 libraries from NVIDIA's wheels
+# under target/cuda/toolkit. CUDA_COMPUTE_CAP (default 90, H100/H200) picks the GPU the kernels are built for.
+cuda-build: ## Build the `cuda` feature (core, Python and C ABI crates, gpu_check example) into target/cuda
+	CARGO_TARGET_DIR=$(CURDIR)/target/cuda scripts/cuda_env.sh cargo build --release \
+		-p lorakit-core -p lorakit-ffi -p lorakit-python --lib --example gpu_check \
+		--features lorakit-core/cuda,lorakit-ffi/cuda,lorakit-python/cuda
 
 clean: ## Remove build outputs and generated fixtures
 	rm -rf target .fixtures $(VENV)
