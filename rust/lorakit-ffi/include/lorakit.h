@@ -11,6 +11,21 @@
 #include <stdint.h>
 
 /*
+ `LorakitOptions.precision`: f32 everywhere (the default, parity-gated).
+ */
+#define LORAKIT_PRECISION_FP32 0
+
+/*
+ `LorakitOptions.precision`: bf16 weights and inputs of the encoder's dense layers, f32 sums.
+ */
+#define LORAKIT_PRECISION_BF16 1
+
+/*
+ `LorakitOptions.precision`: int8 dynamic quantisation of the encoder's dense layers.
+ */
+#define LORAKIT_PRECISION_INT8 2
+
+/*
  Owned bytes (opaque), e.g. a masked text; may contain NUL bytes, so read `lorakit_bytes_len` bytes.
  */
 typedef struct LorakitBytes LorakitBytes;
@@ -117,6 +132,12 @@ typedef struct LorakitOptions {
    true returns NaN/Inf outputs as they are (default false: they are `LORAKIT_COMPUTE`, naming the text).
    */
   bool allow_non_finite;
+  /*
+   Arithmetic of the encoder's dense layers: `LORAKIT_PRECISION_FP32` (0, the default), `_BF16` or `_INT8`
+   (CPU only, docs/precision.md); other values are `LORAKIT_INPUT`. Added last, so a zeroed struct keeps
+   meaning fp32 (the struct is compiled against the header of the library it links).
+   */
+  uint32_t precision;
 } LorakitOptions;
 
 #define LORAKIT_OK 0

@@ -1,7 +1,7 @@
 //! Load options as a C struct, converted to the core's `LoadOptions`.
 
 use crate::guard::arg_str;
-use lorakit_core::{DeviceSpec, Error, LoadOptions};
+use lorakit_core::{DeviceSpec, Error, LoadOptions, Precision};
 use std::ffi::c_char;
 
 /// Options for `lorakit_model_load` and `lorakit_model_load_base`. A NULL options pointer means all defaults;
@@ -19,6 +19,28 @@ pub struct LorakitOptions {
     pub max_batch: usize,
     /// true returns NaN/Inf outputs as they are (default false: they are `LORAKIT_COMPUTE`, naming the text).
     pub allow_non_finite: bool,
+    /// Arithmetic of the encoder's dense layers: `LORAKIT_PRECISION_FP32` (0, the default), `_BF16` or `_INT8`
+    /// (CPU only, docs/precision.md); other values are `LORAKIT_INPUT`. Added last, so a zeroed struct keeps
+    /// meaning fp32 (the struct is compiled against the header of the library it links).
+    pub precision: u32,
+}
+
+/// `LorakitOptions.precision`: f32 everywhere (the default, parity-gated).
+pub const LORAKIT_PRECISION_FP32: u32 = 0;
+/// `LorakitOptions.precision`: bf16 weights and inputs of the encoder's dense layers, f32 sums.
+pub const LORAKIT_PRECISION_BF16: u32 = 1;
+/// `LorakitOptions.precision`: int8 dynamic quantisation of the encoder's dense layers.
+pub const LORAKIT_PRECISION_INT8: u32 = 2;
+
+fn precision(value: u32) -> Result<Precision, Error> {
+    match value {
+        LORAKIT_PRECISION_FP32 => Ok(Precision::F32),
+        LORAKIT_PRECISION_BF16 => Ok(Precision::Bf16),
+        LORAKIT_PRECISION_INT8 => Ok(Precision::Int8),
+        other => Err(Error::Input(format!(
+            "options.precision {other} is not LORAKIT_PRECISION_FP32 (0), _BF16 (1) or _INT8 (2)"
+        ))),
+    }
 }
 
 /// # Safety
@@ -40,6 +62,7 @@ pub(crate) unsafe fn load_options(opts: *const LorakitOptions) -> Result<LoadOpt
         out.max_batch = opts.max_batch;
     }
     out.allow_non_finite = opts.allow_non_finite;
+    out.precision = precision(opts.precision)?;
     Ok(out)
 }
 
@@ -62,6 +85,7 @@ mod tests {
             skip_checksums: false,
             max_batch: 0,
             allow_non_finite: false,
+            precision: 0,
         };
         let got = unsafe { load_options(&zero) }.unwrap();
         assert_eq!(
@@ -69,6 +93,7 @@ mod tests {
             (DeviceSpec::Cpu, None, defaults.max_batch)
         );
         assert!(!got.allow_non_finite);
+        assert_eq!(got.precision, Precision::F32);
     }
 
     #[test]
@@ -79,6 +104,7 @@ mod tests {
             skip_checksums: true,
             max_batch: 4096,
             allow_non_finite: true,
+            precision: LORAKIT_PRECISION_INT8,
         };
         let got = unsafe { load_options(&opts) }.unwrap();
         assert_eq!(
@@ -90,6 +116,7 @@ mod tests {
             ),
             (false, Some(3), 4096, true)
         );
+        assert_eq!(got.precision, Precision::Int8);
     }
 
     #[test]
@@ -101,10 +128,27 @@ mod tests {
             skip_checksums: false,
             max_batch: 0,
             allow_non_finite: false,
+            precision: 0,
         };
         assert!(matches!(
             unsafe { load_options(&opts) },
             Err(Error::Input(_))
         ));
+    }
+
+    #[test]
+    fn unknown_precision_is_an_input_error() {
+        let opts = LorakitOptions {
+            device: ptr::null(),
+            threads: 0,
+            skip_checksums: false,
+            max_batch: 0,
+            allow_non_finite: false,
+            precision: 3,
+        };
+        let Err(Error::Input(message)) = (unsafe { load_options(&opts) }) else {
+            panic!("precision 3 accepted");
+        };
+        assert!(message.contains("precision 3"), "{message}");
     }
 }

@@ -152,6 +152,7 @@ fn core_errors_arrive_as_status_and_message() {
         skip_checksums: false,
         max_batch: 0,
         allow_non_finite: false,
+        precision: 0,
     };
     let path = c_path(&fixture("tiny_bert_full"));
     let status = unsafe { lorakit_model_load(path.as_ptr(), true, &opts, &mut model, &mut err) };

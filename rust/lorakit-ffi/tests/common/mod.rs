@@ -30,6 +30,7 @@ pub fn one_thread() -> LorakitOptions {
         skip_checksums: false,
         max_batch: 0,
         allow_non_finite: false,
+        precision: 0,
     }
 }
 
