@@ -17,9 +17,7 @@ use crate::models::EncoderInput;
 use crate::outputs::softmax;
 use crate::task::Task;
 use crate::tokenize::{Spans, TokenizedText};
-use crate::{
-    Classification, DeviceSpec, Embeddings, LoadOptions, Precision, TokenClassification,
-};
+use crate::{Classification, DeviceSpec, Embeddings, LoadOptions, Precision, TokenClassification};
 
 /// Upper bound on `rows * seq_len` per forward pass: keeps attention buffers bounded for large batches.
 const TOKENS_PER_CHUNK: usize = 8192;

@@ -74,7 +74,9 @@ impl PackedWeight {
         let quant = |kk: usize, c: usize| -> i8 {
             let s = scales[c];
             if s > 0.0 && s.is_finite() {
-                (weight_t[kk * n + c] / s).round_ties_even().clamp(-127.0, 127.0) as i8
+                (weight_t[kk * n + c] / s)
+                    .round_ties_even()
+                    .clamp(-127.0, 127.0) as i8
             } else {
                 0
             }
@@ -194,7 +196,9 @@ impl PackedWeight {
         let col_tasks = panels.div_ceil(per_task);
         let dst = SyncPtr(out.as_mut_ptr());
         let int8 = match &self.format {
-            Format::Int8 { scales, col_sums } => Some((quantize_rows(x, m, self.k, 4), scales, col_sums)),
+            Format::Int8 { scales, col_sums } => {
+                Some((quantize_rows(x, m, self.k, 4), scales, col_sums))
+            }
             Format::Bf16 => None,
         };
         let bf16_rows = match int8 {
@@ -220,7 +224,9 @@ impl PackedWeight {
                 // (row, column) ranges of `out`, which holds m * n values.
                 unsafe {
                     match &int8 {
-                        Some((q, scales, col_sums)) => avx512::int8_tile(&tile, q, scales, col_sums),
+                        Some((q, scales, col_sums)) => {
+                            avx512::int8_tile(&tile, q, scales, col_sums)
+                        }
                         None => avx512::bf16_tile(&tile, &bf16_rows),
                     }
                 }
@@ -286,7 +292,9 @@ fn quantize_rows(x: &[f32], m: usize, k: usize, pad: usize) -> QuantRows {
         .par_chunks_mut(stride.max(1))
         .zip(x.par_chunks(k.max(1)))
         .map(|(dst, row)| {
-            let (lo, hi) = row.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let (lo, hi) = row
+                .iter()
+                .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             if !row.iter().all(|v| v.is_finite()) {
                 return (f32::NAN, 0);
             }

@@ -82,7 +82,10 @@ fn bf16_matches_the_rounded_f32_product_on_every_path() {
             let tol = 1e-5 * (k as f32).sqrt() * 2.0;
             assert!(worst(&got, &expected) <= tol, "{path:?} {m}x{k}x{n}");
             // And the whole bf16 error stays at its expected size (8-bit mantissas).
-            assert!(worst(&got, &exact) <= 0.02 * (k as f32).sqrt(), "{path:?} {m}x{k}x{n}");
+            assert!(
+                worst(&got, &exact) <= 0.02 * (k as f32).sqrt(),
+                "{path:?} {m}x{k}x{n}"
+            );
         }
     }
 }
@@ -105,7 +108,12 @@ fn int8_reference(x: &[f32], w: &[f32], bias: &[f32], m: usize, k: usize, n: usi
             .collect();
         for c in 0..n {
             let acc: i64 = (0..k)
-                .map(|i| qx[i] * (w[i * n + c] / sw[c]).round_ties_even().clamp(-127.0, 127.0) as i64)
+                .map(|i| {
+                    qx[i]
+                        * (w[i * n + c] / sw[c])
+                            .round_ties_even()
+                            .clamp(-127.0, 127.0) as i64
+                })
                 .sum();
             out[r * n + c] = acc as f32 * (sx * sw[c]) + bias[c];
         }
@@ -129,9 +137,15 @@ fn int8_matches_the_integer_reference_on_every_path() {
         let scale = expected.iter().fold(1f32, |a, v| a.max(v.abs()));
         for path in paths(&packed) {
             let got = packed.forward(&x, m, &bias, path);
-            assert!(worst(&got, &expected) <= 1e-5 * scale, "{path:?} {m}x{k}x{n}");
+            assert!(
+                worst(&got, &expected) <= 1e-5 * scale,
+                "{path:?} {m}x{k}x{n}"
+            );
             // Quantisation error of 8-bit levels on both operands.
-            assert!(worst(&got, &exact) <= 0.02 * scale + 0.01, "{path:?} {m}x{k}x{n}");
+            assert!(
+                worst(&got, &exact) <= 0.02 * scale + 0.01,
+                "{path:?} {m}x{k}x{n}"
+            );
         }
     }
 }
@@ -188,8 +202,14 @@ fn the_fast_path_is_taken_where_the_cpu_has_it() {
         let f = std::arch::is_x86_feature_detected!("avx512f");
         let bf16 = f && std::arch::is_x86_feature_detected!("avx512bf16");
         let vnni = f && std::arch::is_x86_feature_detected!("avx512vnni");
-        assert_eq!(PackedWeight::bf16(&w, 8, 8).best_path() == Path::Avx512, bf16);
-        assert_eq!(PackedWeight::int8(&w, 8, 8).best_path() == Path::Avx512, vnni);
+        assert_eq!(
+            PackedWeight::bf16(&w, 8, 8).best_path() == Path::Avx512,
+            bf16
+        );
+        assert_eq!(
+            PackedWeight::int8(&w, 8, 8).best_path() == Path::Avx512,
+            vnni
+        );
         return;
     }
     assert_eq!(PackedWeight::bf16(&w, 8, 8).best_path(), Path::Portable);
