@@ -70,13 +70,14 @@ fn every_encoder_architecture_loads_reduced() {
 
 #[test]
 fn causal_lms_refuse_reduced_precision() {
-    let err = Model::load(
+    let loaded = Model::load(
         &fixture("tiny_qwen3_generative"),
         true,
         &with(Precision::Int8),
-    )
-    .err()
-    .expect("a causal LM loaded in int8");
+    );
+    let Err(err) = loaded else {
+        panic!("a causal LM loaded in int8");
+    };
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.to_string().contains("int8"), "{err}");
 }
