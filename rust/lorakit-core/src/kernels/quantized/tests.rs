@@ -215,3 +215,16 @@ fn the_fast_path_is_taken_where_the_cpu_has_it() {
     assert_eq!(PackedWeight::bf16(&w, 8, 8).best_path(), Path::Portable);
     assert_eq!(PackedWeight::int8(&w, 8, 8).best_path(), Path::Portable);
 }
+
+#[test]
+fn small_rounding_is_half_to_even() {
+    for v in [
+        -255.0f32, -2.5, -1.5, -0.5, 0.0, 0.49, 0.5, 1.5, 2.5, 3.5, 254.5, 255.0,
+    ] {
+        assert_eq!(round_even_small(v), v.round_ties_even(), "{v}");
+    }
+    let xs = values(4096, 21, 255.0);
+    assert!(xs
+        .iter()
+        .all(|&v| round_even_small(v) == v.round_ties_even()));
+}
