@@ -2,14 +2,17 @@
 //!
 //! Weights are packed once at load into panels of `PANEL` output columns, `G` consecutive input rows per 32-bit
 //! lane (bf16: pairs, int8: quads): the operand layout of AVX512-BF16 `vdpbf16ps` and AVX512-VNNI `vpdpbusd`,
-//! which multiply a broadcast lane of the input row by a panel row. CPUs without those instructions take the
-//! portable path: the packed weight is decoded to f32 for the call and one f32 GEMM (the `gemm` crate, which picks
-//! its own AVX2/AVX-512 kernels at run time) computes the same products, so results agree up to summation order.
+//! which multiply a broadcast lane of the input row by a panel row. int8 on AVX2 without VNNI widens the quads to
+//! i16 (`vpmaddwd`, exact). Otherwise the portable path runs: the packed weight is decoded to f32 for the call and
+//! one f32 GEMM (the `gemm` crate, which picks its own AVX2/AVX-512 kernels at run time) computes the same
+//! products, so results agree up to summation order (int8 sums are exact on every SIMD path).
 //!
 //! bf16: inputs and weights rounded to bf16 (nearest-even), products summed in f32.
 //! int8: weights symmetric per output channel (`q = round(w / s)`, `s = max|w| / 127`), inputs asymmetric u8
 //! per row (`q = round(x / s) + zp` over `[min(x, 0), max(x, 0)]`), sums in i32, output in f32.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(test)]
@@ -52,6 +55,8 @@ pub(crate) enum Path {
     Portable,
     /// AVX512-BF16 for bf16, AVX512-VNNI for int8.
     Avx512,
+    /// int8 only: `vpmaddwd` on widened quads.
+    Avx2,
 }
 
 impl PackedWeight {
@@ -110,14 +115,32 @@ impl PackedWeight {
         self.k.div_ceil(self.group())
     }
 
-    /// The fastest path this CPU supports (the portable one when `LORAKIT_PORTABLE_KERNELS=1`).
-    pub fn best_path(&self) -> Path {
-        let (bf16, vnni) = *detected();
+    /// The paths this CPU supports for this weight, slowest first (only the portable one when
+    /// `LORAKIT_PORTABLE_KERNELS=1`).
+    pub fn paths(&self) -> Vec<Path> {
+        let f = detected();
+        let mut paths = vec![Path::Portable];
         match self.format {
-            Format::Bf16 if bf16 => Path::Avx512,
-            Format::Int8 { .. } if vnni => Path::Avx512,
-            _ => Path::Portable,
+            Format::Bf16 if f.bf16 => paths.push(Path::Avx512),
+            Format::Int8 { .. } => {
+                if f.avx2 {
+                    paths.push(Path::Avx2);
+                }
+                if f.vnni {
+                    paths.push(Path::Avx512);
+                }
+            }
+            Format::Bf16 => {}
         }
+        paths
+    }
+
+    /// The fastest path this CPU supports.
+    pub fn best_path(&self) -> Path {
+        *self
+            .paths()
+            .last()
+            .expect("the portable path is always there")
     }
 
     /// The weight back in f32 `[k, n]` as the kernels see it (int8: the integer levels, unscaled).
@@ -176,16 +199,16 @@ impl PackedWeight {
                 });
             }
             #[cfg(target_arch = "x86_64")]
-            (_, Path::Avx512) => self.forward_avx512(x, m, bias, &mut out),
+            (_, path) => self.forward_tiles(x, m, bias, &mut out, path),
             #[cfg(not(target_arch = "x86_64"))]
-            (_, Path::Avx512) => unreachable!("AVX-512 paths exist on x86_64 only"),
+            (_, path) => unreachable!("{path:?} exists on x86_64 only"),
         }
         out
     }
 
-    /// Tiles of `ROW_BLOCK` rows by groups of panels, one rayon task each.
+    /// Tiles of `ROW_BLOCK` rows by groups of panels, one rayon task each, on a SIMD `path`.
     #[cfg(target_arch = "x86_64")]
-    fn forward_avx512(&self, x: &[f32], m: usize, bias: &[f32], out: &mut [f32]) {
+    fn forward_tiles(&self, x: &[f32], m: usize, bias: &[f32], out: &mut [f32], path: Path) {
         let groups = self.groups();
         let panels = self.n.div_ceil(PANEL);
         let row_blocks = m.div_ceil(ROW_BLOCK);
@@ -220,14 +243,17 @@ impl PackedWeight {
                     bias,
                     dst: dst.get(),
                 };
-                // SAFETY: `best_path` checked the CPU features; tiles of different tasks write disjoint
+                // SAFETY: `paths` checked the CPU features; tiles of different tasks write disjoint
                 // (row, column) ranges of `out`, which holds m * n values.
                 unsafe {
-                    match &int8 {
-                        Some((q, scales, col_sums)) => {
+                    match (&int8, path) {
+                        (Some((q, scales, col_sums)), Path::Avx2) => {
+                            avx2::int8_tile(&tile, q, scales, col_sums)
+                        }
+                        (Some((q, scales, col_sums)), _) => {
                             avx512::int8_tile(&tile, q, scales, col_sums)
                         }
-                        None => avx512::bf16_tile(&tile, &bf16_rows),
+                        (None, _) => avx512::bf16_tile(&tile, &bf16_rows),
                     }
                 }
             }
@@ -243,7 +269,7 @@ impl SyncPtr {
         self.0
     }
 }
-// SAFETY: shared only across tasks that write disjoint ranges (forward_avx512).
+// SAFETY: shared only across tasks that write disjoint ranges (forward_tiles).
 unsafe impl Sync for SyncPtr {}
 unsafe impl Send for SyncPtr {}
 
@@ -411,23 +437,35 @@ pub(super) fn from_bf16(b: u16) -> f32 {
     f32::from_bits(u32::from(b) << 16)
 }
 
-/// (AVX512-BF16, AVX512-VNNI) available and not switched off by `LORAKIT_PORTABLE_KERNELS=1`.
-fn detected() -> &'static (bool, bool) {
-    static FEATURES: OnceLock<(bool, bool)> = OnceLock::new();
+struct Features {
+    bf16: bool,
+    vnni: bool,
+    avx2: bool,
+}
+
+/// The instructions the kernels use, as this CPU has them, all off with `LORAKIT_PORTABLE_KERNELS=1`.
+fn detected() -> &'static Features {
+    static FEATURES: OnceLock<Features> = OnceLock::new();
     FEATURES.get_or_init(|| {
+        let none = Features {
+            bf16: false,
+            vnni: false,
+            avx2: false,
+        };
         if std::env::var("LORAKIT_PORTABLE_KERNELS").is_ok_and(|v| v == "1") {
-            return (false, false);
+            return none;
         }
         #[cfg(target_arch = "x86_64")]
         {
             let f = std::arch::is_x86_feature_detected!("avx512f");
-            (
-                f && std::arch::is_x86_feature_detected!("avx512bf16"),
-                f && std::arch::is_x86_feature_detected!("avx512vnni"),
-            )
+            Features {
+                bf16: f && std::arch::is_x86_feature_detected!("avx512bf16"),
+                vnni: f && std::arch::is_x86_feature_detected!("avx512vnni"),
+                avx2: std::arch::is_x86_feature_detected!("avx2"),
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        (false, false)
+        none
     })
 }
 

@@ -16,11 +16,7 @@ fn values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
 }
 
 fn paths(w: &PackedWeight) -> Vec<Path> {
-    let mut p = vec![Path::Portable];
-    if w.best_path() == Path::Avx512 {
-        p.push(Path::Avx512);
-    }
-    p
+    w.paths()
 }
 
 /// Shapes with odd and sub-panel sizes, one at the encoder's real width, and one row.
@@ -197,23 +193,20 @@ fn packed_dense_runs_as_a_tensor_op() {
 #[test]
 fn the_fast_path_is_taken_where_the_cpu_has_it() {
     let w = values(8 * 8, 9, 1.0);
+    let (bf16, int8) = (PackedWeight::bf16(&w, 8, 8), PackedWeight::int8(&w, 8, 8));
     #[cfg(target_arch = "x86_64")]
     if std::env::var("LORAKIT_PORTABLE_KERNELS").as_deref() != Ok("1") {
         let f = std::arch::is_x86_feature_detected!("avx512f");
-        let bf16 = f && std::arch::is_x86_feature_detected!("avx512bf16");
-        let vnni = f && std::arch::is_x86_feature_detected!("avx512vnni");
-        assert_eq!(
-            PackedWeight::bf16(&w, 8, 8).best_path() == Path::Avx512,
-            bf16
-        );
-        assert_eq!(
-            PackedWeight::int8(&w, 8, 8).best_path() == Path::Avx512,
-            vnni
-        );
+        let has_bf16 = f && std::arch::is_x86_feature_detected!("avx512bf16");
+        let has_vnni = f && std::arch::is_x86_feature_detected!("avx512vnni");
+        let has_avx2 = std::arch::is_x86_feature_detected!("avx2");
+        assert_eq!(bf16.best_path() == Path::Avx512, has_bf16);
+        assert_eq!(int8.best_path() == Path::Avx512, has_vnni);
+        assert_eq!(int8.paths().contains(&Path::Avx2), has_avx2);
         return;
     }
-    assert_eq!(PackedWeight::bf16(&w, 8, 8).best_path(), Path::Portable);
-    assert_eq!(PackedWeight::int8(&w, 8, 8).best_path(), Path::Portable);
+    assert_eq!(bf16.paths(), vec![Path::Portable]);
+    assert_eq!(int8.paths(), vec![Path::Portable]);
 }
 
 #[test]
