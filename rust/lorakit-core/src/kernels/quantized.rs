@@ -115,8 +115,7 @@ impl PackedWeight {
         self.k.div_ceil(self.group())
     }
 
-    /// The paths this CPU supports for this weight, slowest first (only the portable one when
-    /// `LORAKIT_PORTABLE_KERNELS=1`).
+    /// The paths this CPU supports for this weight, slowest first (fewer under `LORAKIT_QUANTIZED_KERNELS`).
     pub fn paths(&self) -> Vec<Path> {
         let f = detected();
         let mut paths = vec![Path::Portable];
@@ -443,7 +442,8 @@ struct Features {
     avx2: bool,
 }
 
-/// The instructions the kernels use, as this CPU has them, all off with `LORAKIT_PORTABLE_KERNELS=1`.
+/// The instructions the kernels use, as this CPU has them. `LORAKIT_QUANTIZED_KERNELS=portable` turns them all
+/// off and `=avx2` the AVX-512 ones, so one machine can check the paths of older CPUs.
 fn detected() -> &'static Features {
     static FEATURES: OnceLock<Features> = OnceLock::new();
     FEATURES.get_or_init(|| {
@@ -452,12 +452,13 @@ fn detected() -> &'static Features {
             vnni: false,
             avx2: false,
         };
-        if std::env::var("LORAKIT_PORTABLE_KERNELS").is_ok_and(|v| v == "1") {
+        let cap = std::env::var("LORAKIT_QUANTIZED_KERNELS").unwrap_or_default();
+        if cap == "portable" {
             return none;
         }
         #[cfg(target_arch = "x86_64")]
         {
-            let f = std::arch::is_x86_feature_detected!("avx512f");
+            let f = cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f");
             Features {
                 bf16: f && std::arch::is_x86_feature_detected!("avx512bf16"),
                 vnni: f && std::arch::is_x86_feature_detected!("avx512vnni"),

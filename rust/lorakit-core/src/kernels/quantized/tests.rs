@@ -195,8 +195,9 @@ fn the_fast_path_is_taken_where_the_cpu_has_it() {
     let w = values(8 * 8, 9, 1.0);
     let (bf16, int8) = (PackedWeight::bf16(&w, 8, 8), PackedWeight::int8(&w, 8, 8));
     #[cfg(target_arch = "x86_64")]
-    if std::env::var("LORAKIT_PORTABLE_KERNELS").as_deref() != Ok("1") {
-        let f = std::arch::is_x86_feature_detected!("avx512f");
+    if std::env::var("LORAKIT_QUANTIZED_KERNELS").as_deref() != Ok("portable") {
+        let capped = std::env::var("LORAKIT_QUANTIZED_KERNELS").as_deref() == Ok("avx2");
+        let f = !capped && std::arch::is_x86_feature_detected!("avx512f");
         let has_bf16 = f && std::arch::is_x86_feature_detected!("avx512bf16");
         let has_vnni = f && std::arch::is_x86_feature_detected!("avx512vnni");
         let has_avx2 = std::arch::is_x86_feature_detected!("avx2");
