@@ -2,17 +2,15 @@
 //!
 //! Weights are packed once at load into panels of `PANEL` output columns, `G` consecutive input rows per 32-bit
 //! lane (bf16: pairs, int8: quads): the operand layout of AVX512-BF16 `vdpbf16ps` and AVX512-VNNI `vpdpbusd`,
-//! which multiply a broadcast lane of the input row by a panel row. int8 on AVX2 without VNNI widens the quads to
-//! i16 (`vpmaddwd`, exact). Otherwise the portable path runs: the packed weight is decoded to f32 for the call and
-//! one f32 GEMM (the `gemm` crate, which picks its own AVX2/AVX-512 kernels at run time) computes the same
-//! products, so results agree up to summation order (int8 sums are exact on every SIMD path).
+//! which multiply a broadcast lane of the input row by a panel row. CPUs without those instructions take the
+//! portable path: the packed weight is decoded to f32 for the call and one f32 GEMM (the `gemm` crate, which picks
+//! its own AVX2/AVX-512 kernels at run time) computes the same products, so results agree up to summation order.
+//! (A `vpmaddwd` int8 tile for AVX2 measured 1.6x slower than this path, so there is none.)
 //!
 //! bf16: inputs and weights rounded to bf16 (nearest-even), products summed in f32.
 //! int8: weights symmetric per output channel (`q = round(w / s)`, `s = max|w| / 127`), inputs asymmetric u8
 //! per row (`q = round(x / s) + zp` over `[min(x, 0), max(x, 0)]`), sums in i32, output in f32.
 
-#[cfg(target_arch = "x86_64")]
-mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(test)]
@@ -55,8 +53,6 @@ pub(crate) enum Path {
     Portable,
     /// AVX512-BF16 for bf16, AVX512-VNNI for int8.
     Avx512,
-    /// int8 only: `vpmaddwd` on widened quads.
-    Avx2,
 }
 
 impl PackedWeight {
@@ -119,17 +115,12 @@ impl PackedWeight {
     pub fn paths(&self) -> Vec<Path> {
         let f = detected();
         let mut paths = vec![Path::Portable];
-        match self.format {
-            Format::Bf16 if f.bf16 => paths.push(Path::Avx512),
-            Format::Int8 { .. } => {
-                if f.avx2 {
-                    paths.push(Path::Avx2);
-                }
-                if f.vnni {
-                    paths.push(Path::Avx512);
-                }
-            }
-            Format::Bf16 => {}
+        let fast = match self.format {
+            Format::Bf16 => f.bf16,
+            Format::Int8 { .. } => f.vnni,
+        };
+        if fast {
+            paths.push(Path::Avx512);
         }
         paths
     }
@@ -198,16 +189,16 @@ impl PackedWeight {
                 });
             }
             #[cfg(target_arch = "x86_64")]
-            (_, path) => self.forward_tiles(x, m, bias, &mut out, path),
+            (_, Path::Avx512) => self.forward_tiles(x, m, bias, &mut out),
             #[cfg(not(target_arch = "x86_64"))]
-            (_, path) => unreachable!("{path:?} exists on x86_64 only"),
+            (_, Path::Avx512) => unreachable!("AVX-512 paths exist on x86_64 only"),
         }
         out
     }
 
-    /// Tiles of `ROW_BLOCK` rows by groups of panels, one rayon task each, on a SIMD `path`.
+    /// Tiles of `ROW_BLOCK` rows by groups of panels, one rayon task each (AVX-512).
     #[cfg(target_arch = "x86_64")]
-    fn forward_tiles(&self, x: &[f32], m: usize, bias: &[f32], out: &mut [f32], path: Path) {
+    fn forward_tiles(&self, x: &[f32], m: usize, bias: &[f32], out: &mut [f32]) {
         let groups = self.groups();
         let panels = self.n.div_ceil(PANEL);
         let row_blocks = m.div_ceil(ROW_BLOCK);
@@ -245,14 +236,11 @@ impl PackedWeight {
                 // SAFETY: `paths` checked the CPU features; tiles of different tasks write disjoint
                 // (row, column) ranges of `out`, which holds m * n values.
                 unsafe {
-                    match (&int8, path) {
-                        (Some((q, scales, col_sums)), Path::Avx2) => {
-                            avx2::int8_tile(&tile, q, scales, col_sums)
-                        }
-                        (Some((q, scales, col_sums)), _) => {
+                    match &int8 {
+                        Some((q, scales, col_sums)) => {
                             avx512::int8_tile(&tile, q, scales, col_sums)
                         }
-                        (None, _) => avx512::bf16_tile(&tile, &bf16_rows),
+                        None => avx512::bf16_tile(&tile, &bf16_rows),
                     }
                 }
             }
@@ -439,30 +427,26 @@ pub(super) fn from_bf16(b: u16) -> f32 {
 struct Features {
     bf16: bool,
     vnni: bool,
-    avx2: bool,
 }
 
-/// The instructions the kernels use, as this CPU has them. `LORAKIT_QUANTIZED_KERNELS=portable` turns them all
-/// off and `=avx2` the AVX-512 ones, so one machine can check the paths of older CPUs.
+/// The instructions the kernels use, as this CPU has them; `LORAKIT_QUANTIZED_KERNELS=portable` turns them off,
+/// so one machine can run the path of CPUs without them.
 fn detected() -> &'static Features {
     static FEATURES: OnceLock<Features> = OnceLock::new();
     FEATURES.get_or_init(|| {
         let none = Features {
             bf16: false,
             vnni: false,
-            avx2: false,
         };
-        let cap = std::env::var("LORAKIT_QUANTIZED_KERNELS").unwrap_or_default();
-        if cap == "portable" {
+        if std::env::var("LORAKIT_QUANTIZED_KERNELS").is_ok_and(|v| v == "portable") {
             return none;
         }
         #[cfg(target_arch = "x86_64")]
         {
-            let f = cap != "avx2" && std::arch::is_x86_feature_detected!("avx512f");
+            let f = std::arch::is_x86_feature_detected!("avx512f");
             Features {
                 bf16: f && std::arch::is_x86_feature_detected!("avx512bf16"),
                 vnni: f && std::arch::is_x86_feature_detected!("avx512vnni"),
-                avx2: std::arch::is_x86_feature_detected!("avx2"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]

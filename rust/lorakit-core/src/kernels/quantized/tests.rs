@@ -196,14 +196,11 @@ fn the_fast_path_is_taken_where_the_cpu_has_it() {
     let (bf16, int8) = (PackedWeight::bf16(&w, 8, 8), PackedWeight::int8(&w, 8, 8));
     #[cfg(target_arch = "x86_64")]
     if std::env::var("LORAKIT_QUANTIZED_KERNELS").as_deref() != Ok("portable") {
-        let capped = std::env::var("LORAKIT_QUANTIZED_KERNELS").as_deref() == Ok("avx2");
-        let f = !capped && std::arch::is_x86_feature_detected!("avx512f");
+        let f = std::arch::is_x86_feature_detected!("avx512f");
         let has_bf16 = f && std::arch::is_x86_feature_detected!("avx512bf16");
         let has_vnni = f && std::arch::is_x86_feature_detected!("avx512vnni");
-        let has_avx2 = std::arch::is_x86_feature_detected!("avx2");
         assert_eq!(bf16.best_path() == Path::Avx512, has_bf16);
         assert_eq!(int8.best_path() == Path::Avx512, has_vnni);
-        assert_eq!(int8.paths().contains(&Path::Avx2), has_avx2);
         return;
     }
     assert_eq!(bf16.paths(), vec![Path::Portable]);
