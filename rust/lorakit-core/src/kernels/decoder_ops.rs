@@ -9,7 +9,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::contiguous_f32;
-use super::elementwise::{avx2_available, masked_softmax_row};
+use super::elementwise::{masked_softmax_row, Isa};
 
 fn pool_parallelism() -> Parallelism {
     match rayon::current_num_threads() {
@@ -143,7 +143,7 @@ impl CustomOp3 for CachedAttention {
         let group = heads / kv_heads;
         let mut out = vec![0f32; q.len()];
         let out_ptr = SharedOut(out.as_mut_ptr());
-        let avx2 = avx2_available();
+        let isa = Isa::detect();
         (0..batch * heads).into_par_iter().for_each_init(
             || vec![0f32; q_len * kv_len],
             |scores, task| {
@@ -182,7 +182,7 @@ impl CustomOp3 for CachedAttention {
                             *s = (*s / cap).tanh() * cap;
                         }
                     }
-                    masked_softmax_row(row, bias_row, avx2);
+                    masked_softmax_row(row, bias_row, isa);
                 }
                 unsafe {
                     gemm(

@@ -1,6 +1,6 @@
 //! Element-wise math of the CPU kernels: exp, GELU (erf form) and one masked softmax row. Same approximations
 //! as PyTorch's vectorised CPU kernels (Cephes exp, Abramowitz-Stegun 7.1.26 erf), written branch-free so the
-//! compiler vectorises them; an AVX2 build of each loop is picked at run time. Rust never contracts `a * b + c`
+//! compiler vectorises them; an AVX-512 or AVX2 build of each loop is picked at run time. Rust never contracts `a * b + c`
 //! into an FMA, so both builds round identically.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
@@ -65,66 +65,121 @@ fn gelu_slice_portable(src: &[f32], dst: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gelu_slice_avx2(src: &[f32], dst: &mut [f32]) {
-    gelu_slice_portable(src, dst)
-}
-
-fn gelu_slice(src: &[f32], dst: &mut [f32], avx2: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `avx2` is true only when the CPU supports AVX2; the body is safe slice code.
-        return unsafe { gelu_slice_avx2(src, dst) };
-    }
-    let _ = avx2;
-    gelu_slice_portable(src, dst)
-}
+/// Accumulators of the softmax reductions: independent lanes let the compiler vectorise the max and the sum
+/// (a single running value is a serial dependency it may not reorder).
+const LANES: usize = 16;
 
 /// In place: `row = softmax(row + bias)`.
 #[inline(always)]
 fn masked_softmax_row_portable(row: &mut [f32], bias: &[f32]) {
-    let mut max = f32::NEG_INFINITY;
-    for (o, &b) in row.iter_mut().zip(bias) {
-        *o += b;
-        max = if *o > max { *o } else { max };
+    let split = row.len() - row.len() % LANES;
+    let (bias_body, bias_tail) = bias.split_at(split);
+    let mut lane_max = [f32::NEG_INFINITY; LANES];
+    {
+        let (body, tail) = row.split_at_mut(split);
+        for (c, b) in body
+            .chunks_exact_mut(LANES)
+            .zip(bias_body.chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                c[l] += b[l];
+                lane_max[l] = if c[l] > lane_max[l] {
+                    c[l]
+                } else {
+                    lane_max[l]
+                };
+            }
+        }
+        for ((o, &b), slot) in tail.iter_mut().zip(bias_tail).zip(&mut lane_max) {
+            *o += b;
+            *slot = if *o > *slot { *o } else { *slot };
+        }
     }
-    for o in row.iter_mut() {
+    let max = lane_max
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    let mut lane_sum = [0f32; LANES];
+    let (body, tail) = row.split_at_mut(split);
+    for c in body.chunks_exact_mut(LANES) {
+        for l in 0..LANES {
+            c[l] = exp_approx(c[l] - max);
+            lane_sum[l] += c[l];
+        }
+    }
+    for (o, slot) in tail.iter_mut().zip(&mut lane_sum) {
         *o = exp_approx(*o - max);
+        *slot += *o;
     }
-    let sum: f32 = row.iter().sum();
-    let inv = 1.0 / sum;
+    let inv = 1.0 / lane_sum.iter().sum::<f32>();
     for o in row.iter_mut() {
         *o *= inv;
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn masked_softmax_row_avx2(row: &mut [f32], bias: &[f32]) {
-    masked_softmax_row_portable(row, bias)
+/// The widest vector extension of this CPU that the element-wise loops are compiled for, detected once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Isa {
+    Portable,
+    Avx2,
+    Avx512,
 }
+
+impl Isa {
+    pub fn detect() -> Isa {
+        static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    return Isa::Avx512;
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    return Isa::Avx2;
+                }
+            }
+            Isa::Portable
+        })
+    }
+
+    /// Every level this CPU can run, for tests that compare them.
+    #[cfg(test)]
+    pub fn available() -> Vec<Isa> {
+        [Isa::Portable, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&isa| isa == Isa::Portable || isa as u8 <= Isa::detect() as u8)
+            .collect()
+    }
+}
+
+/// `$name(isa, args)` runs `$portable(args)` compiled for the widest extension `isa` allows. The bodies are safe
+/// slice code; the target_feature copies only let the compiler use wider registers.
+macro_rules! isa_dispatch {
+    ($name:ident, $portable:ident, ($($arg:ident: $ty:ty),*)) => {
+        pub(super) fn $name(isa: Isa, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn wide($($arg: $ty),*) { $portable($($arg),*) }
+                #[target_feature(enable = "avx2")]
+                unsafe fn narrow($($arg: $ty),*) { $portable($($arg),*) }
+                match isa {
+                    // SAFETY: `isa` comes from Isa::detect (or Isa::available), so the CPU has the extension.
+                    Isa::Avx512 => return unsafe { wide($($arg),*) },
+                    Isa::Avx2 => return unsafe { narrow($($arg),*) },
+                    Isa::Portable => {}
+                }
+            }
+            $portable($($arg),*)
+        }
+    };
+}
+
+isa_dispatch!(gelu_slice, gelu_slice_portable, (src: &[f32], dst: &mut [f32]));
+isa_dispatch!(softmax_row, masked_softmax_row_portable, (row: &mut [f32], bias: &[f32]));
 
 /// In place: `row = softmax(row + bias)`. A fully masked row becomes uniform, never NaN.
-pub(super) fn masked_softmax_row(row: &mut [f32], bias: &[f32], avx2: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2 {
-        // SAFETY: `avx2` is true only when the CPU supports AVX2; the body is safe slice code.
-        return unsafe { masked_softmax_row_avx2(row, bias) };
-    }
-    let _ = avx2;
-    masked_softmax_row_portable(row, bias)
-}
-
-pub(super) fn avx2_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+pub(super) fn masked_softmax_row(row: &mut [f32], bias: &[f32], isa: Isa) {
+    softmax_row(isa, row, bias)
 }
 
 pub(super) struct GeluErf;
@@ -140,11 +195,11 @@ impl CustomOp1 for GeluErf {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let src = contiguous_f32(storage, layout, "gelu")?;
-        let avx2 = avx2_available();
+        let isa = Isa::detect();
         let mut dst = vec![0f32; src.len()];
         dst.par_chunks_mut(CHUNK)
             .zip(src.par_chunks(CHUNK))
-            .for_each(|(d, s)| gelu_slice(s, d, avx2));
+            .for_each(|(d, s)| gelu_slice(isa, s, d));
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
 }
@@ -182,33 +237,41 @@ mod tests {
     }
 
     #[test]
-    fn avx2_and_portable_paths_agree_bitwise() {
+    fn every_vector_path_agrees_bitwise_with_the_portable_one() {
         let src: Vec<f32> = (0..4099).map(|i| (i as f32 - 2000.0) * 0.0031).collect();
-        let mut a = vec![0f32; src.len()];
-        let mut b = vec![0f32; src.len()];
-        gelu_slice(&src, &mut a, avx2_available());
-        gelu_slice_portable(&src, &mut b);
-        assert_eq!(a, b);
         let bias: Vec<f32> = (0..src.len())
             .map(|i| if i % 7 == 0 { -1e30 } else { 0.0 })
             .collect();
-        let (mut a, mut b) = (src.clone(), src.clone());
-        masked_softmax_row(&mut a, &bias, avx2_available());
-        masked_softmax_row_portable(&mut b, &bias);
-        assert_eq!(a, b);
+        let mut gelu_ref = vec![0f32; src.len()];
+        gelu_slice_portable(&src, &mut gelu_ref);
+        let mut softmax_ref = src.clone();
+        masked_softmax_row_portable(&mut softmax_ref, &bias);
+        assert!((softmax_ref.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        for isa in Isa::available() {
+            let mut gelu = vec![0f32; src.len()];
+            gelu_slice(isa, &src, &mut gelu);
+            assert_eq!(gelu, gelu_ref, "{isa:?}");
+            // Lengths around the lane count exercise the tail loops.
+            for len in [1, 15, 16, 17, 128, 4099] {
+                let (mut row, mut expected) = (src[..len].to_vec(), src[..len].to_vec());
+                masked_softmax_row_portable(&mut expected, &bias[..len]);
+                masked_softmax_row(&mut row, &bias[..len], isa);
+                assert_eq!(row, expected, "{isa:?} length {len}");
+            }
+        }
     }
 
     #[test]
     fn softmax_row_masks_and_never_yields_nan() {
         let mut row = vec![1.0f32, 2.0, 3.0];
-        masked_softmax_row(&mut row, &[0.0, 0.0, -1e30], avx2_available());
+        masked_softmax_row(&mut row, &[0.0, 0.0, -1e30], Isa::detect());
         let e = [1f32.exp(), 2f32.exp()];
         assert!(
             (row[0] - e[0] / (e[0] + e[1])).abs() < 1e-6 && row[2] == 0.0,
             "{row:?}"
         );
         let mut masked = vec![4.0f32, -4.0, 0.0];
-        masked_softmax_row(&mut masked, &[-1e30; 3], avx2_available());
+        masked_softmax_row(&mut masked, &[-1e30; 3], Isa::detect());
         assert!(
             masked.iter().all(|p| (p - 1.0 / 3.0).abs() < 1e-6),
             "{masked:?}"

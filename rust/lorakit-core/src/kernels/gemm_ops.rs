@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use super::elementwise::{avx2_available, masked_softmax_row};
+use super::elementwise::{masked_softmax_row, Isa};
 use super::{contiguous_f32, MASKED_SCORE};
 
 /// Whole-matrix GEMMs use every thread of the current rayon pool.
@@ -194,7 +194,7 @@ impl CustomOp3 for Attention {
         }
         let mut out = vec![0f32; q.len()];
         let out_ptr = SharedOut(out.as_mut_ptr());
-        let avx2 = avx2_available();
+        let isa = Isa::detect();
         let h = hidden as isize;
         (0..batch * heads).into_par_iter().for_each_init(
             || vec![0f32; q_len * seq],
@@ -238,7 +238,7 @@ impl CustomOp3 for Attention {
                             }
                         }
                     }
-                    masked_softmax_row(row, mask, avx2);
+                    masked_softmax_row(row, mask, isa);
                 }
                 unsafe {
                     gemm(
