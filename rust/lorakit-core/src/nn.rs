@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::{Module, Tensor};
 
 use crate::error::{Error, Result};
-use crate::kernels::{self, PackedWeight};
+use crate::kernels::{self, F32Panels, PackedWeight};
 use crate::lora::LoraWeights;
 use crate::Precision;
 
@@ -24,6 +24,8 @@ pub(crate) struct Linear {
 #[derive(Clone)]
 enum Weight {
     F32(Tensor),
+    /// f32 in column panels (CPU): what `with_precision(F32)` makes of a CPU weight.
+    Panels(Arc<F32Panels>),
     Packed(Arc<PackedWeight>),
 }
 
@@ -42,7 +44,7 @@ impl Linear {
         let Weight::F32(weight_t) = &self.weight else {
             return Ok(self);
         };
-        if precision == Precision::F32 {
+        if precision == Precision::F32 && !weight_t.device().is_cpu() {
             return Ok(self);
         }
         if !weight_t.device().is_cpu() {
@@ -53,21 +55,19 @@ impl Linear {
         }
         let (k, n) = weight_t.dims2()?;
         let values = weight_t.flatten_all()?.to_vec1::<f32>()?;
-        let packed = match precision {
-            Precision::Bf16 => PackedWeight::bf16(&values, k, n),
-            Precision::Int8 => PackedWeight::int8(&values, k, n),
-            Precision::F32 => unreachable!("returned above"),
+        let weight = match precision {
+            Precision::F32 => Weight::Panels(Arc::new(F32Panels::pack(&values, k, n))),
+            Precision::Bf16 => Weight::Packed(Arc::new(PackedWeight::bf16(&values, k, n))),
+            Precision::Int8 => Weight::Packed(Arc::new(PackedWeight::int8(&values, k, n))),
         };
-        Ok(Linear {
-            weight: Weight::Packed(Arc::new(packed)),
-            ..self
-        })
+        Ok(Linear { weight, ..self })
     }
 
     /// `x` is `[rows, in]`; returns `[rows, out]` (no adapter).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.weight {
             Weight::F32(weight_t) => kernels::dense(x, weight_t, &self.bias),
+            Weight::Panels(panels) => kernels::panel_dense(x, panels, &self.bias),
             Weight::Packed(packed) => kernels::packed_dense(x, packed, &self.bias),
         }
     }

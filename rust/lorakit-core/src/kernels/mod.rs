@@ -4,6 +4,7 @@
 mod decoder_ops;
 mod elementwise;
 mod gemm_ops;
+mod panels;
 mod quantized;
 
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use candle_core::{CpuStorage, Device, Layout, Tensor};
 
 use crate::error::Result;
 
+pub(crate) use panels::{panel_dense, F32Panels};
 pub(crate) use quantized::{packed_dense, PackedWeight};
 
 /// Score added to masked key positions: finite, so a fully masked row yields a uniform softmax, never NaN.
