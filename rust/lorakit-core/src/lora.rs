@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::kernels;
+use crate::kernels::{self, F32Panels};
 use crate::tensors::{check_shape, TensorStore};
 use crate::weights::ModuleTable;
 
@@ -181,9 +181,22 @@ pub(crate) struct LoraDelta {
     a_t: Tensor,
     b_t: Tensor,
     scale: f64,
+    /// `B^T` in the dense kernel's panels (CPU), so the runtime term runs inside the base layer's pass.
+    b_panels: Option<F32Panels>,
 }
 
 impl LoraDelta {
+    /// The down-projection `s * x A^T` (`[rows, r]`) and the packed up-projection it multiplies, on CPU.
+    pub fn fusable(&self, x: &Tensor) -> Result<Option<(Tensor, &F32Panels)>> {
+        match &self.b_panels {
+            Some(b) => Ok(Some((
+                kernels::product(x, &self.a_t)?.affine(self.scale, 0.0)?,
+                b,
+            ))),
+            None => Ok(None),
+        }
+    }
+
     /// `s * (B @ A)^T` (`[in, out]`), computed in f32 as `peft` `merge_and_unload` does: `A^T B^T = (B A)^T`.
     pub fn dense_delta_t(&self) -> Result<Tensor> {
         Ok(self.a_t.matmul(&self.b_t)?.affine(self.scale, 0.0)?)
@@ -196,6 +209,11 @@ pub(crate) struct LoraWeights {
 }
 
 impl LoraWeights {
+    /// The factors of dense-layer `site`, if this adapter adapts it.
+    pub fn delta(&self, site: usize) -> Option<&LoraDelta> {
+        self.deltas.get(site).and_then(Option::as_ref)
+    }
+
     /// `y + s * B (A x)` for `x` `[rows, in]` and `y = W x + b` `[rows, out]`.
     pub fn add_delta(&self, site: usize, x: &Tensor, y: Tensor) -> Result<Tensor> {
         match self.deltas.get(site).and_then(Option::as_ref) {
@@ -338,10 +356,18 @@ impl AdapterSource {
             alpha / rank as f64
         };
         self.adapted += 1;
+        let b_t = b.t()?.contiguous()?;
+        let b_panels = if b_t.device().is_cpu() {
+            let (r, n) = b_t.dims2()?;
+            Some(F32Panels::pack(&b_t.flatten_all()?.to_vec1::<f32>()?, r, n))
+        } else {
+            None
+        };
         Ok(Some(LoraDelta {
             a_t: a.t()?.contiguous()?,
-            b_t: b.t()?.contiguous()?,
+            b_t,
             scale,
+            b_panels,
         }))
     }
 

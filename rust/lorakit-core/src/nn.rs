@@ -67,8 +67,41 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.weight {
             Weight::F32(weight_t) => kernels::dense(x, weight_t, &self.bias),
-            Weight::Panels(panels) => kernels::panel_dense(x, panels, &self.bias),
+            Weight::Panels(panels) => {
+                kernels::panel_dense(x, panels, &self.bias, None, None, false)
+            }
             Weight::Packed(packed) => kernels::packed_dense(x, packed, &self.bias),
+        }
+    }
+
+    /// `then` applied to `forward_with(x, lora)`: in the dense kernel's one output pass when the weight is in
+    /// panels (the LoRA term included), else as separate ops.
+    pub fn forward_then(
+        &self,
+        x: &Tensor,
+        lora: Option<&LoraWeights>,
+        then: Then,
+    ) -> Result<Tensor> {
+        if let (Weight::Panels(panels), None | Some(Activation::GeluErf)) =
+            (&self.weight, then.activation)
+        {
+            let low_rank = match lora.and_then(|l| l.delta(self.site)) {
+                Some(delta) => delta.fusable(x)?,
+                None => None,
+            };
+            if low_rank.is_some() || lora.and_then(|l| l.delta(self.site)).is_none() {
+                let low_rank = low_rank.as_ref().map(|(u, b)| (u, *b));
+                let gelu = then.activation.is_some();
+                return kernels::panel_dense(x, panels, &self.bias, low_rank, then.residual, gelu);
+            }
+        }
+        let mut y = self.forward_with(x, lora)?;
+        if let Some(residual) = then.residual {
+            y = (y + residual)?;
+        }
+        match then.activation {
+            Some(act) => act.apply(&y),
+            None => Ok(y),
         }
     }
 
@@ -80,6 +113,14 @@ impl Linear {
             None => Ok(y),
         }
     }
+}
+
+/// What follows a dense layer (`Linear::forward_then`), in this order.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Then<'a> {
+    /// Added to the output: the residual of a post-norm block.
+    pub residual: Option<&'a Tensor>,
+    pub activation: Option<Activation>,
 }
 
 /// Layer norm over the last dimension, eps from the model config; the bias is optional (ModernBERT has none).

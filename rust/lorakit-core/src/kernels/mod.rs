@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, Device, Layout, Tensor};
 
 use crate::error::Result;
 
-pub(crate) use panels::{panel_dense, F32Panels};
+pub(crate) use panels::F32Panels;
 pub(crate) use quantized::{packed_dense, PackedWeight};
 
 /// Score added to masked key positions: finite, so a fully masked row yields a uniform softmax, never NaN.
@@ -32,6 +32,60 @@ fn contiguous_f32<'a>(
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{what}: input must be contiguous"),
     }
+}
+
+/// The f32 slice of a contiguous CPU tensor.
+fn host_f32<'a>(
+    storage: &'a candle_core::Storage,
+    layout: &Layout,
+    what: &str,
+) -> Result<&'a [f32]> {
+    match storage {
+        candle_core::Storage::Cpu(cpu) => Ok(contiguous_f32(cpu, layout, what)?),
+        _ => Err(crate::error::Error::Internal(format!(
+            "{what}: expected a CPU tensor"
+        ))),
+    }
+}
+
+/// `x @ W + bias` for `x` `[m, k]` (CPU) and a packed weight, plus a runtime LoRA term `u @ B` (`u` `[m, r]`),
+/// a residual `[m, n]` and GELU, in that order, fused into the one pass over the output.
+pub(crate) fn panel_dense(
+    x: &Tensor,
+    w: &F32Panels,
+    bias: &Tensor,
+    low_rank: Option<(&Tensor, &F32Panels)>,
+    residual: Option<&Tensor>,
+    gelu: bool,
+) -> Result<Tensor> {
+    let (m, _) = x.dims2()?;
+    let x = x.contiguous()?;
+    let u = low_rank.map(|(u, _)| u.contiguous()).transpose()?;
+    let residual = residual.map(Tensor::contiguous).transpose()?;
+    let (xs, xl) = x.storage_and_layout();
+    let (bs, bl) = bias.storage_and_layout();
+    let us = u.as_ref().map(Tensor::storage_and_layout);
+    let rs = residual.as_ref().map(Tensor::storage_and_layout);
+    let u_data = us
+        .as_ref()
+        .map(|(s, l)| host_f32(s, l, "LoRA input"))
+        .transpose()?;
+    let fused = panels::Fused {
+        low_rank: u_data.zip(low_rank.map(|(_, b)| b)),
+        residual: rs
+            .as_ref()
+            .map(|(s, l)| host_f32(s, l, "residual"))
+            .transpose()?,
+        gelu,
+    };
+    let out = panels::run(
+        w,
+        host_f32(&xs, xl, "dense input")?,
+        host_f32(&bs, bl, "dense bias")?,
+        fused,
+    )?;
+    let n = out.len() / m.max(1);
+    Ok(Tensor::from_vec(out, (m, n), x.device())?)
 }
 
 /// GELU, erf form (`hidden_act = "gelu"`).

@@ -7,15 +7,14 @@
 //! `3 * ROWS` FMAs into registers that stay put for the whole `k` loop. The bias is the accumulators' start.
 //! AVX-512 and AVX2+FMA builds of the same tile are chosen at run time; a portable loop serves other CPUs. Sums run
 //! in `k` order in every build, so they agree to rounding (the vector builds fuse multiply and add).
+//!
+//! What follows the layer runs on the tile while it is in registers and cache: a runtime LoRA term `u @ B`
+//! (`u = s * x A^T`, B packed like the weight) as `r` more input columns of the same accumulators, then a residual
+//! row, then GELU. A runtime adapter so costs its rank in columns, and no layer output makes a second pass.
 
-use std::sync::Arc;
-
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::contiguous_f32;
-use super::elementwise::Isa;
-use crate::error::Result;
+use super::elementwise::{gelu_slice, Isa};
 
 pub(crate) const PANEL: usize = 48;
 /// Rows of one register tile (AVX-512: 8 x 3 accumulators; AVX2 runs two 4-row halves of 24 columns).
@@ -67,18 +66,75 @@ impl F32Panels {
     }
 }
 
-/// Rows `first..first + x.len() / k` of the output, columns of panel `p`: `x @ W + bias` through `out`.
-fn panel_rows(w: &F32Panels, x: &[f32], first: usize, bias: &[f32], p: usize, out: Out, isa: Isa) {
+/// One run of input columns into the tile's accumulators: `x` holds the tile's rows of `k` values, `panel` `k`
+/// rows of PANEL weights.
+#[derive(Clone, Copy)]
+struct Segment<'a> {
+    x: &'a [f32],
+    k: usize,
+    panel: &'a [f32],
+}
+
+/// What a dense call adds to `x @ W + bias`, in this order.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Fused<'a> {
+    /// `(u, B)`: `u` `[m, r]` (scale applied), `B` the adapter's `[r, n]` up-projection in panels.
+    pub low_rank: Option<(&'a [f32], &'a F32Panels)>,
+    /// `[m, n]`, added to the output.
+    pub residual: Option<&'a [f32]>,
+    /// GELU (erf form) on the result.
+    pub gelu: bool,
+}
+
+/// One dense call: the weight, its bias, what is fused after it, and the kernel build that runs it.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    w: &'a F32Panels,
+    bias: &'a [f32],
+    fused: Fused<'a>,
+    isa: Isa,
+}
+
+/// Rows `first..first + x.len() / k` of the output, columns of panel `p`, through `out`.
+fn panel_rows(call: Call, x: &[f32], first: usize, p: usize, out: Out) {
+    let Call {
+        w,
+        bias,
+        fused,
+        isa,
+    } = call;
     let (k, n) = (w.k, w.n);
     let (c0, width) = (p * PANEL, PANEL.min(n - p * PANEL));
     let mut start = [0f32; PANEL];
     start[..width].copy_from_slice(&bias[c0..c0 + width]);
     let mut acc = [[0f32; PANEL]; ROWS];
+    let mut activated = [0f32; PANEL];
     for (t, xs) in x.chunks(ROWS * k).enumerate() {
-        let rows = xs.len() / k;
-        tile(isa, xs, k, w.panel(p), &start, &mut acc[..rows]);
-        for (r, row) in acc[..rows].iter().enumerate() {
-            let at = (first + t * ROWS + r) * n + c0;
+        let (rows, r0) = (xs.len() / k, first + t * ROWS);
+        let base = Segment {
+            x: xs,
+            k,
+            panel: w.panel(p),
+        };
+        let low_rank = fused.low_rank.map(|(u, b)| Segment {
+            x: &u[r0 * b.k..(r0 + rows) * b.k],
+            k: b.k,
+            panel: b.panel(p),
+        });
+        tile(isa, &[Some(base), low_rank], &start, &mut acc[..rows]);
+        for (r, row) in acc[..rows].iter_mut().enumerate() {
+            let at = (r0 + r) * n + c0;
+            if let Some(res) = fused.residual {
+                for (o, &v) in row[..width].iter_mut().zip(&res[at..at + width]) {
+                    *o += v;
+                }
+            }
+            let row: &[f32] = if fused.gelu {
+                gelu_slice(isa, &row[..width], &mut activated[..width]);
+                &activated
+            } else {
+                row
+            };
             // SAFETY: `at + width <= m * n` (the row exists, the panel's columns end by `n`); concurrent tasks
             // write disjoint (row, panel) cells.
             unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), out.0.add(at), width) };
@@ -86,40 +142,29 @@ fn panel_rows(w: &F32Panels, x: &[f32], first: usize, bias: &[f32], p: usize, ou
     }
 }
 
-/// `acc[r] = start + x[r] @ panel` for the tile's rows (`x` holds `acc.len()` rows of `k`).
-fn tile(
-    isa: Isa,
-    x: &[f32],
-    k: usize,
-    panel: &[f32],
-    start: &[f32; PANEL],
-    acc: &mut [[f32; PANEL]],
-) {
+/// `acc[r] = start + sum over segments of x[r] @ panel` for the tile's rows.
+fn tile(isa: Isa, segments: &[Option<Segment>; 2], start: &[f32; PANEL], acc: &mut [[f32; PANEL]]) {
     #[cfg(target_arch = "x86_64")]
     match isa {
-        // SAFETY: `isa` comes from Isa::detect (or Isa::available), so the CPU has the extension; the kernels
-        // read `acc.len()` rows of `k` from `x` and `k` rows of PANEL from `panel`, which the callers sized.
-        Isa::Avx512 => return unsafe { x86::tile_avx512(x, k, panel, start, acc) },
-        Isa::Avx2 if x86::has_fma() => return unsafe { x86::tile_avx2(x, k, panel, start, acc) },
+        // SAFETY: `isa` comes from Isa::detect (or Isa::available), so the CPU has the extension; each segment's
+        // `x` holds `acc.len()` rows of its `k` and its `panel` `k` rows of PANEL (sized by `panel_rows`).
+        Isa::Avx512 => return unsafe { x86::tile_avx512(segments, start, acc) },
+        Isa::Avx2 if x86::has_fma() => return unsafe { x86::tile_avx2(segments, start, acc) },
         _ => {}
     }
     let _ = isa;
-    tile_portable(x, k, panel, start, acc)
+    tile_portable(segments, start, acc)
 }
 
-fn tile_portable(
-    x: &[f32],
-    k: usize,
-    panel: &[f32],
-    start: &[f32; PANEL],
-    acc: &mut [[f32; PANEL]],
-) {
+fn tile_portable(segments: &[Option<Segment>; 2], start: &[f32; PANEL], acc: &mut [[f32; PANEL]]) {
     for (r, out) in acc.iter_mut().enumerate() {
         *out = *start;
-        let row = &x[r * k..(r + 1) * k];
-        for (&a, b) in row.iter().zip(panel.chunks_exact(PANEL)) {
-            for (o, &bv) in out.iter_mut().zip(b) {
-                *o += a * bv;
+        for seg in segments.iter().flatten() {
+            let row = &seg.x[r * seg.k..(r + 1) * seg.k];
+            for (&a, b) in row.iter().zip(seg.panel.chunks_exact(PANEL)) {
+                for (o, &bv) in out.iter_mut().zip(b) {
+                    *o += a * bv;
+                }
             }
         }
     }
@@ -129,7 +174,7 @@ fn tile_portable(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::PANEL;
+    use super::{Segment, PANEL};
 
     pub fn has_fma() -> bool {
         std::arch::is_x86_feature_detected!("fma")
@@ -138,9 +183,7 @@ mod x86 {
     /// Up to 8 rows x 48 columns in 24 zmm accumulators.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tile_avx512(
-        x: &[f32],
-        k: usize,
-        panel: &[f32],
+        segments: &[Option<Segment>; 2],
         start: &[f32; PANEL],
         acc: &mut [[f32; PANEL]],
     ) {
@@ -149,16 +192,18 @@ mod x86 {
                 let s = [_mm512_loadu_ps(start.as_ptr()), _mm512_loadu_ps(start.as_ptr().add(16)),
                          _mm512_loadu_ps(start.as_ptr().add(32))];
                 let mut c = [[s[0], s[1], s[2]]; 8];
-                let (xp, bp) = (x.as_ptr(), panel.as_ptr());
-                for kk in 0..k {
-                    let b = bp.add(kk * PANEL);
-                    let (b0, b1, b2) = (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16)), _mm512_loadu_ps(b.add(32)));
-                    $(
-                        let a = _mm512_set1_ps(*xp.add($r * k + kk));
-                        c[$r][0] = _mm512_fmadd_ps(a, b0, c[$r][0]);
-                        c[$r][1] = _mm512_fmadd_ps(a, b1, c[$r][1]);
-                        c[$r][2] = _mm512_fmadd_ps(a, b2, c[$r][2]);
-                    )*
+                for seg in segments.iter().flatten() {
+                    let (xp, bp, k) = (seg.x.as_ptr(), seg.panel.as_ptr(), seg.k);
+                    for kk in 0..k {
+                        let b = bp.add(kk * PANEL);
+                        let (b0, b1, b2) = (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16)), _mm512_loadu_ps(b.add(32)));
+                        $(
+                            let a = _mm512_set1_ps(*xp.add($r * k + kk));
+                            c[$r][0] = _mm512_fmadd_ps(a, b0, c[$r][0]);
+                            c[$r][1] = _mm512_fmadd_ps(a, b1, c[$r][1]);
+                            c[$r][2] = _mm512_fmadd_ps(a, b2, c[$r][2]);
+                        )*
+                    }
                 }
                 $(
                     let o = acc[$r].as_mut_ptr();
@@ -184,9 +229,7 @@ mod x86 {
     /// Two passes of up to 4 rows x 24 columns (12 ymm accumulators each), rows in pairs of halves.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn tile_avx2(
-        x: &[f32],
-        k: usize,
-        panel: &[f32],
+        segments: &[Option<Segment>; 2],
         start: &[f32; PANEL],
         acc: &mut [[f32; PANEL]],
     ) {
@@ -196,16 +239,19 @@ mod x86 {
                 let s = [_mm256_loadu_ps(start.as_ptr().add(h)), _mm256_loadu_ps(start.as_ptr().add(h + 8)),
                          _mm256_loadu_ps(start.as_ptr().add(h + 16))];
                 let mut c = [[s[0], s[1], s[2]]; 4];
-                let (xp, bp) = (x.as_ptr().add($first * k), panel.as_ptr().add(h));
-                for kk in 0..k {
-                    let b = bp.add(kk * PANEL);
-                    let (b0, b1, b2) = (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)), _mm256_loadu_ps(b.add(16)));
-                    $(
-                        let a = _mm256_set1_ps(*xp.add($r * k + kk));
-                        c[$r][0] = _mm256_fmadd_ps(a, b0, c[$r][0]);
-                        c[$r][1] = _mm256_fmadd_ps(a, b1, c[$r][1]);
-                        c[$r][2] = _mm256_fmadd_ps(a, b2, c[$r][2]);
-                    )*
+                for seg in segments.iter().flatten() {
+                    let k = seg.k;
+                    let (xp, bp) = (seg.x.as_ptr().add($first * k), seg.panel.as_ptr().add(h));
+                    for kk in 0..k {
+                        let b = bp.add(kk * PANEL);
+                        let (b0, b1, b2) = (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)), _mm256_loadu_ps(b.add(16)));
+                        $(
+                            let a = _mm256_set1_ps(*xp.add($r * k + kk));
+                            c[$r][0] = _mm256_fmadd_ps(a, b0, c[$r][0]);
+                            c[$r][1] = _mm256_fmadd_ps(a, b1, c[$r][1]);
+                            c[$r][2] = _mm256_fmadd_ps(a, b2, c[$r][2]);
+                        )*
+                    }
                 }
                 $(
                     let o = acc[$first + $r].as_mut_ptr().add(h);
@@ -238,57 +284,58 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// `x @ W + bias` for `x` `[m, k]` and packed `W`; inputs are (x, bias).
-pub(super) struct PanelDense(pub Arc<F32Panels>);
-
-impl CustomOp2 for PanelDense {
-    fn name(&self) -> &'static str {
-        "lorakit-panel-dense"
+/// `x @ W + bias` plus `fused`, for `x` `[m, k]` and packed `W` `[k, n]`: `[m, n]`.
+pub(crate) fn run(
+    w: &F32Panels,
+    x: &[f32],
+    bias: &[f32],
+    fused: Fused,
+) -> candle_core::Result<Vec<f32>> {
+    let (k, n) = (w.k, w.n);
+    let m = x.len() / k.max(1);
+    let low_rank_ok = fused
+        .low_rank
+        .is_none_or(|(u, b)| b.n == n && u.len() == m * b.k);
+    if k == 0
+        || x.len() != m * k
+        || bias.len() != n
+        || !low_rank_ok
+        || fused.residual.is_some_and(|r| r.len() != m * n)
+    {
+        candle_core::bail!(
+            "dense: input of {} values, weight [{k}, {n}], bias of {}",
+            x.len(),
+            bias.len()
+        );
     }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, "dense input")?;
-        let bias = contiguous_f32(s2, l2, "dense bias")?;
-        let w = &*self.0;
-        let (m, k) = l1.shape().dims2()?;
-        if k != w.k || bias.len() != w.n {
-            candle_core::bail!(
-                "dense: input [{m}, {k}], weight [{}, {}], bias of {}",
-                w.k,
-                w.n,
-                bias.len()
-            );
-        }
-        let (n, isa, threads) = (w.n, Isa::detect(), rayon::current_num_threads());
-        let mut dst = vec![0f32; m * n];
-        let out = Out(dst.as_mut_ptr());
-        if m >= ROW_BLOCK * threads || threads == 1 {
-            // Large batches: row blocks, each against every panel (the input block stays in cache).
-            x.par_chunks(ROW_BLOCK * k).enumerate().for_each(|(i, xs)| {
+    let threads = rayon::current_num_threads();
+    let call = Call {
+        w,
+        bias,
+        fused,
+        isa: Isa::detect(),
+    };
+    // Every cell is written below before the length covers it: no zero fill of a buffer about to be overwritten.
+    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+    let out = Out(dst.as_mut_ptr());
+    if m >= ROW_BLOCK * threads || threads == 1 {
+        // Large batches: row blocks, each against every panel (the input block stays in cache).
+        x.par_chunks(ROW_BLOCK * k.max(1))
+            .enumerate()
+            .for_each(|(i, xs)| {
                 for p in 0..w.panels() {
-                    panel_rows(w, xs, i * ROW_BLOCK, bias, p, out, isa);
+                    panel_rows(call, xs, i * ROW_BLOCK, p, out);
                 }
             });
-        } else {
-            // Small batches: all rows against a share of the panels, so each thread streams its own weights.
-            (0..w.panels())
-                .into_par_iter()
-                .for_each(|p| panel_rows(w, x, 0, bias, p, out, isa));
-        }
-        Ok((CpuStorage::F32(dst), Shape::from((m, n))))
+    } else {
+        // Small batches: all rows against a share of the panels, so each thread streams its own weights.
+        (0..w.panels())
+            .into_par_iter()
+            .for_each(|p| panel_rows(call, x, 0, p, out));
     }
-}
-
-/// `x @ W + bias` on CPU tensors.
-pub(crate) fn panel_dense(x: &Tensor, w: &Arc<F32Panels>, bias: &Tensor) -> Result<Tensor> {
-    Ok(x.contiguous()?
-        .apply_op2_no_bwd(bias, &PanelDense(Arc::clone(w)))?)
+    // SAFETY: the row blocks (or panels) above cover every (row, column) of the m x n output exactly once.
+    unsafe { dst.set_len(m * n) };
+    Ok(dst)
 }
 
 #[cfg(test)]
@@ -326,6 +373,14 @@ mod tests {
         }
     }
 
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    }
+
     #[test]
     fn every_path_and_split_matches_a_f64_reference() {
         // Row counts around the tile and block sizes, columns around the panel width.
@@ -341,54 +396,88 @@ mod tests {
             let expected = reference(&x, &w, &bias, m, k, n);
             let packed = F32Panels::pack(&w, k, n);
             for isa in Isa::available() {
-                for threads in [1, 2, 3] {
-                    let pool = rayon::ThreadPoolBuilder::new()
-                        .num_threads(threads)
-                        .build()
-                        .unwrap();
-                    let op = PanelDense(Arc::new(F32Panels::pack(&w, k, n)));
-                    let got = pool.install(|| {
-                        let mut dst = vec![f32::NAN; m * n];
-                        let out = Out(dst.as_mut_ptr());
-                        for p in 0..packed.panels() {
-                            panel_rows(&packed, &x, 0, &bias, p, out, isa);
-                        }
-                        let via_op = op.cpu_fwd(
-                            &CpuStorage::F32(x.clone()),
-                            &Layout::contiguous((m, k)),
-                            &CpuStorage::F32(bias.clone()),
-                            &Layout::contiguous(n),
-                        );
-                        (dst, via_op.unwrap().0)
-                    });
-                    let CpuStorage::F32(via_op) = got.1 else {
-                        panic!("f32 output")
+                let mut dst = vec![f32::NAN; m * n];
+                for p in 0..packed.panels() {
+                    let call = Call {
+                        w: &packed,
+                        bias: &bias,
+                        fused: Fused::default(),
+                        isa,
                     };
-                    for (name, out) in [("tile loop", &got.0), ("op", &via_op)] {
-                        let worst = out
-                            .iter()
-                            .zip(&expected)
-                            .map(|(a, b)| (a - b).abs())
-                            .fold(0f32, f32::max);
-                        assert!(
-                            worst < 1e-5,
-                            "{name} {isa:?} {threads} threads m{m} k{k} n{n}: {worst}"
-                        );
-                    }
+                    panel_rows(call, &x, 0, p, Out(dst.as_mut_ptr()));
                 }
+                assert!(worst(&dst, &expected) < 1e-5, "{isa:?} m{m} k{k} n{n}");
+            }
+            for threads in [1, 2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool
+                    .install(|| run(&packed, &x, &bias, Fused::default()))
+                    .unwrap();
+                assert!(
+                    worst(&got, &expected) < 1e-5,
+                    "{threads} threads m{m} k{k} n{n}"
+                );
             }
         }
     }
 
     #[test]
-    fn a_mismatched_input_is_an_error() {
-        let op = PanelDense(Arc::new(F32Panels::pack(&values(12, 1), 3, 4)));
-        let bad = op.cpu_fwd(
-            &CpuStorage::F32(vec![0.0; 10]),
-            &Layout::contiguous((2, 5)),
-            &CpuStorage::F32(vec![0.0; 4]),
-            &Layout::contiguous(4),
-        );
-        assert!(bad.is_err());
+    fn fused_low_rank_residual_and_gelu_match_separate_steps() {
+        let (m, k, n, r) = (19, 40, 100, 3);
+        let (x, w, bias) = (values(m * k, 5), values(k * n, 6), values(n, 7));
+        let (u, b, residual) = (values(m * r, 8), values(r * n, 9), values(m * n, 10));
+        // [x | u] @ [W ; B] + bias is the low-rank term as extra input columns.
+        let xu: Vec<f32> = (0..m)
+            .flat_map(|i| {
+                x[i * k..(i + 1) * k]
+                    .iter()
+                    .chain(&u[i * r..(i + 1) * r])
+                    .copied()
+            })
+            .collect();
+        let wb: Vec<f32> = w.iter().chain(&b).copied().collect();
+        let summed: Vec<f32> = reference(&xu, &wb, &bias, m, k + r, n)
+            .iter()
+            .zip(&residual)
+            .map(|(a, b)| a + b)
+            .collect();
+        let mut expected = vec![0f32; summed.len()];
+        gelu_slice(Isa::Portable, &summed, &mut expected);
+        let (packed, b_packed) = (F32Panels::pack(&w, k, n), F32Panels::pack(&b, r, n));
+        let fused = Fused {
+            low_rank: Some((&u, &b_packed)),
+            residual: Some(&residual),
+            gelu: true,
+        };
+        for isa in Isa::available() {
+            let mut dst = vec![f32::NAN; m * n];
+            for p in 0..packed.panels() {
+                let call = Call {
+                    w: &packed,
+                    bias: &bias,
+                    fused,
+                    isa,
+                };
+                panel_rows(call, &x, 0, p, Out(dst.as_mut_ptr()));
+            }
+            assert!(worst(&dst, &expected) < 1e-5, "{isa:?}");
+        }
+        assert!(worst(&run(&packed, &x, &bias, fused).unwrap(), &expected) < 1e-5);
+    }
+
+    #[test]
+    fn mismatched_inputs_are_errors() {
+        let packed = F32Panels::pack(&values(12, 1), 3, 4);
+        assert!(run(&packed, &[0.0; 10], &[0.0; 4], Fused::default()).is_err());
+        assert!(run(&packed, &[0.0; 6], &[0.0; 3], Fused::default()).is_err());
+        let residual = [0.0; 7];
+        let fused = Fused {
+            residual: Some(&residual),
+            ..Fused::default()
+        };
+        assert!(run(&packed, &[0.0; 6], &[0.0; 4], fused).is_err());
     }
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::heads::{ClassificationHead, Pooling};
 use crate::kernels::{self, AttentionShape};
 use crate::lora::LoraWeights;
-use crate::nn::{Activation, LayerNorm, Linear};
+use crate::nn::{Activation, LayerNorm, Linear, Then};
 use crate::weights::Weights;
 
 pub(crate) static ARCHITECTURE: Architecture = Architecture {
@@ -186,11 +186,21 @@ impl BertLayer {
         let k = self.key.forward_with(x, lora)?;
         let v = self.value.forward_with(x, lora)?;
         let context = kernels::attention(&q, &k, &v, input.mask, shape)?;
-        let attended = self.attention_output.forward_with(&context, lora)?;
-        let x = self.attention_norm.forward(&(attended + queries)?)?;
-        let inner = act.apply(&self.intermediate.forward_with(&x, lora)?)?;
-        let out = self.output.forward_with(&inner, lora)?;
-        self.output_norm.forward(&(out + &x)?)
+        let residual = |r| Then {
+            residual: Some(r),
+            activation: None,
+        };
+        let attended = self
+            .attention_output
+            .forward_then(&context, lora, residual(queries))?;
+        let x = self.attention_norm.forward(&attended)?;
+        let activated = Then {
+            residual: None,
+            activation: Some(act),
+        };
+        let inner = self.intermediate.forward_then(&x, lora, activated)?;
+        let out = self.output.forward_then(&inner, lora, residual(&x))?;
+        self.output_norm.forward(&out)
     }
 }
 
