@@ -116,6 +116,9 @@ fn masked_softmax_row_portable(row: &mut [f32], bias: &[f32]) {
     }
 }
 
+/// Caps the vector extensions every CPU kernel uses (`portable`, `avx2`); unset = the CPU's best.
+pub(crate) const KERNELS_ENV: &str = "LORAKIT_KERNELS";
+
 /// The widest vector extension of this CPU that the element-wise loops are compiled for, detected once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Isa {
@@ -125,20 +128,36 @@ pub(super) enum Isa {
 }
 
 impl Isa {
+    /// The CPU's best level, capped by `LORAKIT_KERNELS=portable|avx2` (so one machine runs an older CPU's
+    /// paths end to end; reduced-precision kernels, all AVX-512, are off under either cap).
     pub fn detect() -> Isa {
         static DETECTED: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *DETECTED.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    return Isa::Avx512;
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    return Isa::Avx2;
-                }
+            let cap = match std::env::var(KERNELS_ENV).as_deref() {
+                Ok("portable") => Isa::Portable,
+                Ok("avx2") => Isa::Avx2,
+                _ => Isa::Avx512,
+            };
+            let best = Isa::cpu_best();
+            if (cap as u8) < (best as u8) {
+                cap
+            } else {
+                best
             }
-            Isa::Portable
         })
+    }
+
+    fn cpu_best() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Portable
     }
 
     /// Every level this CPU can run, for tests that compare them.

@@ -111,7 +111,7 @@ impl PackedWeight {
         self.k.div_ceil(self.group())
     }
 
-    /// The paths this CPU supports for this weight, slowest first (fewer under `LORAKIT_QUANTIZED_KERNELS`).
+    /// The paths this CPU supports for this weight, slowest first (fewer under `LORAKIT_KERNELS`).
     pub fn paths(&self) -> Vec<Path> {
         let f = detected();
         let mut paths = vec![Path::Portable];
@@ -429,7 +429,7 @@ struct Features {
     vnni: bool,
 }
 
-/// The instructions the kernels use, as this CPU has them; `LORAKIT_QUANTIZED_KERNELS=portable` turns them off,
+/// The instructions the kernels use, as this CPU has them; `LORAKIT_KERNELS=portable` or `avx2` turns them off,
 /// so one machine can run the path of CPUs without them.
 fn detected() -> &'static Features {
     static FEATURES: OnceLock<Features> = OnceLock::new();
@@ -438,7 +438,7 @@ fn detected() -> &'static Features {
             bf16: false,
             vnni: false,
         };
-        if std::env::var("LORAKIT_QUANTIZED_KERNELS").is_ok_and(|v| v == "portable") {
+        if super::elementwise::Isa::detect() != super::elementwise::Isa::Avx512 {
             return none;
         }
         #[cfg(target_arch = "x86_64")]

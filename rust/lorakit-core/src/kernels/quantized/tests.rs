@@ -195,7 +195,7 @@ fn the_fast_path_is_taken_where_the_cpu_has_it() {
     let w = values(8 * 8, 9, 1.0);
     let (bf16, int8) = (PackedWeight::bf16(&w, 8, 8), PackedWeight::int8(&w, 8, 8));
     #[cfg(target_arch = "x86_64")]
-    if std::env::var("LORAKIT_QUANTIZED_KERNELS").as_deref() != Ok("portable") {
+    if crate::kernels::elementwise::Isa::detect() == crate::kernels::elementwise::Isa::Avx512 {
         let f = std::arch::is_x86_feature_detected!("avx512f");
         let has_bf16 = f && std::arch::is_x86_feature_detected!("avx512bf16");
         let has_vnni = f && std::arch::is_x86_feature_detected!("avx512vnni");
