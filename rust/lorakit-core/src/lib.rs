@@ -4,7 +4,6 @@
 //! base plus PEFT LoRA adapters applied at runtime, and classifies text on CPU or CUDA: BERT-family encoders, and
 //! causal LMs (Gemma 3, Qwen3) that score every label's answer after a prompt (docs/generative.md).
 
-mod allocator;
 mod base;
 mod causal_lm;
 mod entities;

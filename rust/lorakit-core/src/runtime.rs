@@ -42,7 +42,6 @@ impl Runtime {
             None => candle_core::utils::get_num_threads(),
         };
         let pool = shared_pool(threads)?;
-        crate::allocator::tune_once();
         Ok(Runtime {
             device: make_device(opts.device)?,
             pool,
