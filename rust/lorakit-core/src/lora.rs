@@ -181,46 +181,78 @@ pub(crate) struct LoraDelta {
     a_t: Tensor,
     b_t: Tensor,
     scale: f64,
-    /// `B^T` in the dense kernel's panels (CPU), so the runtime term runs inside the base layer's pass.
-    b_panels: Option<F32Panels>,
 }
 
 impl LoraDelta {
-    /// The down-projection `s * x A^T` (`[rows, r]`) and the packed up-projection it multiplies, on CPU.
-    pub fn fusable(&self, x: &Tensor) -> Result<Option<(Tensor, &F32Panels)>> {
-        match &self.b_panels {
-            Some(b) => Ok(Some((
-                kernels::product(x, &self.a_t)?.affine(self.scale, 0.0)?,
-                b,
-            ))),
-            None => Ok(None),
-        }
-    }
-
     /// `s * (B @ A)^T` (`[in, out]`), computed in f32 as `peft` `merge_and_unload` does: `A^T B^T = (B A)^T`.
     pub fn dense_delta_t(&self) -> Result<Tensor> {
         Ok(self.a_t.matmul(&self.b_t)?.affine(self.scale, 0.0)?)
     }
 }
 
+/// A runtime delta on CPU: `A` `[r, in]` as rows for the down-projection, `B^T` in the dense kernel's panels so
+/// the up-projection runs inside the base layer's output pass (`Linear::forward_then`).
+pub(crate) struct PackedDelta {
+    a: Vec<f32>,
+    r: usize,
+    pub b: F32Panels,
+    scale: f32,
+}
+
+impl PackedDelta {
+    fn new(d: &LoraDelta) -> Result<PackedDelta> {
+        let (_, r) = d.a_t.dims2()?;
+        let (_, n) = d.b_t.dims2()?;
+        Ok(PackedDelta {
+            a: d.a_t.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?,
+            r,
+            b: F32Panels::pack(&d.b_t.flatten_all()?.to_vec1::<f32>()?, r, n),
+            scale: d.scale as f32,
+        })
+    }
+
+    /// `s * x A^T` `[rows, r]` for `x` `[rows, in]`.
+    pub fn down(&self, x: &Tensor) -> Result<Tensor> {
+        kernels::low_rank_down(x, &self.a, self.r, self.scale)
+    }
+}
+
+/// A runtime delta as the device runs it.
+enum RuntimeDelta {
+    Packed(PackedDelta),
+    Tensors(LoraDelta),
+}
+
 /// The LoRA factors of one adapter, by dense-layer site of the base it adapts (None = not adapted).
 pub(crate) struct LoraWeights {
-    deltas: Vec<Option<LoraDelta>>,
+    deltas: Vec<Option<RuntimeDelta>>,
 }
 
 impl LoraWeights {
-    /// The factors of dense-layer `site`, if this adapter adapts it.
-    pub fn delta(&self, site: usize) -> Option<&LoraDelta> {
-        self.deltas.get(site).and_then(Option::as_ref)
+    /// Whether this adapter adapts dense-layer `site`.
+    pub fn adapts(&self, site: usize) -> bool {
+        self.deltas.get(site).is_some_and(Option::is_some)
+    }
+
+    /// The CPU factors of `site`, for the fused kernel.
+    pub fn packed(&self, site: usize) -> Option<&PackedDelta> {
+        match self.deltas.get(site).and_then(Option::as_ref) {
+            Some(RuntimeDelta::Packed(p)) => Some(p),
+            _ => None,
+        }
     }
 
     /// `y + s * B (A x)` for `x` `[rows, in]` and `y = W x + b` `[rows, out]`.
     pub fn add_delta(&self, site: usize, x: &Tensor, y: Tensor) -> Result<Tensor> {
         match self.deltas.get(site).and_then(Option::as_ref) {
             // The scale goes on the small `[rows, r]` product; mathematically s * B (A x).
-            Some(d) => {
+            Some(RuntimeDelta::Tensors(d)) => {
                 let ax = kernels::product(x, &d.a_t)?.affine(d.scale, 0.0)?;
                 kernels::add_product(&y, &ax, &d.b_t)
+            }
+            Some(RuntimeDelta::Packed(p)) => {
+                let zero = Tensor::zeros(y.dim(1)?, y.dtype(), y.device())?;
+                kernels::panel_dense(&p.down(x)?, &p.b, &zero, None, Some(&y), false)
             }
             None => Ok(y),
         }
@@ -356,18 +388,10 @@ impl AdapterSource {
             alpha / rank as f64
         };
         self.adapted += 1;
-        let b_t = b.t()?.contiguous()?;
-        let b_panels = if b_t.device().is_cpu() {
-            let (r, n) = b_t.dims2()?;
-            Some(F32Panels::pack(&b_t.flatten_all()?.to_vec1::<f32>()?, r, n))
-        } else {
-            None
-        };
         Ok(Some(LoraDelta {
             a_t: a.t()?.contiguous()?,
-            b_t,
+            b_t: b.t()?.contiguous()?,
             scale,
-            b_panels,
         }))
     }
 
@@ -376,7 +400,17 @@ impl AdapterSource {
         let deltas = modules
             .linears
             .iter()
-            .map(|m| self.take_delta(&m.path, m.in_features, m.out_features))
+            .map(|m| {
+                Ok(
+                    match self.take_delta(&m.path, m.in_features, m.out_features)? {
+                        Some(d) if d.a_t.device().is_cpu() => {
+                            Some(RuntimeDelta::Packed(PackedDelta::new(&d)?))
+                        }
+                        Some(d) => Some(RuntimeDelta::Tensors(d)),
+                        None => None,
+                    },
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(LoraWeights { deltas })
     }

@@ -85,12 +85,11 @@ impl Linear {
         if let (Weight::Panels(panels), None | Some(Activation::GeluErf)) =
             (&self.weight, then.activation)
         {
-            let low_rank = match lora.and_then(|l| l.delta(self.site)) {
-                Some(delta) => delta.fusable(x)?,
-                None => None,
-            };
-            if low_rank.is_some() || lora.and_then(|l| l.delta(self.site)).is_none() {
-                let low_rank = low_rank.as_ref().map(|(u, b)| (u, *b));
+            let adapted = lora.is_some_and(|l| l.adapts(self.site));
+            let packed = lora.and_then(|l| l.packed(self.site));
+            if !adapted || packed.is_some() {
+                let down = packed.map(|p| p.down(x)).transpose()?;
+                let low_rank = down.as_ref().zip(packed.map(|p| &p.b));
                 let gelu = then.activation.is_some();
                 return kernels::panel_dense(x, panels, &self.bias, low_rank, then.residual, gelu);
             }

@@ -88,6 +88,30 @@ pub(crate) fn panel_dense(
     Ok(Tensor::from_vec(out, (m, n), x.device())?)
 }
 
+/// `scale * x A^T` `[m, r]` for CPU `x` `[m, k]` and `a` = A `[r, k]` row-major: a LoRA down-projection, rows in
+/// parallel.
+pub(crate) fn low_rank_down(x: &Tensor, a: &[f32], r: usize, scale: f32) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let (m, k) = x.dims2()?;
+    if k == 0 || a.len() != r * k {
+        return Err(crate::error::Error::Internal(format!(
+            "LoRA down-projection: input [{m}, {k}], A of {} values for rank {r}",
+            a.len()
+        )));
+    }
+    let x = x.contiguous()?;
+    let (xs, xl) = x.storage_and_layout();
+    let x_data = host_f32(&xs, xl, "LoRA input")?;
+    let isa = elementwise::Isa::detect();
+    let mut u = vec![0f32; m * r];
+    // About 16k multiply-adds per task: enough to outweigh the scheduling.
+    let rows = (16_384 / (k * r).max(1)).max(1);
+    u.par_chunks_mut(rows * r)
+        .zip(x_data.par_chunks(rows * k))
+        .for_each(|(out, xc)| elementwise::down_rows(isa, xc, a, k, scale, out));
+    Ok(Tensor::from_vec(u, (m, r), x.device())?)
+}
+
 /// GELU, erf form (`hidden_act = "gelu"`).
 pub(crate) fn gelu_erf(x: &Tensor) -> Result<Tensor> {
     if x.device().is_cpu() {
