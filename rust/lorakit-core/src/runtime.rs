@@ -144,7 +144,8 @@ impl Runtime {
     }
 
     /// The head's output per text, in input order: logits `[C]`, token logits `[tokens_used * C]` or an
-    /// embedding `[D]`. Rows are sorted by length and run in chunks, each padded only to its own longest row.
+    /// embedding `[D]`. Rows are sorted by length and run in buckets of similar length (`length_buckets`), each
+    /// padded only to its own longest row.
     pub fn outputs(
         &self,
         backbone: &Backbone,
@@ -154,14 +155,8 @@ impl Runtime {
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&i| rows[i].ids.len());
         let mut out = vec![Vec::new(); rows.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start + 1;
-            while end < order.len()
-                && (end + 1 - start) * rows[order[end]].ids.len() <= TOKENS_PER_CHUNK
-            {
-                end += 1;
-            }
+        let lengths: Vec<usize> = order.iter().map(|&i| rows[i].ids.len()).collect();
+        for std::ops::Range { start, end } in length_buckets(&lengths) {
             let chunk: Vec<&TokenizedText> = order[start..end].iter().map(|&i| &rows[i]).collect();
             let enc = task.tokenizer.pad(&chunk);
             let mask = AttentionMask::new(
@@ -197,7 +192,6 @@ impl Runtime {
                     }
                 }
             }
-            start = end;
         }
         Ok(out)
     }
@@ -278,6 +272,40 @@ pub(crate) fn token_result(
     }
 }
 
+/// A forward pass costs about this many padded tokens on top of its tokens: every pass streams all the weights
+/// (their bytes over memory bandwidth, against two FLOPs per weight per token), whatever the model's size.
+const PASS_COST_TOKENS: usize = 16;
+
+/// Consecutive runs of `lengths` (sorted ascending) to run as one padded pass each, at least cost: every run pays
+/// `rows * longest` padded tokens plus PASS_COST_TOKENS, and stays within TOKENS_PER_CHUNK (a single longer row
+/// runs alone). Mixed lengths so split into buckets of similar length instead of padding all to the longest.
+fn length_buckets(lengths: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let n = lengths.len();
+    // best[j]: the least cost of the first j rows; cut[j]: where the last run of that solution starts.
+    let (mut best, mut cut) = (vec![0usize; n + 1], vec![0usize; n + 1]);
+    for j in 1..=n {
+        best[j] = usize::MAX;
+        for i in (0..j).rev() {
+            let padded = (j - i) * lengths[j - 1];
+            if padded > TOKENS_PER_CHUNK && j - i > 1 {
+                break;
+            }
+            let cost = best[i] + padded + PASS_COST_TOKENS;
+            if cost < best[j] {
+                (best[j], cut[j]) = (cost, i);
+            }
+        }
+    }
+    let mut runs = Vec::new();
+    let mut j = n;
+    while j > 0 {
+        runs.push(cut[j]..j);
+        j = cut[j];
+    }
+    runs.reverse();
+    runs
+}
+
 pub(crate) fn make_device(spec: DeviceSpec) -> Result<Device> {
     match spec {
         DeviceSpec::Cpu => Ok(Device::Cpu),
@@ -301,6 +329,39 @@ mod tests {
             ..LoadOptions::default()
         })
         .unwrap()
+    }
+
+    fn padded(lengths: &[usize], runs: &[std::ops::Range<usize>]) -> usize {
+        runs.iter().map(|r| r.len() * lengths[r.end - 1]).sum()
+    }
+
+    #[test]
+    fn length_buckets_cover_every_row_once_in_order() {
+        for lengths in [vec![], vec![5], vec![3; 40], (1..=200).collect::<Vec<_>>()] {
+            let runs = length_buckets(&lengths);
+            let covered: Vec<usize> = runs.iter().flat_map(|r| r.clone()).collect();
+            assert_eq!(covered, (0..lengths.len()).collect::<Vec<_>>());
+            assert!(runs
+                .iter()
+                .all(|r| r.len() * lengths[r.end - 1] <= TOKENS_PER_CHUNK || r.len() == 1));
+        }
+    }
+
+    #[test]
+    fn mixed_lengths_split_and_equal_lengths_stay_whole() {
+        // Equal lengths: one pass (splitting only adds pass costs).
+        assert_eq!(length_buckets(&[128; 32]), vec![0..32]);
+        // 28 short texts and 4 long ones: the short ones are not padded to the long length.
+        let mut lengths = vec![12; 28];
+        lengths.extend([60; 4]);
+        let runs = length_buckets(&lengths);
+        assert_eq!(runs, vec![0..28, 28..32]);
+        assert!(padded(&lengths, &runs) < lengths.len() * 60 / 2);
+        // Batches beyond the token budget are cut to fit it.
+        let long = vec![512; 40];
+        assert!(length_buckets(&long)
+            .iter()
+            .all(|r| r.len() * 512 <= TOKENS_PER_CHUNK));
     }
 
     #[test]
