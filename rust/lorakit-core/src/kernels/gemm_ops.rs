@@ -21,7 +21,14 @@ fn pool_parallelism() -> Parallelism {
 }
 
 /// `dst += x @ w` for row-major `x` `[m, k]`, `w` `[k, n]`, `dst` `[m, n]` (checked by the callers).
-fn accumulate_product(dst: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
+pub(super) fn accumulate_product(
+    dst: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     if m == 0 || n == 0 || k == 0 {
         return;
     }

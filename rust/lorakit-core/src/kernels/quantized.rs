@@ -22,6 +22,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::contiguous_f32;
+use super::gemm_ops::accumulate_product;
 use crate::error::{Error, Result};
 
 /// Output columns per packed panel: three 16-lane AVX-512 registers.
@@ -167,7 +168,7 @@ impl PackedWeight {
             (Format::Bf16, Path::Portable) => {
                 let xr: Vec<f32> = x.par_iter().map(|&v| from_bf16(to_bf16(v))).collect();
                 out = bias.repeat(m);
-                f32_product(&mut out, &xr, &self.decode(), m, self.k, self.n);
+                accumulate_product(&mut out, &xr, &self.decode(), m, self.k, self.n);
             }
             (Format::Int8 { scales, .. }, Path::Portable) => {
                 let q = quantize_rows(x, m, self.k, 1);
@@ -181,7 +182,7 @@ impl PackedWeight {
                             *v = f32::from(b) - f32::from(zp);
                         }
                     });
-                f32_product(&mut out, &levels, &self.decode(), m, self.k, self.n);
+                accumulate_product(&mut out, &levels, &self.decode(), m, self.k, self.n);
                 out.par_chunks_mut(self.n).enumerate().for_each(|(r, row)| {
                     for ((y, &s), &b) in row.iter_mut().zip(scales).zip(bias) {
                         *y = *y * (q.scales[r] * s) + b;
@@ -373,41 +374,6 @@ fn bf16_rows(x: &[f32], m: usize, k: usize) -> Vec<u16> {
             }
         });
     out
-}
-
-/// `dst += x @ w` (row-major `[m, k]`, `[k, n]`, `[m, n]`) with the `gemm` crate on the current rayon pool.
-fn f32_product(dst: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
-    if k == 0 {
-        return;
-    }
-    let parallelism = match rayon::current_num_threads() {
-        0 | 1 => gemm::Parallelism::None,
-        t => gemm::Parallelism::Rayon(t),
-    };
-    // SAFETY: the buffers hold m*k, k*n and m*n f32 with these row-major strides.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
 }
 
 /// f32 to bf16, round to nearest even (as torch's `.to(torch.bfloat16)`); NaN stays NaN.
