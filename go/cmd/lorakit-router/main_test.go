@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -60,23 +59,8 @@ func callRaw(t *testing.T, method, url string, body any) (int, []byte) {
 	return resp.StatusCode, raw
 }
 
-// safeBuffer collects log output written by the router while the test reads it.
-type safeBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *safeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *safeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// safeBuffer collects a child process's output while the test reads it.
+type safeBuffer = routertest.SyncBuffer
 
 func TestUsageErrors(t *testing.T) {
 	cases := map[string][]string{
