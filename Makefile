@@ -7,6 +7,8 @@ export CARGO_TARGET_DIR := $(CURDIR)/target
 export LORAKIT_FIXTURES := $(CURDIR)/.fixtures
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# The wheels (torch with CUDA libraries) are GBs: not a second copy in pip's cache.
+export PIP_NO_CACHE_DIR := 1
 NATIVE_STAMP := $(VENV)/.native-stamp
 RUST_SOURCES := $(shell find rust -name '*.rs' -o -name Cargo.toml) Cargo.toml Cargo.lock
 # The C library for Go: `make ffi` writes target/pkgconfig/lorakit{,-static}.pc for the in-tree (static) build,
