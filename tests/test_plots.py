@@ -1,4 +1,5 @@
-"""Report plots and the top-confusion list, at banking77 scale (77 classes) on synthetic predictions."""
+"""Report plots and the top-confusion list, at banking77 scale (77 classes) on synthetic predictions; the
+calibration plots on logits of known calibration."""
 
 from __future__ import annotations
 
@@ -8,9 +9,19 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from lorakit.calibration import calibrate, coverage_curve, curve_json, reliability_data, softmax
 from lorakit.confusions import format_confusions, top_confusions
 from lorakit.evaluate import classification_metrics
-from lorakit.plots import INCH_PER_CLASS, classes_to_show, plot_confusion_matrix, row_shares
+from lorakit.plots import (
+    INCH_PER_CLASS,
+    classes_to_show,
+    coverage_figure,
+    plot_confusion_matrix,
+    plot_coverage,
+    plot_reliability,
+    reliability_figure,
+    row_shares,
+)
 
 LABELS = [f"intent_{i:02d}" for i in range(77)]
 # (true, predicted, how many of the true class's examples): 5 -> 9 is the largest; 12 -> 3 ties 40 -> 41 on count
@@ -92,3 +103,48 @@ def test_beyond_80_classes_the_most_confused_are_drawn(tmp_path: Path) -> None:
     assert min(errors[shown]) >= max(np.delete(errors, shown))
     plot_confusion_matrix(counts.tolist(), [f"c{i}" for i in range(100)], tmp_path / "many.png")
     assert imread(tmp_path / "many.png").shape[0] == round((INCH_PER_CLASS * 80 + 3) * 100)
+
+
+def overconfident(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits 3x sharper than the labels they were drawn with."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 1.5, (n, 4))
+    labels = (rng.random((n, 1)) > softmax(logits).cumsum(axis=1)).sum(axis=1).clip(0, 3)
+    return logits * 3, labels
+
+
+def test_reliability_diagram_draws_accuracy_bars_the_diagonal_and_ece(tmp_path: Path) -> None:
+    logits, labels = overconfident()
+    data = reliability_data(logits, labels, calibrate(logits, labels).temperature)
+    fig = reliability_figure(data, "Reliability (test)")
+    for ax, side in zip(fig.axes, ("before", "after"), strict=True):
+        legend = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert f"accuracy (ECE {data[side]['ece']:.4f})" in legend and "perfect calibration" in legend
+        filled = [row for row in data[side]["bins"] if row["count"]]
+        accuracy_bars = ax.containers[0]
+        assert [bar.get_height() for bar in accuracy_bars] == pytest.approx([row["accuracy"] for row in filled])
+        [diagonal] = ax.get_lines()
+        assert diagonal.get_xydata().tolist() == [[0.0, 0.0], [1.0, 1.0]]
+    assert data["before"]["ece"] > 3 * data["after"]["ece"]
+    path = plot_reliability(data, tmp_path / "reliability.png")
+    assert imread(path).shape[:2] == (460, 1000)
+
+
+def test_coverage_plot_marks_the_threshold_and_the_target(tmp_path: Path) -> None:
+    logits, labels = overconfident()
+    calibration = calibrate(logits, labels, target_precision=0.8)
+    evaluated = calibration.evaluate(logits, labels)
+    curve = curve_json(coverage_curve(softmax(logits, calibration.temperature), labels))
+    assert len(curve["coverage"]) <= 101 and curve["coverage"][-1] == 1.0
+    marks = {"validation": (evaluated["coverage"], evaluated["accuracy_at_threshold"]), "test": (0.0, None)}
+    fig = coverage_figure({"validation": curve, "test": curve}, marks, calibration.review_threshold, 0.8)
+    [ax] = fig.axes
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "target precision 0.8" in legend
+    marked = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(marked) == 1  # the test mark accepts nothing here: no point drawn
+    assert marked[0].get_xydata().tolist() == [[evaluated["coverage"], evaluated["accuracy_at_threshold"]]]
+    assert any(text.startswith(f"validation at threshold {calibration.review_threshold:.3f}") for text in legend)
+    target = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert target and target[0].get_ydata()[0] == 0.8
+    assert imread(plot_coverage({"validation": curve}, marks, 0.5, 0.8, tmp_path / "c.png")).shape[:2] == (460, 640)

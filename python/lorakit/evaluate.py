@@ -1,5 +1,5 @@
 """Evaluation: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (scikit-learn, of the
-training extra), from logits of any backend."""
+training extra), and the expected calibration error of the served probabilities, from logits of any backend."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from .calibration import expected_calibration_error, nll, softmax
 from .data import Dataset, Example, ids_digest
 
 
@@ -50,30 +51,31 @@ def classification_metrics(true_ids: Sequence[int], pred_ids: Sequence[int], lab
 
 
 def evaluate_examples(model: Any, tokenizer: Any, dataset: Dataset, examples: Sequence[Example],
-                      max_seq_len: int, desc: str = "evaluate") -> dict[str, Any]:
+                      max_seq_len: int, desc: str = "evaluate", temperature: float = 1.0) -> dict[str, Any]:
     """Metrics of a torch model on `examples`, plus the fingerprint of the row ids they came from."""
     logits = predict_logits(model, tokenizer, [example.text for example in examples], max_seq_len, desc=desc)
-    return logits_metrics(logits, dataset, examples)
+    return logits_metrics(logits, dataset, examples, temperature)
 
 
-def logits_metrics(logits: np.ndarray, dataset: Dataset, examples: Sequence[Example]) -> dict[str, Any]:
-    """Metrics of logits [len(examples), C] (any backend), the loss, and the row ids' fingerprint."""
+def logits_metrics(logits: np.ndarray, dataset: Dataset, examples: Sequence[Example],
+                   temperature: float = 1.0) -> dict[str, Any]:
+    """Metrics of logits [len(examples), C] (any backend), the loss (of the raw logits), the ECE of the served
+    probabilities softmax(logits / temperature) (the manifest's calibration temperature, 1 without one), and the
+    row ids' fingerprint."""
     true_ids = dataset.label_ids(examples)
     metrics = classification_metrics(true_ids, logits.argmax(axis=1).tolist(), dataset.labels)
     metrics["loss"] = cross_entropy(logits, true_ids)
+    metrics["ece"] = expected_calibration_error(softmax(logits, temperature), true_ids) if len(true_ids) else None
     metrics["row_ids_sha256"] = ids_digest([example.row_id for example in examples])
     return metrics
 
 
 def cross_entropy(logits: np.ndarray, true_ids: Sequence[int]) -> float:
     """Mean cross-entropy of the true labels (log-softmax in float64, shifted by the row maximum)."""
-    if len(true_ids) == 0:
-        return float("nan")
-    values = np.asarray(logits, dtype=np.float64)
-    shifted = values - values.max(axis=1, keepdims=True)
-    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return float(-log_probabilities[np.arange(len(true_ids)), list(true_ids)].mean())
+    return nll(logits, true_ids)
 
 
 def summary_line(name: str, metrics: dict[str, Any]) -> str:
-    return f"{name:<10} n={metrics['n']:<6} accuracy={metrics['accuracy']:.4f} macro_f1={metrics['macro_f1']:.4f}"
+    ece = f" ece={metrics['ece']:.4f}" if isinstance(metrics.get("ece"), float) else ""
+    return (f"{name:<10} n={metrics['n']:<6} accuracy={metrics['accuracy']:.4f} "
+            f"macro_f1={metrics['macro_f1']:.4f}{ece}")
