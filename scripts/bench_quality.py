@@ -1,17 +1,28 @@
 #!/usr/bin/env python3
-"""Quality benchmark: LoRA vs full fine-tuning of the offline MiniLM on a labelled file (default banking77).
+"""Quality benchmark: LoRA vs full fine-tuning with `lorakit train`'s own defaults on every dataset of shared/data.
 
-One stratified split (seed fixed) shared by both runs; prints one table and writes JSON with validation/test
-metrics, trainable-parameter share, train time and the `lorakit verify` result of each exported model.
+For each dataset and mode, one `lorakit train` in its own process (the pipeline's one split, the same for both
+modes), then from the exported model directory: the task metric on validation and test, the trainable share of
+parameters, train seconds, the training process's peak RSS, `lorakit verify`, LoRA's gap to full in points, and the
+dataset's extras (clinc150: out-of-scope recall of needs_review; jailbreak: benign false-positive rate; wnut17 and
+stsb: their dev files). Prints one table and the targets (met / MISSED); --json and --report DIR write the rows,
+DIR/quality.md and PNG plots. docs/quality.md explains every number.
+
+Datasets: banking77, clinc150, jailbreak_classification, mmlu_pro (MiniLM), mmlu_pro_generative (gemma-3-270m, LoRA
+only), presidio_synth_pii, wnut17, stsb (LoRA only). Training knobs left unset keep lorakit's defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
+import shutil
+import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,78 +31,159 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
-from lorakit.cli import quiet_libraries  # noqa: E402
-from lorakit.models import MINILM_ID, minilm_path  # noqa: E402
-from lorakit.pipeline import DataSpec, train_and_export  # noqa: E402
-from lorakit.train import TrainConfig  # noqa: E402
-from lorakit.verify import format_report, verify_model  # noqa: E402
+from quality_datasets import DATASETS, MODES, DatasetSpec, Prepared, select  # noqa: E402
+from quality_metrics import DEFAULT_OOS_THRESHOLD, add_gaps, evaluate_targets  # noqa: E402
+from quality_report import number, table, targets_text, write_markdown, write_plots  # noqa: E402
+from quality_runs import run_one, stop_on_sigterm, train_command, unsupported_row  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "banking77" / "train.csv"
-
-
-def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    full = mode == "full"
-    config = TrainConfig(
-        base=str(minilm_path()), labels=[], full=full, epochs=args.epochs,
-        learning_rate=args.full_lr if full else args.lora_lr, batch_size=args.batch_size,
-        max_seq_len=args.max_seq_len, r=args.r, lora_alpha=2 * args.r, seed=args.seed,
-    )
-    data = DataSpec(args.data, args.text_column, args.label_column, seed=args.seed)
-    model_dir = args.out / f"{args.data.parent.name}_minilm_{mode}"
-    started = time.perf_counter()
-    metrics = train_and_export(data, config, model_dir, MINILM_ID, onnx=False,
-                               checkpoint_dir=args.out / f"run_{mode}")
-    wall = time.perf_counter() - started
-    report = verify_model(model_dir)
-    print(format_report(report), flush=True)
-    return {
-        "mode": mode, "model_dir": str(model_dir), "learning_rate": config.lr(), "epochs": args.epochs,
-        "max_seq_len": args.max_seq_len, "validation": metrics["validation"], "test": metrics["test"],
-        "trainable_params": metrics["training"]["trainable_params"],
-        "total_params": metrics["training"]["total_params"],
-        "trainable_percent": metrics["training"]["trainable_percent"],
-        "train_seconds": metrics["training"]["train_seconds"], "wall_seconds": round(wall, 1),
-        "verify": {"ok": report["ok"], "backends": {name: {k: v for k, v in result.items() if k != "worst"}
-                                                    for name, result in report["backends"].items()}},
-    }
+DEFAULT_DATA_ROOT = ROOT.parent / "shared" / "data"
+KNOBS = ("epochs", "batch_size", "max_seq_len", "r", "lora_alpha", "seed")
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    header = (f"{'mode':<6} {'val acc':>8} {'val F1':>8} {'test acc':>8} {'test F1':>8} {'trainable':>10} "
-              f"{'train s':>8} {'verify':>7}  max|diff| per backend")
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        diffs = ", ".join(f"{name} {result['max_abs_diff']:.1e}" for name, result in row["verify"]["backends"].items())
-        lines.append(f"{row['mode']:<6} {row['validation']['accuracy']:>8.4f} {row['validation']['macro_f1']:>8.4f} "
-                     f"{row['test']['accuracy']:>8.4f} {row['test']['macro_f1']:>8.4f} "
-                     f"{row['trainable_percent']:>9.2f}% {row['train_seconds']:>8.0f} "
-                     f"{'PASS' if row['verify']['ok'] else 'FAIL':>7}  {diffs}")
-    return "\n".join(lines)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", help=f"comma-separated (default: all): {', '.join(DATASETS)}")
+    parser.add_argument("--modes", default="lora,full", help="comma-separated: lora, full (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny subsets and one epoch (minutes; the "
+                        "numbers mean nothing)")
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+                        help="folder holding one sub-folder per dataset (default: ../shared/data of the repo)")
+    parser.add_argument("--work", type=Path, help="keep converted data, model directories and logs here "
+                        "(default: a temporary folder, removed at the end)")
+    parser.add_argument("--json", type=Path, help="write the rows and target checks as JSON here")
+    parser.add_argument("--report", type=Path, help="write DIR/quality.md and PNG plots here")
+    parser.add_argument("--dry-run", action="store_true", help="convert the data and print the training commands; "
+                        "train nothing")
+    parser.add_argument("--oos-threshold", type=float, default=DEFAULT_OOS_THRESHOLD,
+                        help="clinc150: the review threshold used while the model's lorakit.json has no "
+                        "calibration.review_threshold (default: %(default)s)")
+    knobs = parser.add_argument_group("training knobs (unset: lorakit train's own default)")
+    knobs.add_argument("--epochs", type=float)
+    knobs.add_argument("--lora-learning-rate", type=float, help="learning rate of the LoRA runs")
+    knobs.add_argument("--full-learning-rate", type=float, help="learning rate of the full fine-tuning runs")
+    knobs.add_argument("--batch-size", type=int)
+    knobs.add_argument("--max-seq-len", type=int)
+    knobs.add_argument("--r", type=int, help="LoRA rank")
+    knobs.add_argument("--lora-alpha", type=int)
+    knobs.add_argument("--seed", type=int, help="seed of the split and of training")
+    args = parser.parse_args(argv)
+    try:
+        args.specs = select(args.datasets)
+    except ValueError as exc:
+        parser.error(str(exc))
+    args.mode_list = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    if not args.mode_list or any(mode not in MODES for mode in args.mode_list):
+        parser.error(f"--modes {args.modes!r}: choose from {', '.join(MODES)}")
+    if not 0 <= args.oos_threshold <= 1:
+        parser.error("--oos-threshold must be in [0, 1]")
+    return args
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--label-column", default="category")
-    parser.add_argument("--modes", default="lora,full", help="comma-separated: lora, full")
-    parser.add_argument("--epochs", type=float, default=2)
-    parser.add_argument("--max-seq-len", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lora-lr", type=float, default=2e-3)
-    parser.add_argument("--full-lr", type=float, default=2e-4)
-    parser.add_argument("--r", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, default=Path("/tmp/lorakit-bench-quality"))
-    parser.add_argument("--json", type=Path, default=Path("bench_quality.json"))
-    args = parser.parse_args()
-    quiet_libraries()
-    args.out = args.out.absolute()
-    rows = [run_mode(mode.strip(), args) for mode in args.modes.split(",") if mode.strip()]
+def knobs_for(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    knobs = {name: getattr(args, name) for name in KNOBS}
+    knobs["learning_rate"] = args.full_learning_rate if mode == "full" else args.lora_learning_rate
+    return knobs
+
+
+def prepare_all(args: argparse.Namespace, work: Path) -> dict[str, Prepared]:
+    prepared: dict[str, Prepared] = {}
+    for spec in args.specs:
+        folder = args.data_root / spec.folder
+        if not folder.is_dir():
+            raise SystemExit(f"bench_quality: {folder}: dataset folder not found (pass --data-root or drop "
+                             f"{spec.name} from --datasets)")
+        try:
+            prepared[spec.name] = spec.prepare(folder, work / "data", args.quick)
+        except (OSError, ValueError, KeyError) as exc:
+            raise SystemExit(f"bench_quality: {spec.name}: cannot convert {folder}: {exc}") from None
+    return prepared
+
+
+def summary(row: dict[str, Any]) -> str:
+    if row["status"] != "ok":
+        return str(row["status"]) + (f": {row.get('error', '').splitlines()[0]}" if row.get("error") else "")
+    return (f"{row['metric']} validation {number(row['validation'])} test {number(row['test'])}, "
+            f"train {number(row['train_seconds'], 1)} s, peak {number(row['peak_rss_mb'], 0)} MB, "
+            f"verify {'PASS' if row['verify_ok'] else 'FAIL'}")
+
+
+def run_all(args: argparse.Namespace, work: Path, prepared: dict[str, Prepared]) -> list[dict[str, Any]]:
+    plan: list[tuple[DatasetSpec, str]] = [(spec, mode) for spec in args.specs for mode in args.mode_list]
+    rows = []
+    for number_, (spec, mode) in enumerate(plan, start=1):
+        if mode in spec.unsupported:
+            rows.append(unsupported_row(spec, mode))
+            print(f"[{number_}/{len(plan)}] {spec.name} {mode}: not supported ({spec.unsupported[mode]})", flush=True)
+            continue
+        print(f"[{number_}/{len(plan)}] {spec.name} {mode}: training (log: {work / 'logs'}/{spec.name}_{mode}.log)",
+              flush=True)
+        row = run_one(spec, prepared[spec.name], mode, work, knobs_for(args, mode), args.quick, args.oos_threshold)
+        print(f"[{number_}/{len(plan)}] {spec.name} {mode}: {summary(row)}", flush=True)
+        rows.append(row)
+    return rows
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return str(result.stdout).strip()
+
+
+def metadata(args: argparse.Namespace) -> dict[str, Any]:
+    return {"quick": args.quick, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "commit": git_commit(), "command": " ".join(["scripts/bench_quality.py", *sys.argv[1:]]),
+            "data_root": str(args.data_root), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "modes": ",".join(args.mode_list)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stop_on_sigterm()
+    scratch = None if args.work else tempfile.mkdtemp(prefix="lorakit-quality-")
+    work = (args.work or Path(str(scratch))).absolute()
+    try:
+        prepared = prepare_all(args, work)
+        if args.dry_run:
+            for spec in args.specs:
+                for mode in args.mode_list:
+                    if mode in spec.unsupported:
+                        print(f"# {spec.name} {mode}: not supported ({spec.unsupported[mode]})")
+                        continue
+                    command = train_command(spec, prepared[spec.name], mode, work / "models" / f"{spec.name}_{mode}",
+                                            knobs_for(args, mode), args.quick)
+                    print(" ".join(["lorakit", *command[1:]]))
+            if scratch is not None:
+                print(f"# {work} is removed at exit: pass --work DIR to keep the converted files")
+            return 0
+        from lorakit.cli import quiet_libraries
+
+        quiet_libraries()
+        rows = run_all(args, work, prepared)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    add_gaps(rows)
+    checks = evaluate_targets(rows, {name: spec.target for name, spec in DATASETS.items()},
+                              {name: spec.judged_on for name, spec in DATASETS.items()})
+    print()
+    if args.quick:
+        print("QUICK SMOKE RUN: tiny subsets, one epoch; the numbers say nothing about quality")
     print(table(rows))
-    args.json.write_text(json.dumps({"data": str(args.data), "base": MINILM_ID, "runs": rows}, indent=2) + "\n")
-    print(f"wrote {args.json}")
-    return 0 if all(row["verify"]["ok"] for row in rows) else 1
+    print(targets_text(checks))
+    meta = metadata(args)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "targets": checks}, indent=2) + "\n", "utf-8")
+        print(f"wrote {args.json}")
+    if args.report:
+        plots = write_plots(args.report, rows)
+        notes = {name: item.notes for name, item in prepared.items()}
+        print(f"wrote {write_markdown(args.report / 'quality.md', rows, checks, meta, notes, plots)}")
+    broken = [row for row in rows if row["status"] == "failed" or row.get("verify_ok") is False]
+    return 1 if broken else 0
 
 
 if __name__ == "__main__":

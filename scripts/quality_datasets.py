@@ -1,0 +1,281 @@
+"""The quality benchmark's datasets: what each one trains (task, columns, the structural flags of `lorakit train`),
+which metric and target it is judged on, and the conversion of its shared/data files into something `lorakit
+train` reads, written into a work directory (never into the repository).
+
+Pure Python on purpose (no torch): the conversions are unit-tested on tiny synthetic files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SEQUENCE, TOKEN, EMBEDDING, GENERATIVE = "sequence-classification", "token-classification", "embedding", "generative"
+MODES = ("lora", "full")
+GENERATIVE_BASE = "gemma-3-270m"
+
+
+@dataclass(frozen=True)
+class Quick:
+    """Subset sizes of a `--quick` smoke run: enough rows for every part of the split, a minute of training."""
+
+    per_label: int = 4  # sequence classification rows per label (the split needs 3)
+    per_label_generative: int = 3
+    long_texts_per_label: int = 30  # jailbreak prompts are long: fewer labels, more rows each
+    sentences: int = 200  # CoNLL sentences
+    templates: int = 24  # Presidio templates (whole groups)
+    pairs: int = 300  # STS-B training pairs
+    evaluated: int = 100  # rows of a dev file or of the out-of-scope texts
+    epochs: float = 1.0
+
+
+QUICK = Quick()
+
+
+@dataclass
+class Prepared:
+    """What one dataset trains on: the file, the structural `lorakit train` flags and the extra evaluation files."""
+
+    train_file: Path
+    flags: list[str]
+    dev_file: Path | None = None  # scored after training like `lorakit eval` (never trained or selected on)
+    dev_columns: dict[str, str] = field(default_factory=dict)  # DataSpec fields for reading dev_file
+    oos_file: Path | None = None  # clinc150: out-of-scope texts, one JSON string per line
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    task: str  # `lorakit train --task`
+    metric: str  # headline metric key of the task's metrics.json
+    target: float | None  # the headline value must reach this (None: reported only)
+    judged_on: str  # "test" (the split's test part) or "dev" (the dataset's own dev file)
+    folder: str  # under --data-root
+    description: str
+    prepare: Callable[[Path, Path, bool], Prepared]
+    base: str | None = None  # `lorakit train --base` (None: the offline MiniLM)
+    unsupported: dict[str, str] = field(default_factory=dict)  # mode -> why lorakit cannot train it
+
+
+# --- readers and writers -------------------------------------------------------------------------------------------
+
+
+def raise_csv_limit() -> None:
+    """Prompts of the jailbreak data exceed the csv module's default 131,072-character field limit."""
+    csv.field_size_limit(2**31 - 1)
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    raise_csv_limit()
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, records: Iterable[Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records), "utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text("utf-8").splitlines() if line.strip()]
+
+
+def per_label_sample(rows: Sequence[dict[str, Any]], label_key: str, count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """At most `count` rows of each label, drawn with a fixed seed, in the file's order."""
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        by_label[str(row[label_key])].append(index)
+    rng = random.Random(seed)
+    kept = sorted(i for label in sorted(by_label)
+                  for i in rng.sample(by_label[label], min(count, len(by_label[label]))))
+    return [rows[i] for i in kept]
+
+
+# --- one converter per dataset -------------------------------------------------------------------------------------
+
+
+def prepare_banking77(folder: Path, work: Path, quick: bool) -> Prepared:
+    source = folder / "train.csv"
+    flags = ["--text-column", "text", "--label-column", "category"]
+    if not quick:
+        return Prepared(source, flags)
+    rows = per_label_sample(read_csv_rows(source), "category", QUICK.per_label)
+    return Prepared(write_csv(work / "banking77.csv", ("text", "category"),
+                              ((row["text"], row["category"]) for row in rows)), flags)
+
+
+def prepare_clinc150(folder: Path, work: Path, quick: bool) -> Prepared:
+    """In-scope train + val (150 intents) as one CSV for the pipeline's split; oos_train + oos_val as the
+    out-of-scope texts, never trained on, scored by how many the model flags for review."""
+    data = json.loads((folder / "data_full.json").read_text("utf-8"))
+    missing = [key for key in ("train", "val", "oos_train", "oos_val") if key not in data]
+    if missing:
+        raise ValueError(f"{folder / 'data_full.json'}: lacks {', '.join(missing)}")
+    rows = [{"text": text, "label": label} for part in ("train", "val") for text, label in data[part]]
+    oos = [text for part in ("oos_train", "oos_val") for text, _ in data[part]]
+    if any(row["label"] == "oos" for row in rows):
+        raise ValueError(f"{folder / 'data_full.json'}: in-scope parts hold `oos` rows")
+    if quick:
+        rows, oos = per_label_sample(rows, "label", QUICK.per_label - 1), oos[:QUICK.evaluated]
+    train = write_csv(work / "clinc150_inscope.csv", ("text", "label"), ((r["text"], r["label"]) for r in rows))
+    return Prepared(train, ["--text-column", "text", "--label-column", "label"],
+                    oos_file=write_jsonl(work / "clinc150_oos.jsonl", oos),
+                    notes=[f"{len(rows)} in-scope rows (train + val, {len({r['label'] for r in rows})} intents); "
+                           f"{len(oos)} out-of-scope texts (oos_train + oos_val) for the review check"])
+
+
+def prepare_jailbreak(folder: Path, work: Path, quick: bool) -> Prepared:
+    source = folder / "balanced" / "jailbreak_dataset_train_balanced.csv"
+    flags = ["--text-column", "prompt", "--label-column", "type", "--unsafe-labels", "jailbreak"]
+    if not quick:
+        return Prepared(source, flags)
+    rows = per_label_sample(read_csv_rows(source), "type", QUICK.long_texts_per_label)
+    return Prepared(write_csv(work / "jailbreak.csv", ("prompt", "type"),
+                              ((row["prompt"], row["type"]) for row in rows)), flags)
+
+
+def mmlu_rows(folder: Path, quick: bool, per_label: int) -> list[dict[str, Any]]:
+    rows = [{"text": row["question"], "label": row["category"], "question_id": row["question_id"]}
+            for row in read_jsonl(folder / "mmlu_pro_pool.jsonl")]
+    return per_label_sample(rows, "label", per_label) if quick else rows
+
+
+def prepare_mmlu_pro(folder: Path, work: Path, quick: bool) -> Prepared:
+    rows = mmlu_rows(folder, quick, QUICK.per_label)
+    return Prepared(write_jsonl(work / "mmlu_pro.jsonl", rows), ["--text-column", "text", "--label-column", "label"],
+                    notes=["the question text only (not the options), label = its category"])
+
+
+def prepare_mmlu_pro_generative(folder: Path, work: Path, quick: bool) -> Prepared:
+    rows = mmlu_rows(folder, quick, QUICK.per_label_generative)
+    return Prepared(write_jsonl(work / "mmlu_pro_generative.jsonl", rows),
+                    ["--text-column", "text", "--label-column", "label", "--base", GENERATIVE_BASE],
+                    notes=[f"{GENERATIVE_BASE} answers the category by label scoring (docs/generative.md)"])
+
+
+def prepare_presidio(folder: Path, work: Path, quick: bool) -> Prepared:
+    source = folder / "synth_dataset_v2.bio.jsonl"
+    flags = ["--group-column", "template_id"]
+    if not quick:
+        return Prepared(source, flags, notes=["grouped split by template_id: the test part's templates are unseen"])
+    rows = read_jsonl(source)
+    templates = sorted({row["template_id"] for row in rows})
+    kept = set(random.Random(0).sample(templates, min(QUICK.templates, len(templates))))
+    return Prepared(write_jsonl(work / "presidio.jsonl", [row for row in rows if row["template_id"] in kept]), flags)
+
+
+def read_conll_sentences(path: Path) -> list[list[tuple[str, str]]]:
+    """CoNLL sentences as (token, tag) pairs; any whitespace-only line separates sentences."""
+    sentences: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    for line in Path(path).read_text("utf-8").splitlines():
+        fields = line.split()
+        if not fields:
+            if current:
+                sentences.append(current)
+            current = []
+            continue
+        current.append((fields[0], fields[-1]))
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+def write_conll(path: Path, sentences: Iterable[Sequence[tuple[str, str]]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("".join(f"{token}\t{tag}\n" for token, tag in sentence) + "\n"
+                            for sentence in sentences), "utf-8")
+    return path
+
+
+def prepare_wnut17(folder: Path, work: Path, quick: bool) -> Prepared:
+    """wnut17train.conll goes through the pipeline's split (it takes one file); emerging.dev.conll is scored after
+    training as the figure never trained or selected on."""
+    train, dev = folder / "wnut17train.conll", folder / "emerging.dev.conll"
+    if quick:
+        train = write_conll(work / "wnut17_train.conll", read_conll_sentences(train)[:QUICK.sentences])
+        dev = write_conll(work / "wnut17_dev.conll", read_conll_sentences(dev)[:QUICK.evaluated])
+    return Prepared(train, [], dev_file=dev,
+                    notes=["lorakit train takes one file: validation/test come from the split of wnut17train.conll; "
+                           "emerging.dev.conll is scored separately (dev_entity_f1)"])
+
+
+def read_stsb(path: Path) -> list[tuple[str, str, float]]:
+    """STS-B's original lines: tab-separated, no header, unquoted; score, sentence1, sentence2 in fields 5-7
+    (some lines carry two more fields, ignored)."""
+    pairs = []
+    for number, line in enumerate(Path(path).read_text("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 7:
+            raise ValueError(f"{path}:{number}: {len(fields)} tab-separated fields, STS-B lines have at least 7")
+        pairs.append((fields[5], fields[6], float(fields[4])))
+    return pairs
+
+
+def prepare_stsb(folder: Path, work: Path, quick: bool) -> Prepared:
+    header = ("text", "text_pair", "score")
+    train, dev = read_stsb(folder / "sts-train.csv"), read_stsb(folder / "sts-dev.csv")
+    if quick:
+        train, dev = train[:QUICK.pairs], dev[:QUICK.evaluated]
+    columns = {"text_column": "text", "text_pair_column": "text_pair", "score_column": "score"}
+    flags = [item for key, value in columns.items() for item in ("--" + key.replace("_", "-"), value)]
+    return Prepared(write_csv(work / "stsb_train.csv", header, train), flags,
+                    dev_file=write_csv(work / "stsb_dev.csv", header, dev), dev_columns=columns,
+                    notes=["sts-train.csv goes through the pipeline's split; the figure is sts-dev.csv (dev_spearman)"])
+
+
+NO_FULL_GENERATIVE = "lorakit trains generative classifiers with LoRA only (`--full` is refused for --task generative)"
+NO_FULL_EMBEDDING = "lorakit trains embeddings with LoRA only (`--full` is refused for --task embedding)"
+
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    DatasetSpec("banking77", SEQUENCE, "accuracy", 0.92, "test", "banking77",
+                "77 banking intents, train.csv (10,003 rows)", prepare_banking77),
+    DatasetSpec("clinc150", SEQUENCE, "accuracy", 0.95, "test", "clinc150",
+                "150 in-scope intents (train + val); out-of-scope texts checked for needs_review", prepare_clinc150),
+    DatasetSpec("jailbreak_classification", SEQUENCE, "accuracy", 0.97, "test", "jailbreak_classification",
+                "benign vs jailbreak prompts (balanced train file, 1,044 rows)", prepare_jailbreak),
+    DatasetSpec("mmlu_pro", SEQUENCE, "accuracy", 0.70, "test", "mmlu_pro",
+                "14 MMLU-Pro categories from the question text, MiniLM sequence classification", prepare_mmlu_pro),
+    DatasetSpec("mmlu_pro_generative", GENERATIVE, "accuracy", 0.70, "test", "mmlu_pro",
+                f"14 MMLU-Pro categories, generative classification on {GENERATIVE_BASE}",
+                prepare_mmlu_pro_generative, base=GENERATIVE_BASE, unsupported={"full": NO_FULL_GENERATIVE}),
+    DatasetSpec("presidio_synth_pii", TOKEN, "entity_f1", 0.85, "test", "presidio_synth_pii",
+                "17 PII entity types, grouped split by template (test templates unseen)", prepare_presidio),
+    DatasetSpec("wnut17", TOKEN, "entity_f1", None, "test", "wnut17",
+                "6 emerging-entity types in noisy social text", prepare_wnut17),
+    DatasetSpec("stsb", EMBEDDING, "spearman", 0.85, "dev", "stsb",
+                "sentence-pair similarity, Spearman of cosine vs gold score", prepare_stsb,
+                unsupported={"full": NO_FULL_EMBEDDING}),
+)}
+ALIASES = {"jailbreak": "jailbreak_classification", "presidio": "presidio_synth_pii"}
+
+
+def select(names: str | None) -> list[DatasetSpec]:
+    """The datasets named (comma-separated, aliases allowed), in registry order; None: all of them."""
+    if names is None:
+        return list(DATASETS.values())
+    wanted = [ALIASES.get(name.strip(), name.strip()) for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in DATASETS]
+    if unknown or not wanted:
+        raise ValueError(f"unknown dataset(s) {', '.join(unknown) or '(none given)'}; choose from "
+                         f"{', '.join(DATASETS)}")
+    return [spec for name, spec in DATASETS.items() if name in wanted]
