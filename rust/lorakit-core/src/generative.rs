@@ -450,6 +450,7 @@ pub(crate) fn classify(backbone: &Backbone, task: &Task, texts: &[&str]) -> Resu
         unsafe_labels: task.unsafe_labels.clone(),
         tokens_in,
         tokens_used,
+        calibration: task.calibration,
     })
 }
 
@@ -489,6 +490,7 @@ pub(crate) fn classify_fewshot(
         unsafe_labels,
         tokens_in: vec![prompt.tokens_in],
         tokens_used: vec![prompt.tokens_used],
+        calibration: task.calibration,
     })
 }
 

@@ -6,6 +6,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
 use crate::base::Backbone;
+use crate::calibration::Calibration;
 use crate::entities::Entity;
 use crate::error::{Error, Result};
 use crate::manifest::TaskKind;
@@ -43,6 +44,10 @@ pub(crate) struct Golden {
     /// Values per position: `c` (labels) or `d` (embedding width).
     pub width: usize,
     entities: Option<Vec<Vec<GoldenEntity>>>,
+    /// Sequence classification of a calibrated model: `softmax(logits / temperature)` `[n, c]` row-major.
+    pub probabilities: Option<Vec<f32>>,
+    /// The `review_threshold` metadata the probabilities were judged with (absent: none).
+    pub review_threshold: Option<f32>,
 }
 
 impl Golden {
@@ -128,6 +133,7 @@ impl Golden {
                 ids_shape[1]
             )));
         }
+        let (probabilities, review_threshold) = calibrated_outputs(&st, &meta, kind, &out_shape)?;
         Ok(Golden {
             texts,
             max_seq_len,
@@ -140,7 +146,65 @@ impl Golden {
             outputs,
             width: *out_shape.last().unwrap_or(&0),
             entities,
+            probabilities,
+            review_threshold,
         })
+    }
+
+    /// Compares the calibrated probabilities and review verdicts of `logits` (one row per text, as checked by
+    /// `compare`) under the model's `calibration` with the golden ones, into `report`. A calibrated model whose
+    /// golden file has no probabilities is a Format error: nothing would check its calibration.
+    pub fn compare_calibrated(
+        &self,
+        report: &mut GoldenReport,
+        logits: &[Vec<f32>],
+        calibration: Calibration,
+    ) -> Result<()> {
+        let Some(expected) = &self.probabilities else {
+            if calibration != Calibration::default() {
+                return Err(Error::Format(format!(
+                    "{GOLDEN_FILE}: no probabilities for a calibrated model (lorakit.json calibration); \
+                     re-export it so golden vectors cover the calibration"
+                )));
+            }
+            return Ok(());
+        };
+        let tol = self.tolerance;
+        let mut max_diff = 0.0f32;
+        let mut review_equal = match (self.review_threshold, calibration.review_threshold) {
+            (None, None) => true,
+            (Some(a), Some(b)) => (a - b).abs() <= 1e-6,
+            _ => false,
+        };
+        let rows = expected.chunks(self.width.max(1));
+        if logits.len() != self.texts.len() {
+            max_diff = f32::INFINITY;
+        }
+        for (want, got_logits) in rows.zip(logits) {
+            if got_logits.len() != want.len() {
+                max_diff = f32::INFINITY;
+                continue;
+            }
+            let got = calibration.probabilities(got_logits);
+            for (&e, &g) in want.iter().zip(&got) {
+                let d = (e - g).abs();
+                max_diff = max_diff.max(if d.is_nan() { f32::INFINITY } else { d });
+            }
+            let want_top = want.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let got_top = got.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let want_review = self.review_threshold.is_some_and(|t| want_top < t);
+            let borderline = self
+                .review_threshold
+                .is_some_and(|t| (want_top - t).abs() <= tol);
+            if want_review != calibration.needs_review(got_top) && !borderline {
+                review_equal = false;
+            }
+        }
+        report.prob_max_abs_diff = Some(max_diff);
+        report.prob_tolerance = Some(tol);
+        report.review_equal = review_equal;
+        report.ok &= max_diff <= tol && review_equal;
+        Ok(())
     }
 
     /// Compares a recomputed encoding, outputs (per text, as `Runtime::outputs` returns them) and entities.
@@ -167,6 +231,7 @@ impl Golden {
             worst: (0, 0, f32::NAN, f32::NAN),
             prob_max_abs_diff: None,
             prob_tolerance: None,
+            review_equal: true,
             ok: false,
         };
         if !report.argmax_equal {
@@ -232,6 +297,41 @@ impl Golden {
             _ => &self.outputs[row * self.width..(row + 1) * self.width],
         }
     }
+}
+
+/// The optional `probabilities` `[n, c]` (sequence classification only, shaped like the logits) and the
+/// `review_threshold` metadata, which needs them.
+fn calibrated_outputs(
+    st: &SafeTensors,
+    meta: &std::collections::HashMap<String, String>,
+    kind: TaskKind,
+    logits_shape: &[usize],
+) -> Result<(Option<Vec<f32>>, Option<f32>)> {
+    let bad = |msg: String| Error::Format(format!("{GOLDEN_FILE}: {msg}"));
+    let has_probabilities = st.names().iter().any(|n| *n == "probabilities");
+    let threshold = meta.get("review_threshold");
+    if kind != TaskKind::SequenceClassification || !has_probabilities {
+        return match threshold {
+            Some(_) => Err(bad("review_threshold without probabilities".into())),
+            None => Ok((None, None)),
+        };
+    }
+    let (probabilities, shape) = read_f32(st, "probabilities")?;
+    if shape != logits_shape {
+        return Err(bad(format!(
+            "probabilities has shape {shape:?}, logits {logits_shape:?}"
+        )));
+    }
+    let threshold = match threshold {
+        Some(s) => Some(
+            s.parse::<f32>()
+                .ok()
+                .filter(|t| (0.0..=1.0).contains(t))
+                .ok_or_else(|| bad(format!("review_threshold {s:?} is not a number in [0, 1]")))?,
+        ),
+        None => None,
+    };
+    Ok((Some(probabilities), threshold))
 }
 
 /// Index of the largest value; NaN is never the largest, and a row of NaN gives None.
@@ -330,5 +430,9 @@ pub(crate) fn verify(runtime: &Runtime, backbone: &Backbone, task: &Task) -> Res
         TaskKind::Embedding => backbone.config.hidden_size(),
         _ => task.labels.len(),
     };
-    Ok(golden.compare(&padded, &outputs, width, entities.as_deref()))
+    let mut report = golden.compare(&padded, &outputs, width, entities.as_deref());
+    if task.head.kind() == TaskKind::SequenceClassification {
+        golden.compare_calibrated(&mut report, &outputs, task.calibration)?;
+    }
+    Ok(report)
 }

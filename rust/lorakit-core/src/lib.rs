@@ -5,6 +5,7 @@
 //! causal LMs (Gemma 3, Qwen3) that score every label's answer after a prompt (docs/generative.md).
 
 mod base;
+mod calibration;
 mod causal_lm;
 mod entities;
 pub mod error;
@@ -29,6 +30,7 @@ mod tokenize;
 mod tokenizer_check;
 mod weights;
 
+pub use calibration::Calibration;
 pub use causal_lm::CausalLm;
 pub use entities::{mask_entities, Entity};
 pub use error::{Error, ErrorKind, Result};

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::calibration::Calibration;
 use crate::error::{Error, Result};
 use crate::generative::PromptConfig;
 use crate::tensors::{read_file, sha256_hex};
@@ -53,6 +54,9 @@ pub(crate) struct Manifest {
     /// Generative classification: how prompts are assembled (docs/generative.md).
     #[serde(default)]
     pub prompt: Option<serde_json::Value>,
+    /// Sequence classification: temperature and review threshold (checked into `ModelDir::calibration`).
+    #[serde(default)]
+    pub calibration: Option<serde_json::Value>,
 }
 
 /// The task kinds of format_version 1 (docs/FORMAT.md "Tasks").
@@ -96,6 +100,8 @@ pub(crate) struct ModelDir {
     pub verify_checksums: bool,
     /// Generative classification: the checked `prompt`.
     pub prompt: Option<PromptConfig>,
+    /// The checked `calibration` (the default when absent).
+    pub calibration: Calibration,
 }
 
 impl ModelDir {
@@ -159,12 +165,14 @@ impl ModelDir {
                 )))
             }
         };
+        let calibration = Calibration::parse(manifest.calibration.as_ref(), kind, &origin)?;
         Ok(ModelDir {
             dir: dir.to_path_buf(),
             manifest,
             kind,
             verify_checksums,
             prompt,
+            calibration,
         })
     }
 

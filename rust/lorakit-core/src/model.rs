@@ -14,7 +14,10 @@ use crate::golden;
 use crate::manifest::{ModelDir, TaskKind};
 use crate::runtime::Runtime;
 use crate::task::{checked_base_sha, load_lora_task, load_merged, Task};
-use crate::{Classification, Embeddings, Encoding, GoldenReport, LoadOptions, TokenClassification};
+use crate::{
+    Calibration, Classification, Embeddings, Encoding, GoldenReport, LoadOptions,
+    TokenClassification,
+};
 
 /// A task as callers see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +38,8 @@ pub struct TaskInfo {
     pub unsafe_labels: Vec<String>,
     /// Embedding: the vector width (None for other tasks).
     pub dim: Option<usize>,
+    /// Sequence classification: the manifest's calibration (the default for other tasks and without one).
+    pub calibration: Calibration,
 }
 
 /// A loaded encoder with its tasks. Thread-safe: adapters may be added and removed while other threads classify.
@@ -198,6 +203,7 @@ impl Model {
                 .map(|&i| t.labels[i].clone())
                 .collect(),
             dim: (kind == TaskKind::Embedding).then(|| self.backbone.config.hidden_size()),
+            calibration: t.calibration,
         })
     }
 

@@ -1,5 +1,6 @@
 //! What the runtime returns, one type per task, plus tokenization and golden-check reports.
 
+use crate::calibration::Calibration;
 use crate::entities::Entity;
 
 /// Numerically stable softmax of one row.
@@ -17,7 +18,7 @@ pub struct Classification {
     pub labels: Vec<String>,
     pub num_texts: usize,
     pub num_labels: usize,
-    /// Row-major `[num_texts, num_labels]` f32 logits.
+    /// Row-major `[num_texts, num_labels]` f32 logits, uncalibrated.
     pub logits: Vec<f32>,
     /// Indices of the labels the manifest declares unsafe; None when it declares none.
     pub unsafe_labels: Option<Vec<usize>>,
@@ -25,22 +26,48 @@ pub struct Classification {
     pub tokens_in: Vec<usize>,
     /// Per text: tokens actually used (<= max_seq_len).
     pub tokens_used: Vec<usize>,
+    /// The manifest's calibration: every probability below is `softmax(logits / temperature)`.
+    pub calibration: Calibration,
 }
 
 impl Classification {
-    /// Softmax probabilities, row-major like `logits`.
+    /// Calibrated probabilities, row-major like `logits`.
     pub fn probabilities(&self) -> Vec<f32> {
         self.logits
             .chunks(self.num_labels.max(1))
-            .flat_map(softmax)
+            .flat_map(|row| self.calibration.probabilities(row))
             .collect()
     }
 
-    /// Summed probability of the unsafe labels in row `i` (None without a declaration or out of range).
+    /// Calibrated probabilities of row `i` (None out of range).
+    pub fn row_probabilities(&self, i: usize) -> Option<Vec<f32>> {
+        let n = self.num_labels;
+        if i >= self.num_texts || n == 0 {
+            return None;
+        }
+        Some(
+            self.calibration
+                .probabilities(self.logits.get(i * n..(i + 1) * n)?),
+        )
+    }
+
+    /// The largest calibrated probability of row `i` (None out of range).
+    pub fn top_probability(&self, i: usize) -> Option<f32> {
+        self.top_k(i, 1).first().map(|&(_, p)| p)
+    }
+
+    /// True when row `i`'s top calibrated probability is below the manifest's review threshold; always false
+    /// without a threshold (and out of range).
+    pub fn needs_review(&self, i: usize) -> bool {
+        self.top_probability(i)
+            .is_some_and(|p| self.calibration.needs_review(p))
+    }
+
+    /// Summed calibrated probability of the unsafe labels in row `i` (None without a declaration or out of
+    /// range).
     pub fn unsafe_score(&self, i: usize) -> Option<f32> {
         let unsafe_labels = self.unsafe_labels.as_ref()?;
-        let n = self.num_labels;
-        let probs = softmax(self.logits.get(i * n..(i + 1) * n)?);
+        let probs = self.row_probabilities(i)?;
         Some(unsafe_labels.iter().map(|&l| probs[l]).sum())
     }
 
@@ -51,14 +78,13 @@ impl Classification {
         Some(unsafe_labels.contains(&best))
     }
 
-    /// The `k` best (label index, probability) pairs of row `i`, best first.
+    /// The `k` best (label index, calibrated probability) pairs of row `i`, best first.
     /// Out-of-range `i` gives an empty list; `k` is capped at `num_labels`.
     pub fn top_k(&self, i: usize, k: usize) -> Vec<(usize, f32)> {
-        if i >= self.num_texts || self.num_labels == 0 {
+        let Some(probs) = self.row_probabilities(i) else {
             return Vec::new();
-        }
-        let row = &self.logits[i * self.num_labels..(i + 1) * self.num_labels];
-        let mut ranked: Vec<(usize, f32)> = softmax(row).into_iter().enumerate().collect();
+        };
+        let mut ranked: Vec<(usize, f32)> = probs.into_iter().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         ranked.truncate(k.min(self.num_labels));
         ranked
@@ -91,8 +117,14 @@ pub struct GoldenReport {
     pub worst: (usize, usize, f32, f32),
     /// Generative classification: the largest label-probability difference (`label_probs` and the `fewshot`
     /// entries) and its tolerance (`prob_tolerance`); None for other tasks.
+    /// Sequence classification with golden `probabilities` (calibrated): the same fields compare them, with
+    /// the logits' tolerance.
     pub prob_max_abs_diff: Option<f32>,
     pub prob_tolerance: Option<f32>,
+    /// Sequence classification: the golden `review_threshold` equals the manifest's, and `needs_review` agrees
+    /// with the golden probabilities for every text whose top probability is not within the tolerance of the
+    /// threshold. True when the golden file carries no probabilities (and for other tasks).
+    pub review_equal: bool,
     pub ok: bool,
 }
 

@@ -106,6 +106,7 @@ impl Runtime {
                 unsafe_labels: task.unsafe_labels.clone(),
                 tokens_in: rows.iter().map(|r| r.tokens_in).collect(),
                 tokens_used: rows.iter().map(|r| r.ids.len()).collect(),
+                calibration: task.calibration,
             })
         })
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use crate::base::{load_base, load_network, Backbone, LoadedBase, WEIGHTS_FILE};
+use crate::calibration::Calibration;
 use crate::entities::TagScheme;
 use crate::error::{Error, Result};
 use crate::generative::Generative;
@@ -38,6 +39,8 @@ pub(crate) struct Task {
     pub tags: Option<TagScheme>,
     /// Generative classification: prompt segments, label answers and the header cache.
     pub generative: Option<Generative>,
+    /// Sequence classification: the manifest's calibration (each adapter its own).
+    pub calibration: Calibration,
 }
 
 /// Looks up an already loaded tokenizer by the sha256 of its tokenizer files.
@@ -298,7 +301,6 @@ fn finish_task(
             _ => None,
         };
     Ok(Task {
-        model_dir: md,
         labels,
         max_seq_len,
         tokenizer,
@@ -308,6 +310,8 @@ fn finish_task(
         unsafe_labels,
         tags,
         generative,
+        calibration: md.calibration,
+        model_dir: md,
     })
 }
 

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use lorakit_core::{Classification, DeviceSpec, ErrorKind, LoadOptions, Model};
+use lorakit_core::{Calibration, Classification, DeviceSpec, ErrorKind, LoadOptions, Model};
 
 fn model() -> Model {
     Model::load(&fixture("tiny_bert_lora_a"), true, &opts()).unwrap()
@@ -185,6 +185,7 @@ fn probabilities_and_top_k() {
         unsafe_labels: Some(vec![1, 2]),
         tokens_in: vec![3, 3],
         tokens_used: vec![3, 3],
+        calibration: Calibration::default(),
     };
     let p = c.probabilities();
     for row in p.chunks(3) {
@@ -208,6 +209,53 @@ fn probabilities_and_top_k() {
     };
     assert_eq!(undeclared.is_unsafe(0), None);
     assert_eq!(undeclared.unsafe_score(0), None);
+    assert!(
+        !undeclared.needs_review(0),
+        "no threshold: nothing needs review"
+    );
+}
+
+#[test]
+fn calibrated_probabilities_drive_top_k_unsafe_scores_and_review() {
+    let plain = Classification {
+        labels: vec!["a".into(), "b".into(), "c".into()],
+        num_texts: 2,
+        num_labels: 3,
+        logits: vec![1.0, 3.0, 2.0, 0.2, 0.0, 0.1],
+        unsafe_labels: Some(vec![1, 2]),
+        tokens_in: vec![3, 3],
+        tokens_used: vec![3, 3],
+        calibration: Calibration::default(),
+    };
+    let calibration = Calibration {
+        temperature: 2.0,
+        review_threshold: Some(0.5),
+    };
+    let c = Classification {
+        calibration,
+        ..plain.clone()
+    };
+    let p = c.probabilities();
+    // softmax(logits / 2) of row 0, by hand.
+    let e: Vec<f32> = [1.0f32, 3.0, 2.0].iter().map(|v| (v / 2.0).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    for (j, &ej) in e.iter().enumerate() {
+        assert!((p[j] - ej / sum).abs() < 1e-6, "{p:?}");
+    }
+    assert_eq!(c.logits, plain.logits, "logits stay raw");
+    assert!(c.top_probability(0).unwrap() < plain.top_probability(0).unwrap());
+    assert_eq!(
+        c.top_k(0, 1)[0].0,
+        plain.top_k(0, 1)[0].0,
+        "the argmax is unchanged"
+    );
+    assert!((c.top_k(0, 1)[0].1 - p[1]).abs() < 1e-7);
+    assert!((c.unsafe_score(0).unwrap() - (p[1] + p[2])).abs() < 1e-6);
+    // Row 0: top 0.51 (confident enough); row 1: a near-uniform row.
+    assert!(c.top_probability(0).unwrap() >= 0.5 && !c.needs_review(0));
+    assert!(c.needs_review(1));
+    assert!(!c.needs_review(2), "out of range");
+    assert!(!plain.needs_review(1), "no threshold");
 }
 
 #[test]

@@ -614,7 +614,8 @@ size_t lorakit_result_num_labels(const struct LorakitResult *r);
 const float *lorakit_result_logits(const struct LorakitResult *r);
 
 /*
- Row-major softmax probabilities, same shape as the logits (computed by the core).
+ Row-major probabilities, same shape as the logits (computed by the core): `softmax(logits / temperature)`
+ with the manifest's calibration temperature (1 without one).
 
  # Safety
  `r` must be NULL or a live result.
@@ -671,6 +672,32 @@ const bool *lorakit_result_unsafe(const struct LorakitResult *r);
  `r` must be NULL or a live result.
  */
 const float *lorakit_result_unsafe_scores(const struct LorakitResult *r);
+
+/*
+ Per text: whether the top probability is below the manifest's calibration `review_threshold`
+ (`num_texts` entries, all false when the model has no threshold; NULL for a NULL handle or no texts).
+
+ # Safety
+ `r` must be NULL or a live result.
+ */
+const bool *lorakit_result_needs_review(const struct LorakitResult *r);
+
+/*
+ The calibration temperature the probabilities were computed with (1 without a calibration; 0 for a NULL
+ handle).
+
+ # Safety
+ `r` must be NULL or a live result.
+ */
+float lorakit_result_temperature(const struct LorakitResult *r);
+
+/*
+ The calibration review threshold, in [0, 1]; NaN when the model has none (and for a NULL handle).
+
+ # Safety
+ `r` must be NULL or a live result.
+ */
+float lorakit_result_review_threshold(const struct LorakitResult *r);
 
 /*
  Releases a result. Accepts NULL.
@@ -837,6 +864,24 @@ const char *lorakit_task_info_unsafe_label(const struct LorakitTaskInfo *info, s
  `info` must be NULL or live.
  */
 size_t lorakit_task_info_dim(const struct LorakitTaskInfo *info);
+
+/*
+ Sequence classification: the manifest's calibration temperature, which every probability divides the logits
+ by (1 without a calibration and for other tasks; 0 for a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+float lorakit_task_info_temperature(const struct LorakitTaskInfo *info);
+
+/*
+ Sequence classification: the manifest's calibration review threshold, in [0, 1] (a text needs review when
+ its top probability is below it); NaN when there is none (and for a NULL handle).
+
+ # Safety
+ `info` must be NULL or live.
+ */
+float lorakit_task_info_review_threshold(const struct LorakitTaskInfo *info);
 
 /*
  Releases a task info. Accepts NULL.

@@ -2,6 +2,8 @@
 //! with one `*_free` call; pointers from its accessors stay valid until then.
 
 use crate::guard::{c_string_lossless, guarded_value};
+#[cfg(test)]
+use lorakit_core::Calibration;
 use lorakit_core::{Classification, Encoding};
 use std::ffi::{c_char, CString};
 use std::ptr;
@@ -14,6 +16,8 @@ pub struct LorakitResult {
     /// Per text, from the manifest's `unsafe_labels`; empty when it declares none.
     unsafe_verdicts: Vec<bool>,
     unsafe_scores: Vec<f32>,
+    /// Per text: the top calibrated probability is below the manifest's review threshold.
+    needs_review: Vec<bool>,
 }
 
 impl LorakitResult {
@@ -30,12 +34,16 @@ impl LorakitResult {
                 .unzip(),
             None => (Vec::new(), Vec::new()),
         };
+        let needs_review = (0..classification.num_texts)
+            .map(|i| classification.needs_review(i))
+            .collect();
         LorakitResult {
             classification,
             probabilities,
             labels,
             unsafe_verdicts,
             unsafe_scores,
+            needs_review,
         }
     }
 }
@@ -119,7 +127,8 @@ pub unsafe extern "C" fn lorakit_result_logits(r: *const LorakitResult) -> *cons
     })
 }
 
-/// Row-major softmax probabilities, same shape as the logits (computed by the core).
+/// Row-major probabilities, same shape as the logits (computed by the core): `softmax(logits / temperature)`
+/// with the manifest's calibration temperature (1 without one).
 ///
 /// # Safety
 /// `r` must be NULL or a live result.
@@ -199,6 +208,43 @@ pub unsafe extern "C" fn lorakit_result_unsafe(r: *const LorakitResult) -> *cons
 pub unsafe extern "C" fn lorakit_result_unsafe_scores(r: *const LorakitResult) -> *const f32 {
     guarded_value(ptr::null(), || {
         unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.unsafe_scores))
+    })
+}
+
+/// Per text: whether the top probability is below the manifest's calibration `review_threshold`
+/// (`num_texts` entries, all false when the model has no threshold; NULL for a NULL handle or no texts).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_needs_review(r: *const LorakitResult) -> *const bool {
+    guarded_value(ptr::null(), || {
+        unsafe { r.as_ref() }.map_or(ptr::null(), |r| data_or_null(&r.needs_review))
+    })
+}
+
+/// The calibration temperature the probabilities were computed with (1 without a calibration; 0 for a NULL
+/// handle).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_temperature(r: *const LorakitResult) -> f32 {
+    guarded_value(0.0, || {
+        unsafe { r.as_ref() }.map_or(0.0, |r| r.classification.calibration.temperature)
+    })
+}
+
+/// The calibration review threshold, in [0, 1]; NaN when the model has none (and for a NULL handle).
+///
+/// # Safety
+/// `r` must be NULL or a live result.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_result_review_threshold(r: *const LorakitResult) -> f32 {
+    guarded_value(f32::NAN, || {
+        unsafe { r.as_ref() }
+            .and_then(|r| r.classification.calibration.review_threshold)
+            .unwrap_or(f32::NAN)
     })
 }
 
@@ -316,6 +362,9 @@ mod tests {
             assert!(!lorakit_result_has_unsafe_labels(ptr::null()));
             assert!(lorakit_result_unsafe(ptr::null()).is_null());
             assert!(lorakit_result_unsafe_scores(ptr::null()).is_null());
+            assert!(lorakit_result_needs_review(ptr::null()).is_null());
+            assert_eq!(lorakit_result_temperature(ptr::null()), 0.0);
+            assert!(lorakit_result_review_threshold(ptr::null()).is_nan());
             assert_eq!(lorakit_encoding_seq_len(ptr::null()), 0);
             assert!(lorakit_encoding_input_ids(ptr::null()).is_null());
             assert_eq!(lorakit_strings_len(ptr::null()), 0);
@@ -335,6 +384,36 @@ mod tests {
             unsafe_labels,
             tokens_in: vec![3, 4],
             tokens_used: vec![3, 4],
+            calibration: Calibration::default(),
+        }
+    }
+
+    #[test]
+    fn review_verdicts_follow_the_calibration() {
+        let plain = Box::into_raw(Box::new(LorakitResult::new(classification(None))));
+        let calibration = Calibration {
+            temperature: 2.0,
+            review_threshold: Some(0.6),
+        };
+        let core = Classification {
+            calibration,
+            ..classification(None)
+        };
+        let calibrated = Box::into_raw(Box::new(LorakitResult::new(core.clone())));
+        unsafe {
+            assert_eq!(lorakit_result_temperature(plain), 1.0);
+            assert!(lorakit_result_review_threshold(plain).is_nan());
+            let none = std::slice::from_raw_parts(lorakit_result_needs_review(plain), 2);
+            assert_eq!(none, &[false, false]);
+            assert_eq!(lorakit_result_temperature(calibrated), 2.0);
+            assert_eq!(lorakit_result_review_threshold(calibrated), 0.6);
+            // Row 0 (3, 0, 0) / 2: top 0.69; row 1 (0, 2, 1) / 2: top 0.51.
+            let verdicts = std::slice::from_raw_parts(lorakit_result_needs_review(calibrated), 2);
+            assert_eq!(verdicts, &[false, true]);
+            let probs = std::slice::from_raw_parts(lorakit_result_probabilities(calibrated), 6);
+            assert_eq!(probs, core.probabilities().as_slice());
+            lorakit_result_free(plain);
+            lorakit_result_free(calibrated);
         }
     }
 

@@ -6,7 +6,7 @@ use crate::guard::{
 };
 use crate::model::LorakitModel;
 use crate::results::LorakitStrings;
-use lorakit_core::{Error, TaskInfo};
+use lorakit_core::{Calibration, Error, TaskInfo};
 use std::ffi::{c_char, CString};
 use std::ptr;
 
@@ -21,6 +21,7 @@ pub struct LorakitTaskInfo {
     runtime_adapter: bool,
     unsafe_labels: LorakitStrings,
     dim: usize,
+    calibration: Calibration,
 }
 
 impl LorakitTaskInfo {
@@ -34,6 +35,7 @@ impl LorakitTaskInfo {
             runtime_adapter: info.runtime_adapter,
             unsafe_labels: LorakitStrings::new(&info.unsafe_labels),
             dim: info.dim.unwrap_or(0),
+            calibration: info.calibration,
         }
     }
 }
@@ -174,6 +176,32 @@ pub unsafe extern "C" fn lorakit_task_info_dim(info: *const LorakitTaskInfo) -> 
     guarded_value(0, || unsafe { info.as_ref() }.map_or(0, |i| i.dim))
 }
 
+/// Sequence classification: the manifest's calibration temperature, which every probability divides the logits
+/// by (1 without a calibration and for other tasks; 0 for a NULL handle).
+///
+/// # Safety
+/// `info` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_task_info_temperature(info: *const LorakitTaskInfo) -> f32 {
+    guarded_value(0.0, || {
+        unsafe { info.as_ref() }.map_or(0.0, |i| i.calibration.temperature)
+    })
+}
+
+/// Sequence classification: the manifest's calibration review threshold, in [0, 1] (a text needs review when
+/// its top probability is below it); NaN when there is none (and for a NULL handle).
+///
+/// # Safety
+/// `info` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn lorakit_task_info_review_threshold(info: *const LorakitTaskInfo) -> f32 {
+    guarded_value(f32::NAN, || {
+        unsafe { info.as_ref() }
+            .and_then(|i| i.calibration.review_threshold)
+            .unwrap_or(f32::NAN)
+    })
+}
+
 /// Releases a task info. Accepts NULL.
 ///
 /// # Safety
@@ -255,6 +283,10 @@ mod tests {
             runtime_adapter: true,
             unsafe_labels: vec!["b".into()],
             dim: None,
+            calibration: Calibration {
+                temperature: 1.5,
+                review_threshold: Some(0.7),
+            },
         };
         let info = Box::into_raw(Box::new(LorakitTaskInfo::new(&core)));
         unsafe {
@@ -273,6 +305,8 @@ mod tests {
             assert_eq!(text(lorakit_task_info_unsafe_label(info, 0)), "b");
             assert!(lorakit_task_info_unsafe_label(info, 1).is_null());
             assert_eq!(lorakit_task_info_dim(info), 0);
+            assert_eq!(lorakit_task_info_temperature(info), 1.5);
+            assert_eq!(lorakit_task_info_review_threshold(info), 0.7);
             lorakit_task_info_free(info);
         }
         let embedding = TaskInfo {
@@ -280,6 +314,7 @@ mod tests {
             labels: vec![],
             unsafe_labels: vec![],
             dim: Some(384),
+            calibration: Calibration::default(),
             ..core
         };
         let info = Box::into_raw(Box::new(LorakitTaskInfo::new(&embedding)));
@@ -287,6 +322,8 @@ mod tests {
             assert_eq!(lorakit_task_info_dim(info), 384);
             assert_eq!(lorakit_task_info_num_labels(info), 0);
             assert_eq!(lorakit_task_info_num_unsafe_labels(info), 0);
+            assert_eq!(lorakit_task_info_temperature(info), 1.0);
+            assert!(lorakit_task_info_review_threshold(info).is_nan());
             lorakit_task_info_free(info);
         }
     }
@@ -309,6 +346,8 @@ mod tests {
             assert_eq!(lorakit_task_info_num_unsafe_labels(ptr::null()), 0);
             assert!(lorakit_task_info_unsafe_label(ptr::null(), 0).is_null());
             assert_eq!(lorakit_task_info_dim(ptr::null()), 0);
+            assert_eq!(lorakit_task_info_temperature(ptr::null()), 0.0);
+            assert!(lorakit_task_info_review_threshold(ptr::null()).is_nan());
             lorakit_task_info_free(ptr::null_mut());
         }
     }

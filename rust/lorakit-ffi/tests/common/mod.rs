@@ -99,6 +99,14 @@ pub struct Parts {
     pub tokens_in: Vec<usize>,
     pub tokens_used: Vec<usize>,
     pub labels: Vec<String>,
+    pub needs_review: Vec<bool>,
+    pub temperature: f32,
+    /// None for the C convention NaN (no threshold).
+    pub review_threshold: Option<f32>,
+}
+
+fn threshold_or_none(value: f32) -> Option<f32> {
+    (!value.is_nan()).then_some(value)
 }
 
 pub fn result_parts(res: *const LorakitResult) -> Parts {
@@ -117,6 +125,10 @@ pub fn result_parts(res: *const LorakitResult) -> Parts {
             labels: (0..cols)
                 .map(|j| text(lorakit_result_label(res, j)))
                 .collect(),
+            needs_review: std::slice::from_raw_parts(lorakit_result_needs_review(res), rows)
+                .to_vec(),
+            temperature: lorakit_result_temperature(res),
+            review_threshold: threshold_or_none(lorakit_result_review_threshold(res)),
         }
     }
 }
@@ -154,6 +166,8 @@ pub struct Info {
     pub unsafe_labels: Vec<String>,
     /// 0 when the task is no embedding (the C convention).
     pub dim: usize,
+    pub temperature: f32,
+    pub review_threshold: Option<f32>,
 }
 
 /// The task info of `adapter`, or the failing status and message.
@@ -182,6 +196,8 @@ pub fn task_info(
                 .map(|i| text(lorakit_task_info_unsafe_label(info, i)))
                 .collect(),
             dim: lorakit_task_info_dim(info),
+            temperature: lorakit_task_info_temperature(info),
+            review_threshold: threshold_or_none(lorakit_task_info_review_threshold(info)),
         }
     };
     unsafe { lorakit_task_info_free(info) };
@@ -199,6 +215,8 @@ impl From<lorakit_core::TaskInfo> for Info {
             runtime_adapter: i.runtime_adapter,
             unsafe_labels: i.unsafe_labels,
             dim: i.dim.unwrap_or(0),
+            temperature: i.calibration.temperature,
+            review_threshold: i.calibration.review_threshold,
         }
     }
 }
