@@ -7,6 +7,8 @@ OUT_DIR/tiny_bert_base/     random 2-layer BERT (hidden 32) + the MiniLM tokeniz
 OUT_DIR/tiny_bert_lora_a/   LoRA r=4 alpha=8 on query,key,value,dense; 3 labels
 OUT_DIR/tiny_bert_lora_b/   LoRA with use_rslora, rank_pattern and alpha_pattern; 5 labels
 OUT_DIR/tiny_bert_full/     full fine-tune (no adapter); 2 labels
+OUT_DIR/tiny_bert_calibrated/   tiny_bert_lora_a with a calibration (temperature 1.7, review_threshold 0.45) and
+                             golden probabilities = softmax(torch logits / 1.7) in float64
 OUT_DIR/minilm_lora/        (--with-minilm) a few real training steps of LoRA on all-MiniLM-L6-v2; 2 labels
 OUT_DIR/tiny_<arch>_base/, tiny_<arch>_lora/   the same for RoBERTa, ModernBERT (cls and mean pooling),
                              DeBERTa-v3 and DeBERTa-v2 layouts (scripts/arch_fixtures.py), default LoRA targets
@@ -21,10 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,8 @@ from transformers.utils import logging as hf_logging  # noqa: E402
 
 from lorakit.atomic import atomic_directory  # noqa: E402
 from lorakit.export import export_model  # noqa: E402
+from lorakit.golden import GOLDEN_FILE, read_golden, write_golden  # noqa: E402
+from lorakit.manifest import Calibration, file_table, is_model_dir, read_manifest, write_manifest  # noqa: E402
 from lorakit.models import default_target_modules, head_modules, minilm_path  # noqa: E402
 from lorakit.tasks import task_head_modules  # noqa: E402
 
@@ -94,6 +100,10 @@ TOKEN_TEXTS = (
 )
 TOKEN_LABELS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
 TINY_MAX_SEQ_LEN = 32
+# Chosen for tiny_bert_lora_a's golden texts: some top probabilities fall below the threshold, some do not, and
+# with temperature 1.0 both the probabilities and some review verdicts change.
+FIXTURE_CALIBRATION = Calibration(temperature=1.7, review_threshold=0.45, target_precision=0.9,
+                                  fitted_on="validation")
 
 
 def tiny_bert_config() -> BertConfig:
@@ -188,6 +198,22 @@ def build_full(base: Path, out: Path) -> Path:
         for param in model.parameters():
             param.add_(torch.randn(param.shape, generator=generator) * 0.01)
     return export_fixture(model, base, out, labels, FIXTURE_TEXTS, TINY_MAX_SEQ_LEN, "lorakit-fixtures/tiny-bert")
+
+
+def build_calibrated(source: Path, out: Path, calibration: Calibration = FIXTURE_CALIBRATION) -> Path:
+    """A copy of the sequence-classification fixture `source` (a sibling of `out`, so its relative base path
+    still resolves) whose manifest carries `calibration` and whose golden file the calibrated probabilities,
+    computed from its torch logits."""
+    manifest = read_manifest(source)
+    golden = read_golden(source)
+    with atomic_directory(out, is_model_dir) as tmp:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        batch = {"input_ids": golden.input_ids, "attention_mask": golden.attention_mask,
+                 "token_type_ids": golden.token_type_ids}
+        write_golden(tmp / GOLDEN_FILE, golden.texts, batch, golden.values, golden.max_seq_len,
+                     calibration=calibration)
+        write_manifest(tmp, replace(manifest, name=out.name, calibration=calibration, files=file_table(tmp)))
+    return out
 
 
 def export_default_lora(base: Path, out: Path, labels: Sequence[str], examples: Sequence[str]) -> Path:
@@ -308,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ("tiny_bert_full", build_full)):
         started = time.perf_counter()
         print(summary(build(base, out / name), started))
+    started = time.perf_counter()
+    print(summary(build_calibrated(out / "tiny_bert_lora_a", out / "tiny_bert_calibrated"), started))
     for fixture in ARCH_FIXTURES:
         started = time.perf_counter()
         for path in build_arch_fixture(fixture, out, FIXTURE_TEXTS, TINY_MAX_SEQ_LEN, save_base, export_default_lora):

@@ -14,6 +14,7 @@ from lorakit.manifest import (
     MANIFEST_FILE,
     AdapterInfo,
     BaseRef,
+    Calibration,
     Manifest,
     ManifestError,
     read_manifest,
@@ -253,3 +254,83 @@ def test_task_fixture_manifests_round_trip(task_fixtures: Path, tmp_path: Path) 
         assert manifest.to_json() == json.loads(text)
         write_manifest(tmp_path, manifest)
         assert (tmp_path / MANIFEST_FILE).read_text("utf-8") == text
+
+
+CALIBRATION = {"temperature": 1.42, "review_threshold": 0.71, "target_precision": 0.95, "fitted_on": "validation"}
+
+
+def test_calibration_is_typed_and_round_trips(tmp_path: Path) -> None:
+    manifest = Manifest.from_json(valid() | {"calibration": CALIBRATION})
+    assert manifest.calibration == Calibration(temperature=1.42, review_threshold=0.71, target_precision=0.95,
+                                               fitted_on="validation")
+    assert manifest.temperature == 1.42 and manifest.review_threshold == 0.71
+    assert manifest.to_json()["calibration"] == CALIBRATION
+    write_manifest(tmp_path, manifest)
+    assert read_manifest(tmp_path) == manifest
+    # Absent or null: no calibration, temperature 1, and the writer adds no key.
+    for raw in (valid(), valid() | {"calibration": None}):
+        plain = Manifest.from_json(raw)
+        assert plain.calibration is None and plain.temperature == 1.0 and plain.review_threshold is None
+        assert "calibration" not in plain.to_json()
+    minimal = Manifest.from_json(valid() | {"calibration": {"temperature": 2}})
+    assert minimal.calibration == Calibration(temperature=2)
+    assert Calibration.from_json(CALIBRATION).to_json() == CALIBRATION
+
+
+def test_review_verdicts() -> None:
+    calibration = Calibration(temperature=1.0, review_threshold=0.7)
+    assert calibration.needs_review(0.69) and not calibration.needs_review(0.7)
+    assert calibration.needs_review(float("nan"))
+    assert not Calibration(temperature=1.0).needs_review(0.0)
+
+
+def calibrated(**fields: Any) -> dict[str, Any]:
+    return valid() | {"calibration": CALIBRATION | fields}
+
+
+CALIBRATION_REJECTED = [
+    (calibrated(temperature=0), "calibration.temperature", "must be finite and > 0"),
+    (calibrated(temperature=-1.0), "calibration.temperature", "must be finite and > 0"),
+    (calibrated(temperature=1e300), "calibration.temperature", "as a 32-bit float"),
+    (calibrated(temperature=1e-300), "calibration.temperature", "as a 32-bit float"),
+    (calibrated(temperature="1.4"), "calibration.temperature", "expected an integer or a number"),
+    (calibrated(temperature=True), "calibration.temperature", "expected an integer or a number"),
+    (calibrated(temperature=None), "calibration.temperature", "expected an integer or a number"),
+    (valid() | {"calibration": {"review_threshold": 0.5}}, "calibration.temperature", "missing"),
+    (calibrated(review_threshold=1.5), "calibration.review_threshold", "must be null or in [0, 1]"),
+    (calibrated(review_threshold=-0.1), "calibration.review_threshold", "must be null or in [0, 1]"),
+    (calibrated(review_threshold="high"), "calibration.review_threshold", "expected an integer or a number"),
+    (calibrated(target_precision=0), "calibration.target_precision", "must be in (0, 1]"),
+    (calibrated(target_precision=1.2), "calibration.target_precision", "must be in (0, 1]"),
+    (calibrated(fitted_on=3), "calibration.fitted_on", "expected a string"),
+    (valid() | {"calibration": [1.4]}, "calibration", "expected a JSON object"),
+    (task_manifest("token_classification", calibration=CALIBRATION), "calibration",
+     "belongs to task 'sequence_classification'"),
+    (task_manifest("embedding", calibration=CALIBRATION), "calibration", "belongs to task 'sequence_classification'"),
+]
+
+
+@pytest.mark.parametrize(("raw", "field_name", "words"), CALIBRATION_REJECTED,
+                         ids=[f"{r[1]}:{r[2]}" for r in CALIBRATION_REJECTED])
+def test_calibration_defects_are_one_line_errors_naming_the_field(raw: Any, field_name: str, words: str,
+                                                                 tmp_path: Path) -> None:
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps(raw), "utf-8")
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / MANIFEST_FILE}: {field_name}: "), message
+    assert words in message and "\n" not in message
+    assert caught.value.field_name == field_name
+
+
+def test_the_writer_cannot_build_a_calibration_the_reader_refuses() -> None:
+    good = Manifest.from_json(valid())
+    with pytest.raises(ManifestError, match="calibration.temperature: must be finite"):
+        Calibration(temperature=float("inf"))
+    with pytest.raises(ManifestError, match="calibration.review_threshold"):
+        Calibration(temperature=1.0, review_threshold=2.0)
+    with pytest.raises(ManifestError, match="calibration: expected a Calibration"):
+        Manifest(**{**good.__dict__, "calibration": CALIBRATION})
+    token = Manifest.from_json(task_manifest("token_classification"))
+    with pytest.raises(ManifestError, match="calibration: belongs to task 'sequence_classification'"):
+        Manifest(**{**token.__dict__, "calibration": Calibration(temperature=1.5)})

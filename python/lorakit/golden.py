@@ -1,9 +1,10 @@
-"""Golden parity vectors (docs/FORMAT.md, golden.safetensors): texts, token ids and fp32 torch logits."""
+"""Golden parity vectors (docs/FORMAT.md, golden.safetensors): texts, token ids and fp32 torch logits; for a
+calibrated sequence classifier also `probabilities` = softmax(logits / temperature) and its `review_threshold`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .errors import ModelDirError
+from .manifest import Calibration
 
 GOLDEN_FILE = "golden.safetensors"
 GOLDEN_FORMAT_VERSION = "1"
@@ -93,16 +95,26 @@ class Golden:
     task: str
     output: str = "logits"
     entities: list[list[dict[str, Any]]] | None = None  # token classification: the reference decoder's spans
+    probabilities: torch.Tensor | None = None  # calibrated sequence classification: softmax(logits / T) [N, C]
+    review_threshold: float | None = None  # the threshold `probabilities` were judged with
 
     @property
     def logits(self) -> torch.Tensor:
         return self.values
 
 
+def calibrated_probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(logits / temperature) per row, computed in float64 and cast to float32 (the golden reference)."""
+    return torch.softmax(logits.to(torch.float64) / float(temperature), dim=-1).to(torch.float32).contiguous()
+
+
 def write_golden(
     path: Path, texts: Sequence[str], batch: dict[str, torch.Tensor], values: torch.Tensor, max_seq_len: int,
     task: str = "sequence_classification", entities: Sequence[Sequence[dict[str, Any]]] | None = None,
+    calibration: Calibration | Mapping[str, Any] | None = None,
 ) -> None:
+    """`calibration` (a sequence classifier's manifest calibration, or its lorakit.json object) adds
+    `probabilities` = softmax(values / temperature) and the `review_threshold` metadata (absent when None)."""
     output, tensor_name = OUTPUTS[task]
     expected_rank = 3 if task == "token_classification" else 2
     if values.dim() != expected_rank or values.shape[0] != len(texts):
@@ -122,6 +134,14 @@ def write_golden(
         if entities is None or len(entities) != len(texts):
             raise ValueError("token classification golden files need one entity list per text")
         metadata["entities"] = json.dumps([list(row) for row in entities], ensure_ascii=False)
+    if calibration is not None:
+        if task != "sequence_classification":
+            raise ValueError(f"only sequence classification golden files carry calibrated probabilities, not {task}")
+        if not isinstance(calibration, Calibration):
+            calibration = Calibration.from_json(calibration)
+        tensors["probabilities"] = calibrated_probabilities(values, calibration.temperature)
+        if calibration.review_threshold is not None:
+            metadata["review_threshold"] = repr(float(calibration.review_threshold))
     save_file(tensors, str(path), metadata=metadata)
 
 
@@ -141,6 +161,7 @@ def read_golden(model_dir: Path) -> Golden:
         if meta.get("output", output) != output:
             raise ValueError(f"output {meta['output']!r} does not belong to task {task!r} (expected {output!r})")
         entities = json.loads(meta["entities"]) if task == "token_classification" else None
+        threshold = meta.get("review_threshold")
         golden = Golden(
             texts=list(texts),
             input_ids=tensors["input_ids"],
@@ -152,6 +173,8 @@ def read_golden(model_dir: Path) -> Golden:
             task=task,
             output=output,
             entities=entities,
+            probabilities=tensors.get("probabilities"),
+            review_threshold=None if threshold is None else float(threshold),
         )
     except (KeyError, ValueError, TypeError, OSError, SafetensorError) as exc:
         message = " ".join(str(exc).split())

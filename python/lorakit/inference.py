@@ -1,8 +1,9 @@
 """`lorakit predict` and `lorakit eval` for every task: which backend computes what, and the result records.
 
-Sequence classification gives labels (and, when the manifest declares `unsafe_labels`, a verdict), token
-classification entity spans (optionally the masked text), embeddings vectors. The native paths import neither
-torch nor transformers: they run in a serving install (`pip install lorakit`).
+Sequence classification gives labels with calibrated probabilities and a `needs_review` flag (the manifest's
+`calibration`; plain softmax and never under review without one) and, when the manifest declares `unsafe_labels`,
+a verdict; token classification entity spans (optionally the masked text), embeddings vectors. The native paths
+import neither torch nor transformers: they run in a serving install (`pip install lorakit`).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def predict_labels(opened: ModelDir, texts: list[str], backend: str, top_k: int)
         model = native_model(opened, "classify")
         parts = [model.classify(chunk) for chunk in batches(texts)]
         probabilities = np.concatenate([np.asarray(part.probabilities) for part in parts])
+        review = [flag for part in parts for flag in part.needs_review]
         verdicts = None
         if manifest.unsafe_labels:
             verdicts = ([flag for part in parts for flag in part.unsafe or []],
@@ -104,13 +106,17 @@ def predict_labels(opened: ModelDir, texts: list[str], backend: str, top_k: int)
 
         logits = predict_logits(load_merged(model_dir, manifest), load_tokenizer(model_dir), texts,
                                 manifest.max_seq_len, progress=False)
-        probabilities = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        # The manifest's calibration, as the native core applies it: softmax(logits / temperature).
+        probabilities = torch.softmax(torch.from_numpy(logits) / manifest.temperature, dim=1).numpy()
+        calibration = manifest.calibration
+        review = [calibration is not None and calibration.needs_review(float(row.max())) for row in probabilities]
         verdicts = unsafe_verdicts(probabilities, labels, manifest.unsafe_labels) if manifest.unsafe_labels else None
     results: list[dict[str, Any]] = []
     for i, (text, row) in enumerate(zip(texts, probabilities, strict=True)):
         order = row.argsort()[::-1][: max(1, top_k)]
         result = {"text": text, "label": labels[order[0]],
-                  "top": [{"label": labels[j], "probability": float(row[j])} for j in order]}
+                  "top": [{"label": labels[j], "probability": float(row[j])} for j in order],
+                  "needs_review": bool(review[i])}
         if verdicts is not None:
             result |= {"unsafe": bool(verdicts[0][i]), "unsafe_score": float(verdicts[1][i])}
         results.append(result)
@@ -170,50 +176,88 @@ def format_predictions(results: list[dict[str, Any]], mask: bool) -> str:
             top = ", ".join(f"{item['label']} {item['probability']:.3f}" for item in result["top"])
             verdict = f"\t{'UNSAFE' if result['unsafe'] else 'safe'} {result['unsafe_score']:.3f}" \
                 if "unsafe" in result else ""
-            lines.append(f"{result['label']}\t{top}{verdict}\t{result['text']}")
+            review = "\tNEEDS REVIEW" if result.get("needs_review") else ""
+            lines.append(f"{result['label']}\t{top}{verdict}{review}\t{result['text']}")
     return "\n".join(lines)
 
 
 def evaluate_model_dir(model_dir: Path, data: Any, backend: str = "native") -> dict[str, Any]:
     """Metrics of the merged model on a labelled file (`data`: a pipeline.DataSpec), predicted by the native core
-    (default) or torch. The metrics themselves need the training extra (scikit-learn, seqeval, scipy)."""
+    (default) or torch. The metrics themselves need the training extra (scikit-learn, seqeval, scipy).
+
+    Every task's result holds `task` and its headline metrics at the top level: `accuracy` and `macro_f1`
+    (sequence and generative classification), `entity_f1` (token classification), `spearman` (embedding).
+    macro_f1 averages over the labels present in the file (true or predicted; scikit-learn's default), not over
+    every label of the model. With `data.group_column`, `groups` holds the metrics of each group."""
     opened = open_model_dir(model_dir)
-    model_dir, manifest = opened.path, opened.manifest
-    if manifest.task == TOKEN:
-        return evaluate_token_file(opened, data, backend)
-    if manifest.task == EMBEDDING:
-        return evaluate_pair_file(opened, data, backend)
-    if manifest.task == GENERATIVE:
-        from .generative_inference import evaluate_generative_file
+    task = opened.manifest.task
+    if task == EMBEDDING:
+        if data.group_column:
+            from .errors import InputError
 
-        return evaluate_generative_file(opened, data, backend)
+            raise InputError("--group-column applies to labelled texts; embedding pairs have no groups")
+        metrics = evaluate_pair_file(opened, data, backend)
+    elif task == TOKEN:
+        metrics = evaluate_token_file(opened, data, backend)
+    elif task in (SEQUENCE, GENERATIVE):
+        metrics = evaluate_label_file(opened, data, backend)
+    else:
+        raise UnsupportedError(f"{model_dir}: task {task!r} cannot be evaluated")
+    return {"task": task, **metrics}
+
+
+def evaluate_label_file(opened: ModelDir, data: Any, backend: str) -> dict[str, Any]:
+    """Sequence or generative classification: label metrics of the model's logits (label scores) on the file."""
     from .data import load_dataset
-    from .evaluate import evaluate_examples, logits_metrics
+    from .evaluate import logits_metrics
+    from .groups import label_macro_f1, with_label_groups
 
-    dataset = load_dataset(data.path, data.text_column, data.label_column, labels=list(manifest.labels))
-    if backend == "native":
-        logits = native_logits(opened, [example.text for example in dataset.examples])
-        return logits_metrics(logits, dataset, dataset.examples)
-    from .loading import load_merged, load_tokenizer
+    model_dir, manifest = opened.path, opened.manifest
+    dataset = load_dataset(data.path, data.text_column, data.label_column, data.group_column,
+                           labels=list(manifest.labels))
+    texts = [example.text for example in dataset.examples]
+    if manifest.task == GENERATIVE:
+        from .generative_inference import generative_scores
 
-    return evaluate_examples(load_merged(model_dir, manifest), load_tokenizer(model_dir), dataset, dataset.examples,
-                             manifest.max_seq_len)
+        logits = generative_scores(opened, texts, backend)
+    elif backend == "native":
+        logits = native_logits(opened, texts)
+    else:
+        from .evaluate import predict_logits
+        from .loading import load_merged, load_tokenizer
+
+        logits = predict_logits(load_merged(model_dir, manifest), load_tokenizer(model_dir), texts,
+                                manifest.max_seq_len)
+    metrics = logits_metrics(logits, dataset, dataset.examples, getattr(manifest, "temperature", 1.0))
+    present = sorted(set(dataset.label_ids(dataset.examples)) | set(logits.argmax(axis=1).tolist()))
+    metrics["macro_f1"] = label_macro_f1(dataset.label_ids(dataset.examples), logits.argmax(axis=1).tolist())
+    metrics["macro_f1_labels"] = [dataset.labels[i] for i in present]
+    return with_label_groups(metrics, logits, dataset, dataset.examples)
 
 
 def evaluate_token_file(opened: ModelDir, data: Any, backend: str) -> dict[str, Any]:
-    from .entities import evaluate_tokens, token_metrics
+    from .entities import decode_entities, token_logits, token_metrics
+    from .groups import token_group_metrics
     from .loading import load_merged, load_tokenizer
     from .tokens import load_token_dataset
 
     model_dir, manifest = opened.path, opened.manifest
     labels = list(manifest.labels)
     tokens = load_token_dataset(data.path, text_column=data.text_column, spans_column=data.spans_column,
-                                tokens_column=data.tokens_column, tags_column=data.tags_column, labels=labels)
+                                tokens_column=data.tokens_column, tags_column=data.tags_column,
+                                group_column=data.group_column, labels=labels)
     tokenizer = load_tokenizer(model_dir)  # the words gold spans are tagged on, as in training
+    texts = [example.text for example in tokens.examples]
     if backend == "native":
-        entities, logits = native_entities(opened, [example.text for example in tokens.examples])
-        return token_metrics(tokenizer, tokens.examples, labels, manifest.max_seq_len, entities, logits)
-    return evaluate_tokens(load_merged(model_dir, manifest), tokenizer, tokens.examples, labels, manifest.max_seq_len)
+        entities, logits = native_entities(opened, texts)
+    else:
+        rows = token_logits(load_merged(model_dir, manifest), tokenizer, texts, manifest.max_seq_len)
+        entities = [decode_entities(text, row["logits"], row["word_ids"], row["offsets"], labels)
+                    for text, row in zip(texts, rows, strict=True)]
+        logits = [row["logits"] for row in rows]
+    metrics = token_metrics(tokenizer, tokens.examples, labels, manifest.max_seq_len, entities, logits)
+    groups = token_group_metrics(tokenizer, tokens.examples, labels, manifest.max_seq_len, entities, logits)
+    return metrics | ({"groups": groups} if groups else {})
 
 
 def evaluate_pair_file(opened: ModelDir, data: Any, backend: str) -> dict[str, Any]:

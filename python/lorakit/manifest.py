@@ -2,17 +2,30 @@
 
 Reading and writing both go through `Manifest`, so the writer cannot produce what the reader refuses. Unknown
 fields are ignored on reading, like the Rust and Go readers do, so a newer writer may add some.
+
+A sequence classifier may carry a `Calibration` (temperature scaling and a review threshold; docs/FORMAT.md
+"Calibration"). Build one from the lorakit.json object or from its fields, and pass it to `Manifest`:
+
+    Calibration.from_json({"temperature": 1.42, "review_threshold": 0.71, "target_precision": 0.95,
+                           "fitted_on": "validation"})
+    Calibration(temperature=1.42, review_threshold=0.71, target_precision=0.95, fitted_on="validation")
+    Manifest(..., calibration=calibration)   # None (the default): no calibration, temperature 1
+
+Both constructors raise ManifestError naming `calibration.<field>` for a value the format refuses.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import numpy as np
 
 from .errors import ConfigError, FormatError, IoError, ModelDirError, UnsupportedError
 
@@ -71,6 +84,66 @@ class AdapterInfo:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """lorakit.json `calibration` of a sequence classifier: every runtime's probabilities are
+    softmax(logits / temperature), and a text needs review when its top probability is below review_threshold
+    (never when it is None). target_precision and fitted_on record what the threshold was chosen for."""
+
+    temperature: float
+    review_threshold: float | None = None
+    target_precision: float | None = None
+    fitted_on: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_calibration(self, MANIFEST_FILE)
+
+    @classmethod
+    def from_json(cls, raw: object, source: str = MANIFEST_FILE) -> Calibration:
+        """Validate the decoded `calibration` object; problems are ManifestErrors naming `source` and the field."""
+        fields = _Fields(raw, source, "calibration")
+        number = (int, float)
+        try:
+            return cls(temperature=fields.get("temperature", number),
+                       review_threshold=fields.get("review_threshold", number, optional=True),
+                       target_precision=fields.get("target_precision", number, optional=True),
+                       fitted_on=fields.get("fitted_on", str, optional=True))
+        except ManifestError as exc:
+            raise type(exc)(source, exc.field_name, exc.problem) from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "review_threshold": self.review_threshold,
+                "target_precision": self.target_precision, "fitted_on": self.fitted_on}
+
+    def needs_review(self, top_probability: float) -> bool:
+        """The review verdict of a text whose top calibrated probability is `top_probability`."""
+        return self.review_threshold is not None and not top_probability >= self.review_threshold
+
+
+def _finite_positive_f32(value: float) -> bool:
+    """Runtimes divide in float32: 1e300 (infinite there) and 1e-300 (zero there) are no temperatures."""
+    with np.errstate(over="ignore", under="ignore"):
+        narrowed = np.float32(value)
+    return bool(value > 0 and np.isfinite(narrowed) and narrowed > 0)
+
+
+def _check_calibration(c: Calibration, source: str) -> None:
+    def finite_number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    if not (finite_number(c.temperature) and _finite_positive_f32(c.temperature)):
+        raise ManifestConfigError(source, "calibration.temperature",
+                                  f"must be finite and > 0 as a 32-bit float, got {c.temperature!r}")
+    if c.review_threshold is not None and not (finite_number(c.review_threshold) and 0 <= c.review_threshold <= 1):
+        raise ManifestConfigError(source, "calibration.review_threshold",
+                                  f"must be null or in [0, 1], got {c.review_threshold!r}")
+    if c.target_precision is not None and not (finite_number(c.target_precision) and 0 < c.target_precision <= 1):
+        raise ManifestConfigError(source, "calibration.target_precision",
+                                  f"must be in (0, 1], got {c.target_precision!r}")
+    if c.fitted_on is not None and not isinstance(c.fitted_on, str):
+        raise ManifestFormatError(source, "calibration.fitted_on", f"expected a string, got {_json_type(c.fitted_on)}")
+
+
+@dataclass(frozen=True)
 class Manifest:
     format_version: int
     name: str
@@ -89,6 +162,7 @@ class Manifest:
     normalize: bool | None = None  # embedding only
     aggregation: str | None = None  # token classification only
     prompt: Mapping[str, Any] | None = None  # generative classification only (docs/generative.md)
+    calibration: Calibration | None = None  # sequence classification only (docs/FORMAT.md "Calibration")
 
     def __post_init__(self) -> None:
         _check_invariants(self, MANIFEST_FILE)
@@ -108,6 +182,8 @@ class Manifest:
         task_fields: dict[str, Any] = {}  # only the fields of this task, so older readers see what they know
         if self.task == SEQUENCE and self.unsafe_labels is not None:
             task_fields["unsafe_labels"] = list(self.unsafe_labels)
+        if self.task == SEQUENCE and self.calibration is not None:
+            task_fields["calibration"] = self.calibration.to_json()
         if self.task == EMBEDDING:
             task_fields["normalize"] = self.normalize
         if self.task == TOKEN:
@@ -130,6 +206,15 @@ class Manifest:
             "created_at": self.created_at,
             "lorakit_version": self.lorakit_version,
         }
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature; 1.0 without a calibration."""
+        return 1.0 if self.calibration is None else float(self.calibration.temperature)
+
+    @property
+    def review_threshold(self) -> float | None:
+        return None if self.calibration is None else self.calibration.review_threshold
 
     def base_dir(self, model_dir: Path) -> Path | None:
         """The adapter's base directory, found by the native core's rule (the recorded base.path, else the
@@ -181,10 +266,14 @@ def _check_task_fields(m: Manifest, source: str) -> None:
     elif not m.labels:
         raise ManifestConfigError(source, "labels", "must not be empty (one name per output of the head)")
     foreign = {"unsafe_labels": (m.unsafe_labels, SEQUENCE), "normalize": (m.normalize, EMBEDDING),
-               "aggregation": (m.aggregation, TOKEN), "prompt": (m.prompt, GENERATIVE)}
+               "aggregation": (m.aggregation, TOKEN), "prompt": (m.prompt, GENERATIVE),
+               "calibration": (m.calibration, SEQUENCE)}
     for name, (value, task) in foreign.items():
         if value is not None and m.task != task:
             raise ManifestConfigError(source, name, f"belongs to task {task!r}, not {m.task!r}; remove it")
+    if m.calibration is not None and not isinstance(m.calibration, Calibration):
+        raise ManifestFormatError(source, "calibration", f"expected a Calibration, got {type(m.calibration).__name__} "
+                                  "(build one with Calibration.from_json)")
     if m.unsafe_labels is not None:
         if not m.unsafe_labels:
             raise ManifestConfigError(source, "unsafe_labels", "must not be empty (omit it when no label is unsafe)")
@@ -306,6 +395,8 @@ def _parse(raw: object, source: str) -> Manifest:
             normalize=top.get("normalize", bool, optional=True),
             aggregation=top.get("aggregation", str, optional=True),
             prompt=top.get("prompt", dict, optional=True),
+            calibration=Calibration.from_json(top.raw["calibration"], source)
+            if top.get("calibration", dict, optional=True) is not None else None,
         )
     except ManifestError as exc:  # invariants are checked against the generic name; report the real file
         raise type(exc)(source, exc.field_name, exc.problem) from None

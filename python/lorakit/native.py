@@ -13,6 +13,13 @@ NaN or Inf outputs (logits, token logits, embeddings; e.g. from NaN or Inf weigh
 text and the output; `Model.load(..., allow_non_finite=True)` (and `load_base`) returns the raw values instead.
 `verify_golden` always compares the raw values and reports non-finite ones as a mismatch.
 
+A sequence classifier whose manifest carries a `calibration` (docs/FORMAT.md "Calibration") reports calibrated
+`probabilities` = softmax(logits / temperature) (top-k scores and unsafe scores too; `logits` stay raw) and, per
+text, `needs_review` = the top probability is below its review threshold (all False without one). The result's
+and the model's `temperature` and `review_threshold` (and `task_info(adapter)`, per adapter) say which apply;
+`verify_golden` also compares the golden `probabilities` (`prob_max_abs_diff`) and review verdicts
+(`review_equal`).
+
 `precision="bf16"` or `"int8"` on `Model.load` / `load_base` runs the encoder's dense layers in reduced precision
 (CPU only; docs/precision.md has the references, tolerances and measured cost); the default `"fp32"` is the one
 the golden files gate.
@@ -83,7 +90,8 @@ def verify_backends(model_dir: str | Path, threads: int | None = None) -> dict[s
     """Recompute golden.safetensors natively: {"native-merged": report, "native-runtime": report}.
 
     Each report has max_abs_diff, argmax_equal, ids_equal, ok and worst ({row, col, expected, actual}, or
-    {error} when the model could not be loaded). "native-runtime" is present only for adapter models.
+    {error} when the model could not be loaded); for a calibrated model also prob_max_abs_diff and review_equal.
+    "native-runtime" is present only for adapter models.
     """
     directory = str(model_dir)
     backends: dict[str, Callable[[], Model]] = {

@@ -63,7 +63,7 @@ pub struct ClassificationResult {
     indices: Vec<Vec<usize>>,
     /// float32 `[n, num_labels]`.
     logits: Py<PyArray2<f32>>,
-    /// float32 `[n, num_labels]` softmax of `logits`.
+    /// float32 `[n, num_labels]` softmax of `logits / temperature` (the manifest's calibration; 1 without one).
     probabilities: Py<PyArray2<f32>>,
     /// All label names in index order.
     label_names: Vec<String>,
@@ -73,6 +73,12 @@ pub struct ClassificationResult {
     unsafe_scores: Option<Vec<f32>>,
     tokens_in: Vec<usize>,
     tokens_used: Vec<usize>,
+    /// Per text: the top probability is below the calibration's review threshold (all false without one).
+    needs_review: Vec<bool>,
+    /// The calibration temperature the probabilities were computed with (1.0 without a calibration).
+    temperature: f64,
+    /// The calibration review threshold (None without one).
+    review_threshold: Option<f64>,
 }
 
 #[pymethods]
@@ -116,6 +122,7 @@ pub fn classification(
     }
     let verdicts: Option<Vec<bool>> = (0..c.num_texts).map(|i| c.is_unsafe(i)).collect();
     let unsafe_scores: Option<Vec<f32>> = (0..c.num_texts).map(|i| c.unsafe_score(i)).collect();
+    let needs_review = (0..c.num_texts).map(|i| c.needs_review(i)).collect();
     let probabilities = matrix(py, c.probabilities(), c.num_texts, c.num_labels)?.unbind();
     let logits = matrix(py, c.logits, c.num_texts, c.num_labels)?.unbind();
     Ok(ClassificationResult {
@@ -129,6 +136,9 @@ pub fn classification(
         unsafe_scores,
         tokens_in: c.tokens_in,
         tokens_used: c.tokens_used,
+        needs_review,
+        temperature: shortest_f64(c.calibration.temperature),
+        review_threshold: c.calibration.review_threshold.map(shortest_f64),
     })
 }
 
@@ -146,7 +156,7 @@ pub fn encoding<'py>(py: Python<'py>, e: Encoding) -> PyResult<Bound<'py, PyDict
 }
 
 /// Via the shortest decimal form, so 1e-4 reads back as 0.0001 rather than 9.99999974e-05.
-fn shortest_f64(v: f32) -> f64 {
+pub fn shortest_f64(v: f32) -> f64 {
     v.to_string().parse::<f64>().unwrap_or(v as f64)
 }
 
@@ -161,6 +171,8 @@ pub fn golden_report<'py>(py: Python<'py>, r: &GoldenReport) -> PyResult<Bound<'
     // Generative models: the label-probability comparison (None for other tasks).
     d.set_item("prob_max_abs_diff", r.prob_max_abs_diff.map(f64::from))?;
     d.set_item("prob_tolerance", r.prob_tolerance.map(shortest_f64))?;
+    // Calibrated sequence classifiers: needs_review agrees with the golden probabilities and threshold.
+    d.set_item("review_equal", r.review_equal)?;
     let worst = PyDict::new(py);
     worst.set_item("row", r.worst.0)?;
     worst.set_item("col", r.worst.1)?;
@@ -181,6 +193,8 @@ pub fn task_info(py: Python<'_>, t: TaskInfo) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("runtime_adapter", t.runtime_adapter)?;
     d.set_item("unsafe_labels", t.unsafe_labels)?;
     d.set_item("dim", t.dim)?;
+    d.set_item("temperature", shortest_f64(t.calibration.temperature))?;
+    d.set_item("review_threshold", t.calibration.review_threshold.map(shortest_f64))?;
     Ok(d)
 }
 

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::convert::{
-    classification, detached, encoding, golden_report, load_options, task_info,
+    classification, detached, encoding, golden_report, load_options, shortest_f64, task_info,
     ClassificationResult,
 };
 use crate::errors::to_py;
@@ -96,7 +96,8 @@ impl Model {
         self.inner.adapters()
     }
 
-    /// {name, task, architecture, labels, max_seq_len, runtime_adapter} of a task (None: the default one).
+    /// {name, task, architecture, labels, max_seq_len, runtime_adapter, unsafe_labels, dim, temperature,
+    /// review_threshold} of a task (None: the default one).
     #[pyo3(signature = (adapter=None))]
     fn task_info<'py>(
         &self,
@@ -229,7 +230,8 @@ impl Model {
         encoding(py, enc)
     }
 
-    /// Recomputes golden.safetensors: {num_texts, ids_equal, argmax_equal, max_abs_diff, tolerance, worst, ok}.
+    /// Recomputes golden.safetensors: {num_texts, ids_equal, argmax_equal, entities_equal, max_abs_diff,
+    /// tolerance, prob_max_abs_diff, prob_tolerance, review_equal, worst, ok}.
     #[pyo3(signature = (adapter=None))]
     fn verify_golden<'py>(
         &self,
@@ -271,6 +273,18 @@ impl Model {
     #[getter]
     fn max_seq_len(&self) -> PyResult<usize> {
         Ok(self.inner.task_info(None).map_err(to_py)?.max_seq_len)
+    }
+    /// Calibration temperature of the default task (1.0 without a calibration).
+    #[getter]
+    fn temperature(&self) -> PyResult<f64> {
+        let info = self.inner.task_info(None).map_err(to_py)?;
+        Ok(shortest_f64(info.calibration.temperature))
+    }
+    /// Calibration review threshold of the default task (None without one).
+    #[getter]
+    fn review_threshold(&self) -> PyResult<Option<f64>> {
+        let info = self.inner.task_info(None).map_err(to_py)?;
+        Ok(info.calibration.review_threshold.map(shortest_f64))
     }
     /// True when the default task's adapter is applied at runtime rather than merged.
     #[getter]
