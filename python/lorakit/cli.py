@@ -30,6 +30,7 @@ TASK_OPTIONS = {
     "best_metric": ("sequence-classification", "token-classification"),
     "score_column": ("embedding",), "pooling": ("embedding",), "normalize": ("embedding",),
     "quantize": ("generative",), "max_document_tokens": ("generative",),
+    "target_precision": ("sequence-classification",), "no_calibration": ("sequence-classification",),
 }
 
 
@@ -119,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "become one vector")
     train.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
                        help="embedding: L2-normalise the vector")
+    train.add_argument("--target-precision", type=float, default=0.95, help="sequence classification: the "
+                       "review threshold is the lowest calibrated top probability at which the validation texts "
+                       "accepted reach this precision; texts below it are flagged needs_review")
+    train.add_argument("--no-calibration", action="store_true", help="sequence classification: no temperature "
+                       "scaling and no review threshold (probabilities are the raw softmax)")
     train.add_argument("--checkpoint-dir", type=Path, help="keep training checkpoints here (for `lorakit export`)")
     train.add_argument("--onnx", action="store_true", help="also write model.onnx")
     train.add_argument("--quantize", choices=["4bit"], help="generative: train on an NF4 4-bit base (QLoRA); the "
@@ -337,7 +343,11 @@ def run_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig
     from .train_options import refuse_model_dir_base
 
-    check_task_options(args, build_parser().parse_args(["train", "--data", "x", "--output", "x"]))
+    defaults = build_parser().parse_args(["train", "--data", "x", "--output", "x"])
+    check_task_options(args, defaults)
+    if args.no_calibration and args.target_precision != defaults.target_precision:
+        raise LorakitError("--target-precision chooses the review threshold of the calibration; drop it or "
+                           "--no-calibration")
     refuse_model_dir_base(args.base)  # before resolve_base: a model directory has a config.json too
     task = BY_CLI[args.task].name
     if task == "generative_classification":
@@ -370,7 +380,8 @@ def run_train(args: argparse.Namespace) -> int:
         max_document_tokens=args.max_document_tokens,
     )
     metrics = train_and_export(data_spec(args), config, args.output, base_id, name=args.name, onnx=args.onnx,
-                               checkpoint_dir=args.checkpoint_dir)
+                               checkpoint_dir=args.checkpoint_dir, calibrate=not args.no_calibration,
+                               target_precision=args.target_precision)
     if metrics:
         from .inference import summary_line
 

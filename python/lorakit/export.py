@@ -26,6 +26,7 @@ from .manifest import (
     TOKEN,
     AdapterInfo,
     BaseRef,
+    Calibration,
     Manifest,
     file_table,
     is_model_dir,
@@ -66,10 +67,13 @@ def export_model(
     pooling: str | None = None,
     normalize: bool | None = None,
     check: Callable[[Path], None] | None = None,
+    calibration: Calibration | None = None,
 ) -> Path:
     """Write the model directory `out_dir`; `model` is a PeftModel (LoRA) or a plain HF model (full fine-tune) of
     `task`: its head gives `labels` (none for an embedding, whose `pooling` and `normalize` are required).
     `check`, when given, runs on the complete directory before it is published; raising publishes nothing.
+    `calibration` (sequence classification): temperature and review threshold (docs/calibration.md); the golden
+    file then carries the calibrated probabilities too.
 
     Nothing is visible at `out_dir` until every file is written and fsynced; on any error no directory is left.
     An existing lorakit model directory is replaced; any other existing path is refused.
@@ -98,7 +102,8 @@ def export_model(
         set_labels(merged.config, labels)
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        write_golden(tmp / GOLDEN_FILE, texts, batch, values, max_seq_len, task, outputs.entities(values))
+        write_golden(tmp / GOLDEN_FILE, texts, batch, values, max_seq_len, task, outputs.entities(values),
+                     calibration=calibration)
         if onnx:
             from .onnx_export import export_onnx
 
@@ -125,6 +130,7 @@ def export_model(
             unsafe_labels=tuple(unsafe_labels) if unsafe_labels else None,
             normalize=normalize if task == EMBEDDING else None,
             aggregation="first" if task == TOKEN else None,
+            calibration=calibration,
         )
         write_manifest(tmp, manifest)
         if check is not None:

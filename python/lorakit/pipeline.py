@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from .calibration import TARGET_PRECISION, Calibration, calibrate, coverage_curve, curve_json, reliability_data, softmax
 from .confusions import format_confusions, top_confusions
 from .data import (
     Dataset,
@@ -32,15 +34,16 @@ from .data import (
 )
 from .distributed import check_same_on_every_process, is_main_process, run_directory
 from .errors import DataError, LorakitError, ModelDirError
-from .evaluate import evaluate_examples
+from .evaluate import logits_metrics, predict_logits
 from .export import export_model
-from .manifest import EMBEDDING, GENERATIVE, SEQUENCE, is_model_dir
+from .manifest import EMBEDDING, GENERATIVE, SEQUENCE, ManifestError, is_model_dir
+from .manifest import Calibration as ManifestCalibration
 from .models import MINILM_ID, check_servable, minilm_path
-from .plots import plot_confusion_matrix, plot_loss_curves
+from .plots import plot_confusion_matrix, plot_coverage, plot_loss_curves, plot_reliability
 from .prepare import record_preparation
 from .tasks import TASKS, label_kwargs, load_task_model
 from .train import TrainConfig, train
-from .train_options import check_train_config
+from .train_options import check_finite, check_train_config
 
 RUN_FILE = "lorakit_run.json"
 GOLDEN_FROM_TEST = 16
@@ -87,17 +90,23 @@ def check_output(output: Path) -> None:
 
 
 def compact(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {key: metrics[key] for key in ("n", "accuracy", "macro_f1", "loss", "row_ids_sha256") if key in metrics}
+    return {key: metrics[key] for key in ("n", "accuracy", "macro_f1", "loss", "ece", "calibration", "row_ids_sha256")
+            if key in metrics}
 
 
 def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id: str, name: str | None = None,
                      onnx: bool = False, checkpoint_dir: Path | None = None,
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
+                     log: Callable[[str], None] = print, calibrate: bool = True,
+                     target_precision: float = TARGET_PRECISION) -> dict[str, Any]:
     """Load and split the data once, train, evaluate on exactly that split, export. Returns the metrics.
+
+    Sequence classification is calibrated unless `calibrate` is false: a temperature fitted on the validation
+    logits and a review threshold chosen there for `target_precision` (docs/calibration.md).
 
     Under `torchrun` / `accelerate launch` every process runs this; each splits identically (checked), trains its
     share through the Trainer's DDP, and only rank 0 evaluates, writes and logs; it returns {} elsewhere."""
     check_train_config(config, data.validation_fraction, data.test_fraction)
+    check_finite("--target-precision", target_precision, low=0, high=1, low_open=True, high_open=False)
     output = Path(output).absolute()
     check_output(output)
     log = log if is_main_process() else quiet
@@ -116,7 +125,8 @@ def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id:
         f"train/validation/test = {len(split.train)}/{len(split.validation)}/{len(split.test)}")
     with run_directory(checkpoint_dir) as run_dir:
         check_same_on_every_process(split.digest(), "split")
-        return _train_in(run_dir, dataset, split, config, output, base_id, name, onnx, log, duplicates)
+        return _train_in(run_dir, dataset, split, config, output, base_id, name, onnx, log, duplicates,
+                         target_precision if calibrate else None)
 
 
 def warn_duplicates(examples: Iterable[Row], split: Split) -> dict[str, Any]:
@@ -152,24 +162,35 @@ def check_unsafe_labels(unsafe: list[str] | None, labels: list[str]) -> None:
 
 def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig, output: Path, base_id: str,
               name: str | None, onnx: bool, log: Callable[[str], None],
-              duplicates: dict[str, Any] | None = None) -> dict[str, Any]:
+              duplicates: dict[str, Any] | None = None,
+              target_precision: float | None = TARGET_PRECISION) -> dict[str, Any]:
+    """`target_precision` None: no calibration."""
     train_part, validation_part, test_part = (split.part(dataset, part) for part in ("train", "validation", "test"))
     result = train(config, train_part, dataset.label_ids(train_part), validation_part,
                    dataset.label_ids(validation_part), run_dir / "trainer")
     if not result.stats["world_process_zero"]:
         return {}
     log_training(result.stats, log)
-    validation = evaluate_examples(result.model, result.tokenizer, dataset, validation_part, config.max_seq_len,
-                                   desc="validation")
-    test = evaluate_examples(result.model, result.tokenizer, dataset, test_part, config.max_seq_len, desc="test")
+    logits = {name: predict_logits(result.model, result.tokenizer, [example.text for example in part],
+                                   config.max_seq_len, desc=name)
+              for name, part in (("validation", validation_part), ("test", test_part))}
+    true_ids = {"validation": dataset.label_ids(validation_part), "test": dataset.label_ids(test_part)}
+    calibration = None if target_precision is None else \
+        calibrate(logits["validation"], true_ids["validation"], target_precision)
+    temperature = calibration.temperature if calibration else 1.0
+    validation = logits_metrics(logits["validation"], dataset, validation_part, temperature)
+    test = logits_metrics(logits["test"], dataset, test_part, temperature)
     for part in (validation, test):
         part["top_confusions"] = top_confusions(part["confusion_matrix"], dataset.labels)
-    log("top confusions (test, true -> predicted):\n" + "\n".join(format_confusions(test["top_confusions"])))
     report = run_dir / "report"
     report.mkdir(exist_ok=True)
+    if calibration is not None:
+        report_calibration(calibration, logits, true_ids, {"validation": validation, "test": test}, report, log)
+    log("top confusions (test, true -> predicted):\n" + "\n".join(format_confusions(test["top_confusions"])))
     write_split(report / "split.json", split)
     documents = record_preparation(Path(dataset.source), report)
     full_metrics = {"validation": validation, "test": test, "training": result.stats,
+                    "calibration": calibration.summary() if calibration else None,
                     "config": config.to_json(), "data": {"source": dataset.source, "labels": dataset.labels,
                              "cross_split_duplicates": duplicates}}
     (report / "metrics.json").write_text(json.dumps(full_metrics, indent=2) + "\n", "utf-8")
@@ -180,21 +201,54 @@ def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig
     metrics = {"validation": compact(validation), "test": compact(test), "training": result.stats,
                **({"documents": documents} if documents else {})}
     golden_examples = [example.text for example in test_part[:GOLDEN_FROM_TEST]]
-    save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples)
+    entry = ManifestCalibration.from_json(calibration.manifest_entry()) if calibration else None
+    save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples, entry)
     export_model(result.model, result.tokenizer, output, labels=dataset.labels, max_seq_len=config.max_seq_len,
                  base_path=Path(config.base), base_id=base_id, name=name, golden_examples=golden_examples,
-                 metrics=metrics, report_dir=report, onnx=onnx, unsafe_labels=config.unsafe_labels)
+                 metrics=metrics, report_dir=report, onnx=onnx, unsafe_labels=config.unsafe_labels,
+                 calibration=entry)
     return metrics
 
 
+def report_calibration(calibration: Calibration, logits: dict[str, np.ndarray], true_ids: dict[str, list[int]],
+                       parts: dict[str, dict[str, Any]], report: Path, log: Callable[[str], None]) -> None:
+    """Each part's ECE before/after and coverage/accuracy at the review threshold (into `parts`), the reliability
+    and coverage plots and their data (report/calibration.json), and the log lines."""
+    data: dict[str, Any] = {"calibration": calibration.summary()}
+    curves = {}
+    for name, metrics in parts.items():
+        metrics["calibration"] = calibration.evaluate(logits[name], true_ids[name])
+        curves[name] = curve_json(coverage_curve(softmax(logits[name], calibration.temperature), true_ids[name]))
+        data[name] = {"reliability": reliability_data(logits[name], true_ids[name], calibration.temperature),
+                      "coverage_curve": curves[name]}
+    (report / "calibration.json").write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+    plot_reliability(data["test"]["reliability"], report / "reliability.png", title="Reliability (test)")
+    marks = {name: (parts[name]["calibration"]["coverage"], parts[name]["calibration"]["accuracy_at_threshold"])
+             for name in parts}
+    plot_coverage(curves, marks, calibration.review_threshold, calibration.choice.target_precision,
+                  report / "coverage.png")
+    test = parts["test"]["calibration"]
+    log(f"calibration: temperature {calibration.temperature:.4f} (fitted on validation); test ECE "
+        f"{test['ece_before']:.4f} -> {test['ece_after']:.4f}")
+    accuracy = "n/a" if test["accuracy_at_threshold"] is None else f"{test['accuracy_at_threshold']:.4f}"
+    log(f"review threshold {calibration.review_threshold:.4f} for target precision "
+        f"{calibration.choice.target_precision:g}{'' if calibration.choice.reached else ' (not reached)'}: test "
+        f"coverage {test['coverage']:.4f}, accuracy {accuracy} at it")
+    for warning in calibration.warnings:
+        print(f"calibration warning: {warning}", file=sys.stderr)
+
+
 def save_checkpoint(run_dir: Path, model: Any, tokenizer: Any, config: TrainConfig, base_id: str,
-                    metrics: dict[str, Any], golden_examples: list[str]) -> None:
-    """run_dir/best (weights + tokenizer) and run_dir/lorakit_run.json: everything `lorakit export` needs."""
+                    metrics: dict[str, Any], golden_examples: list[str],
+                    calibration: ManifestCalibration | None = None) -> None:
+    """run_dir/best (weights + tokenizer) and run_dir/lorakit_run.json: everything `lorakit export` needs,
+    the calibration fitted for the best weights included."""
     best = run_dir / "best"
     shutil.rmtree(best, ignore_errors=True)
     model.save_pretrained(best)
     tokenizer.save_pretrained(best)
-    run = {"config": config.to_json(), "base_id": base_id, "metrics": metrics, "golden_examples": golden_examples}
+    run = {"config": config.to_json(), "base_id": base_id, "metrics": metrics, "golden_examples": golden_examples,
+           "calibration": calibration.to_json() if calibration else None}
     (run_dir / RUN_FILE).write_text(json.dumps(run, indent=2) + "\n", "utf-8")
 
 
@@ -224,8 +278,14 @@ def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: 
     tokenizer = load_checkpoint_tokenizer(weights if (weights / "tokenizer_config.json").is_file()
                                           else run_dir / "best")
     report = run_dir / "report"
-    # The recorded metrics belong to the best epoch; another checkpoint's weights were never evaluated.
-    metrics = run["metrics"] if weights == run_dir / "best" else {"checkpoint": weights.name}
+    # The recorded metrics and calibration belong to the best epoch; another checkpoint's weights were never
+    # evaluated, and a temperature fitted on one epoch's logits says nothing about another's.
+    best = weights == run_dir / "best"
+    metrics = run["metrics"] if best else {"checkpoint": weights.name}
+    calibration = run["calibration"] if best else None
+    if run["calibration"] is not None and not best:
+        print(f"note: {weights.name} is exported uncalibrated: the run's calibration was fitted on the best "
+              f"weights ({run_dir / 'best'})", file=sys.stderr)
     if config.task == GENERATIVE:
         from .generative_pipeline import export_generative_checkpoint
 
@@ -237,7 +297,8 @@ def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: 
                         golden_examples=run["golden_examples"], metrics=metrics,
                         report_dir=report if report.is_dir() else None, onnx=onnx, task=config.task,
                         unsafe_labels=config.unsafe_labels, pooling=config.pooling if embedding else None,
-                        normalize=config.normalize if embedding else None)
+                        normalize=config.normalize if embedding else None,
+                        calibration=calibration if config.task == SEQUENCE else None)
 
 
 def read_run(path: Path) -> dict[str, Any]:
@@ -261,7 +322,12 @@ def read_run(path: Path) -> dict[str, Any]:
     if not isinstance(config.base, str) or not isinstance(config.labels, list) or \
             not isinstance(config.max_seq_len, int) or config.task not in TASKS:
         raise ModelDirError(f"{path}: config has a wrong base, labels, max_seq_len or task")
-    typed: dict[str, Any] = {**run, "config": config}
+    calibration = run.get("calibration")  # absent from runs written before calibration existed
+    try:
+        typed_calibration = None if calibration is None else ManifestCalibration.from_json(calibration, str(path))
+    except ManifestError as exc:
+        raise ModelDirError(f"{exc}; train again with --checkpoint-dir") from None
+    typed: dict[str, Any] = {**run, "config": config, "calibration": typed_calibration}
     return typed
 
 
