@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -55,10 +56,42 @@ type Manifest struct {
 	Normalize *bool `json:"normalize,omitempty"`
 	// Prompt (generative classification) is the prompt template; the core reads its fields, discovery only
 	// requires it to be an object.
-	Prompt         json.RawMessage   `json:"prompt,omitempty"`
+	Prompt json.RawMessage `json:"prompt,omitempty"`
+	// Calibration (sequence classification, optional) is the temperature scaling and review threshold every
+	// runtime applies (docs/FORMAT.md "Calibration").
+	Calibration    *Calibration      `json:"calibration,omitempty"`
 	Files          map[string]string `json:"files"`
 	CreatedAt      string            `json:"created_at,omitempty"`
 	LorakitVersion string            `json:"lorakit_version,omitempty"`
+}
+
+// Calibration is lorakit.json "calibration": probabilities are softmax(logits / Temperature) and a text needs
+// review when its top probability is below ReviewThreshold (nil: never). TargetPrecision and FittedOn record what
+// the threshold was chosen for.
+type Calibration struct {
+	Temperature     *float64 `json:"temperature"`
+	ReviewThreshold *float64 `json:"review_threshold"`
+	TargetPrecision *float64 `json:"target_precision,omitempty"`
+	FittedOn        *string  `json:"fitted_on,omitempty"`
+}
+
+// validate applies the format's ranges; the runtimes divide in float32, so the temperature must be finite and
+// positive there too.
+func (c *Calibration) validate() error {
+	if c.Temperature == nil {
+		return errors.New("calibration.temperature is missing (a finite number > 0)")
+	}
+	t := *c.Temperature
+	if narrowed := float32(t); !(t > 0) || math.IsInf(t, 0) || !(narrowed > 0) || math.IsInf(float64(narrowed), 0) {
+		return fmt.Errorf("calibration.temperature must be finite and > 0 as a 32-bit float, got %g", t)
+	}
+	if r := c.ReviewThreshold; r != nil && !(*r >= 0 && *r <= 1) {
+		return fmt.Errorf("calibration.review_threshold must be null or in [0, 1], got %g", *r)
+	}
+	if p := c.TargetPrecision; p != nil && !(*p > 0 && *p <= 1) {
+		return fmt.Errorf("calibration.target_precision must be in (0, 1], got %g", *p)
+	}
+	return nil
 }
 
 // BaseRef names the base model an adapter was trained on.
@@ -184,6 +217,14 @@ func (m *Manifest) Validate() error {
 		var prompt map[string]any
 		if json.Unmarshal(m.Prompt, &prompt) != nil || prompt == nil {
 			return bad("prompt must be an object for %s", m.Task)
+		}
+	}
+	if m.Calibration != nil {
+		if m.Task != TaskSequenceClassification {
+			return bad("calibration belongs to task %s, not %s; remove it", TaskSequenceClassification, m.Task)
+		}
+		if err := m.Calibration.validate(); err != nil {
+			return bad("%v", err)
 		}
 	}
 	if m.MaxSeqLen <= 0 {

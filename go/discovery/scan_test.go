@@ -88,6 +88,16 @@ func TestScanRejectsBadManifests(t *testing.T) {
 			m["task"], m["labels"] = "token_classification", []string{}
 		}, discovery.ErrManifest},
 		{"unknown_unsafe_label", func(m map[string]any) { m["unsafe_labels"] = []string{"negative", "nope"} }, discovery.ErrManifest},
+		{"calibration_temperature_zero", calibration(map[string]any{"temperature": 0}), discovery.ErrManifest},
+		{"calibration_temperature_huge", calibration(map[string]any{"temperature": 1e300}), discovery.ErrManifest},
+		{"calibration_temperature_missing", calibration(map[string]any{"review_threshold": 0.5}), discovery.ErrManifest},
+		{"calibration_temperature_text", calibration(map[string]any{"temperature": "1.5"}), discovery.ErrManifest},
+		{"calibration_threshold_range", calibration(map[string]any{"temperature": 1.5, "review_threshold": 1.5}), discovery.ErrManifest},
+		{"calibration_precision_range", calibration(map[string]any{"temperature": 1.5, "target_precision": 0}), discovery.ErrManifest},
+		{"calibration_not_object", func(m map[string]any) { m["calibration"] = []float64{1.5} }, discovery.ErrManifest},
+		{"calibration_on_token_task", func(m map[string]any) {
+			m["task"], m["labels"], m["calibration"] = "token_classification", []string{"O", "B-PER"}, map[string]any{"temperature": 1.5}
+		}, discovery.ErrManifest},
 	}
 	root := t.TempDir()
 	for _, c := range cases {
@@ -284,5 +294,40 @@ func TestFingerprintTracksManifests(t *testing.T) {
 	}
 	if _, err := discovery.Fingerprint(filepath.Join(root, "absent"), 0); err == nil {
 		t.Error("missing root: no error")
+	}
+}
+
+// calibration sets the manifest's calibration object.
+func calibration(value map[string]any) func(m map[string]any) {
+	return func(m map[string]any) { m["calibration"] = value }
+}
+
+func TestScanReadsTheCalibration(t *testing.T) {
+	root := t.TempDir()
+	dir := discoverytest.WriteModel(t, root, "calibrated", discoverytest.Spec{})
+	m := discoverytest.ReadManifest(t, dir)
+	m["calibration"] = map[string]any{"temperature": 1.7, "review_threshold": 0.45, "target_precision": 0.9,
+		"fitted_on": "validation"}
+	discoverytest.WriteManifest(t, dir, m)
+	plain := discoverytest.WriteModel(t, root, "plain", discoverytest.Spec{})
+	m = discoverytest.ReadManifest(t, plain)
+	m["calibration"] = nil
+	discoverytest.WriteManifest(t, plain, m)
+	cat := scan(t, root, discovery.Options{})
+	if got := ids(cat.Models); len(got) != 2 {
+		t.Fatalf("models %v", got)
+	}
+	for _, model := range cat.Models {
+		c := model.Manifest.Calibration
+		switch model.ID {
+		case "calibrated":
+			if c == nil || *c.Temperature != 1.7 || *c.ReviewThreshold != 0.45 || *c.FittedOn != "validation" {
+				t.Errorf("calibration %+v", c)
+			}
+		case "plain":
+			if c != nil {
+				t.Errorf("null calibration read as %+v", c)
+			}
+		}
 	}
 }

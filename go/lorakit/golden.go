@@ -41,6 +41,12 @@ type Golden struct {
 	Dim        int
 	Embeddings []float32 // row-major [NumTexts, Dim]
 	Tolerance  float64
+	// Calibrated sequence classification: Probabilities are softmax(torch logits / temperature), row-major
+	// [NumTexts, NumLabels] (nil for an uncalibrated model), compared within Tolerance, and ReviewThreshold (when
+	// HasReviewThreshold) is the threshold the review verdicts follow.
+	Probabilities      []float32
+	ReviewThreshold    float64
+	HasReviewThreshold bool
 	// Generative classification (OutputNextTokenLogits): the label distributions, row-major [NumTexts,
 	// NumLabels], compared within ProbTolerance, and the few-shot cases.
 	VocabSize     int
@@ -135,7 +141,7 @@ func (g *Golden) readLogits(file *safetensors.File) error {
 			return fmt.Errorf("logits shape %v does not match %d texts", shape, g.NumTexts)
 		}
 		g.NumLabels = shape[1]
-		return nil
+		return g.readCalibrated(file, shape)
 	}
 	if len(shape) != 3 || shape[0] != g.NumTexts || shape[1] != g.SeqLen {
 		return fmt.Errorf("token logits shape %v does not match %d texts of %d tokens", shape, g.NumTexts, g.SeqLen)
@@ -150,6 +156,34 @@ func (g *Golden) readLogits(file *safetensors.File) error {
 	}
 	if len(g.Entities) != g.NumTexts {
 		return fmt.Errorf(`metadata "entities" has %d lists for %d texts`, len(g.Entities), g.NumTexts)
+	}
+	return nil
+}
+
+// readCalibrated reads the optional probabilities (shaped like the logits) and the review_threshold metadata,
+// which needs them.
+func (g *Golden) readCalibrated(file *safetensors.File, logitsShape []int) error {
+	text, hasThreshold := file.Metadata["review_threshold"]
+	if !slices.Contains(file.Names(), "probabilities") {
+		if hasThreshold {
+			return errors.New(`metadata "review_threshold" without probabilities`)
+		}
+		return nil
+	}
+	probabilities, shape, err := file.Float32("probabilities")
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(shape, logitsShape) {
+		return fmt.Errorf("probabilities shape %v differs from logits %v", shape, logitsShape)
+	}
+	g.Probabilities = probabilities
+	if hasThreshold {
+		t, err := strconv.ParseFloat(text, 64)
+		if err != nil || !(t >= 0 && t <= 1) {
+			return fmt.Errorf(`metadata "review_threshold" %q is not a number in [0, 1]`, text)
+		}
+		g.ReviewThreshold, g.HasReviewThreshold = t, true
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func TestMetadataComesFromTheManifest(t *testing.T) {
 	m := loadModel(t, lorakittest.FixtureDir(t, "tiny_bert_lora_a"), true, Options{})
 	info := taskInfo(t, m, "")
 	want := TaskInfo{Name: "tiny_bert_lora_a", Task: "sequence_classification", Architecture: "bert",
-		Labels: []string{"negative", "neutral", "positive"}, MaxSeqLen: 32}
+		Labels: []string{"negative", "neutral", "positive"}, MaxSeqLen: 32, Calibration: Calibration{Temperature: 1}}
 	if !reflect.DeepEqual(*info, want) {
 		t.Errorf("task info %+v, want %+v", *info, want)
 	}

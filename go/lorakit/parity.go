@@ -4,11 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
 )
 
 // Check is the comparison of one output against the golden vectors.
 type Check struct {
-	// "input_ids", "attention_mask", "tokens_used", then per task: "logits" and "argmax"; "token_logits",
+	// "input_ids", "attention_mask", "tokens_used", then per task: "logits" and "argmax" (and, for a calibrated
+	// model, "probabilities" and "needs_review", Row: the text); "token_logits",
 	// "argmax" (per token) and "entities"; "embeddings"; for generative classification (no "tokens_used":
 	// its token counts are the document's, not the prompt's) "next_token_logits", "label_probs", "argmax"
 	// and "fewshot" (Row: the case).
@@ -99,10 +102,79 @@ func (g *Golden) CompareEncoding(enc *Encoding) []Check {
 	return []Check{ids, mask}
 }
 
-// CompareResult compares the per-text token counts, the logits (max |diff| <= Tolerance) and the argmax.
+// CompareResult compares the per-text token counts, the logits (max |diff| <= Tolerance) and the argmax; when
+// the golden file or the model is calibrated, also the probabilities and the review verdicts (compareCalibrated).
 func (g *Golden) CompareResult(res *Result) []Check {
 	logits, argmax := g.compareLogits(res)
-	return []Check{g.compareTokensUsed(res.TokensUsed), logits, argmax}
+	checks := []Check{g.compareTokensUsed(res.TokensUsed), logits, argmax}
+	if g.Probabilities != nil || res.Calibration.Calibrated() {
+		checks = append(checks, g.compareCalibrated(res)...)
+	}
+	return checks
+}
+
+// compareCalibrated compares the core's calibrated probabilities with the golden ones (within Tolerance) and
+// its NeedsReview with the verdicts of the golden probabilities under the golden threshold, except for texts
+// whose golden top probability is within Tolerance of the threshold; the two thresholds must agree. A calibrated
+// model whose golden file has no probabilities fails: nothing would check its calibration.
+func (g *Golden) compareCalibrated(res *Result) []Check {
+	if g.Probabilities == nil {
+		missing := Check{Output: "probabilities", Mismatches: -1, MaxAbsDiff: math.Inf(1), Tolerance: g.Tolerance,
+			Row: -1, Col: -1, Detail: "the model is calibrated (lorakit.json calibration) but golden.safetensors " +
+				"has no probabilities: re-export it"}
+		return []Check{missing}
+	}
+	got := res.Probabilities()
+	if g.Output != OutputLogits || res.NumTexts != g.NumTexts || res.NumLabels != g.NumLabels ||
+		len(got) != len(g.Probabilities) || len(res.NeedsReview) != g.NumTexts {
+		return []Check{shapeMismatch("probabilities", g.NumTexts, g.NumLabels, res.NumTexts, res.NumLabels, g.Tolerance),
+			shapeMismatch("needs_review", g.NumTexts, 1, len(res.NeedsReview), 1, 0)}
+	}
+	probs := Check{Output: "probabilities", Tolerance: g.Tolerance, Row: -1, Col: -1}
+	review := Check{Output: "needs_review", Row: -1, Col: -1}
+	cal := res.Calibration
+	if cal.HasReviewThreshold != g.HasReviewThreshold ||
+		math.Abs(float64(cal.ReviewThreshold)-g.ReviewThreshold) > 1e-6 {
+		review.Mismatches = -1
+		review.Detail = fmt.Sprintf("the model's review threshold %s differs from golden %s",
+			thresholdText(cal.HasReviewThreshold, float64(cal.ReviewThreshold)),
+			thresholdText(g.HasReviewThreshold, g.ReviewThreshold))
+	}
+	k := g.NumLabels
+	for row := range g.NumTexts {
+		want := g.Probabilities[row*k : (row+1)*k]
+		probs.addRow(row, want, got[row*k:(row+1)*k])
+		top := float64(slices.Max(want))
+		wantReview := g.HasReviewThreshold && top < g.ReviewThreshold
+		borderline := g.HasReviewThreshold && math.Abs(top-g.ReviewThreshold) <= g.Tolerance
+		if wantReview == res.NeedsReview[row] || borderline {
+			continue
+		}
+		if review.Mismatches == 0 {
+			review.Row, review.Expected, review.Got = row, boolValue(wantReview), boolValue(res.NeedsReview[row])
+		}
+		if review.Mismatches >= 0 {
+			review.Mismatches++
+		}
+		review.MaxAbsDiff = 1
+	}
+	probs.OK = probs.Mismatches == 0
+	review.OK = review.Mismatches == 0
+	return []Check{probs, review}
+}
+
+func thresholdText(has bool, t float64) string {
+	if !has {
+		return "none"
+	}
+	return strconv.FormatFloat(t, 'g', -1, 32)
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (g *Golden) compareTokensUsed(tokensUsed []int) Check {

@@ -25,7 +25,13 @@ type Result struct {
 	Unsafe          []bool    // per text: the top label is an unsafe one
 	UnsafeScore     []float32 // per text: the summed probability of the unsafe labels
 
-	// Softmax computed by the native core at classification time (the math lives in one place).
+	// NeedsReview (per text) is true when the top probability is below the calibration's review threshold;
+	// all false when the model has none.
+	NeedsReview []bool
+	// Calibration is the model's: the probabilities are softmax(Logits / Calibration.Temperature).
+	Calibration Calibration
+
+	// Probabilities computed by the native core at classification time (the math lives in one place).
 	probabilities []float32
 }
 
@@ -43,8 +49,9 @@ type Encoding struct {
 	InputIDs, AttentionMask []int64
 }
 
-// Probabilities returns the softmax of each row, row-major like Logits (a copy the caller may modify). It is
-// nil for a Result that did not come from Classify.
+// Probabilities returns the calibrated softmax of each row (softmax(logits / temperature), plain softmax without a
+// calibration), row-major like Logits (a copy the caller may modify). It is nil for a Result that did not come
+// from Classify.
 func (r *Result) Probabilities() []float32 {
 	if r.probabilities == nil {
 		return nil
@@ -89,6 +96,8 @@ func copyResult(res *C.LorakitResult) *Result {
 		probabilities: copyFloats(C.lorakit_result_probabilities(res), cells),
 		TokensIn:      copySizes(C.lorakit_result_tokens_in(res), numTexts),
 		TokensUsed:    copySizes(C.lorakit_result_tokens_used(res), numTexts),
+		NeedsReview:   copyBools(C.lorakit_result_needs_review(res), numTexts),
+		Calibration:   calibrationOf(C.lorakit_result_temperature(res), C.lorakit_result_review_threshold(res)),
 	}
 	for j := range out.Labels {
 		out.Labels[j] = goStringOrEmpty(C.lorakit_result_label(res, C.size_t(j)))

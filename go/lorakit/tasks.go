@@ -21,6 +21,8 @@ type TaskInfo struct {
 	RuntimeAdapter bool     // true when the adapter is applied at runtime, false for merged weights
 	UnsafeLabels   []string // sequence classification: the labels the manifest declares unsafe (nil when none)
 	Dim            int      // embedding: the vector width (0 for other tasks)
+	// Calibration (sequence classification) is the manifest's: temperature 1 and no threshold without one.
+	Calibration Calibration
 }
 
 // Task kinds (TaskInfo.Task). Each is run by its own call: Classify, ExtractEntities, Embed; a generative
@@ -127,6 +129,8 @@ func (m *Model) TaskInfo(adapter string) (*TaskInfo, error) {
 		MaxSeqLen:      int(C.lorakit_task_info_max_seq_len(info)),
 		RuntimeAdapter: bool(C.lorakit_task_info_runtime_adapter(info)),
 		Dim:            int(C.lorakit_task_info_dim(info)),
+		Calibration: calibrationOf(C.lorakit_task_info_temperature(info),
+			C.lorakit_task_info_review_threshold(info)),
 	}
 	for i := range out.Labels {
 		out.Labels[i] = goStringOrEmpty(C.lorakit_task_info_label(info, C.size_t(i)))

@@ -275,7 +275,8 @@ func split(out *Output, call []*pending, ms float64) ([]batchAnswer, bool) {
 	k := len(out.Labels)
 	if k == 0 || len(out.Probabilities) != n*k || len(out.TokensIn) != n || len(out.TokensUsed) != n ||
 		(out.Logits != nil && len(out.Logits) != n*k) ||
-		(out.Unsafe != nil && (len(out.Unsafe) != n || len(out.UnsafeScore) != n)) {
+		(out.Unsafe != nil && (len(out.Unsafe) != n || len(out.UnsafeScore) != n)) ||
+		(out.NeedsReview != nil && len(out.NeedsReview) != n) {
 		return nil, false
 	}
 	total := sum(out.TokensUsed)
@@ -290,6 +291,9 @@ func split(out *Output, call []*pending, ms float64) ([]batchAnswer, bool) {
 		}
 		if out.Unsafe != nil {
 			part.Unsafe, part.UnsafeScore = out.Unsafe[lo:hi], out.UnsafeScore[lo:hi]
+		}
+		if out.NeedsReview != nil {
+			part.NeedsReview = out.NeedsReview[lo:hi]
 		}
 		share := ms * float64(hi-lo) / float64(n)
 		if total > 0 {

@@ -61,6 +61,9 @@ type Prediction struct {
 	// present only when the model's manifest declares unsafe_labels.
 	Unsafe      *bool    `json:"unsafe,omitempty"`
 	UnsafeScore *float32 `json:"unsafe_score,omitempty"`
+	// NeedsReview is true when Confidence is below the model's calibration review_threshold (lorakit.json
+	// "calibration"); always false for a model without one. Independent of the request's confidence_threshold.
+	NeedsReview bool `json:"needs_review"`
 }
 
 type classifyResponse struct {

@@ -34,13 +34,15 @@ type fakeClassifier struct {
 	labels []string
 	// unsafeLabels (from the manifest) adds unsafe verdicts to Classify's output.
 	unsafeLabels []string
-	maxSeqLen    int
-	behaviour    string        // "", "nan", "error", "input_error", "panic", "short"
-	gate         chan struct{} // when set, Classify waits for it to close (an in-flight request)
-	entered      chan struct{} // when set, receives one value per Classify call that reached the gate
-	closed       atomic.Bool
-	misuse       *atomic.Int64 // calls made after Close
-	delay        time.Duration // simulated compute time per call
+	// reviewThreshold (the manifest's calibration review_threshold) adds review verdicts to Classify's output.
+	reviewThreshold *float64
+	maxSeqLen       int
+	behaviour       string        // "", "nan", "error", "input_error", "panic", "short", "short_review"
+	gate            chan struct{} // when set, Classify waits for it to close (an in-flight request)
+	entered         chan struct{} // when set, receives one value per Classify call that reached the gate
+	closed          atomic.Bool
+	misuse          *atomic.Int64 // calls made after Close
+	delay           time.Duration // simulated compute time per call
 }
 
 // begin is what every call does first: wait at the gate, simulate compute, and fail as configured.
@@ -107,6 +109,9 @@ func (f *fakeClassifier) answer(texts, labels, unsafeLabels []string, hint strin
 		if f.behaviour == "nan" {
 			row[0] = float32(math.NaN())
 		}
+		if f.reviewThreshold != nil {
+			out.NeedsReview = append(out.NeedsReview, float64(slices.Max(row)) < *f.reviewThreshold)
+		}
 		out.Probabilities = append(out.Probabilities, row...)
 		for _, p := range row { // logits whose softmax is row
 			out.Logits = append(out.Logits, float32(math.Log(float64(p))))
@@ -130,6 +135,9 @@ func (f *fakeClassifier) answer(texts, labels, unsafeLabels []string, hint strin
 	}
 	if f.behaviour == "short" {
 		out.TokensUsed = out.TokensUsed[:len(out.TokensUsed)-1]
+	}
+	if f.behaviour == "short_review" {
+		out.NeedsReview = out.NeedsReview[:len(out.NeedsReview)-1]
 	}
 	return out
 }
@@ -243,7 +251,7 @@ func (l *fakeLoader) Load(_ context.Context, cat *discovery.Catalog) (*router.Lo
 			continue
 		}
 		f := &fakeClassifier{id: m.ID, gen: l.gen, labels: m.Manifest.Labels, unsafeLabels: m.Manifest.UnsafeLabels,
-			maxSeqLen: m.Manifest.MaxSeqLen, behaviour: l.behaviour[m.ID], gate: l.gate, entered: l.entered,
+			reviewThreshold: reviewThreshold(m.Manifest), maxSeqLen: m.Manifest.MaxSeqLen, behaviour: l.behaviour[m.ID], gate: l.gate, entered: l.entered,
 			misuse: &l.misuse, delay: l.delay}
 		built = append(built, f)
 		loaded := router.LoadedModel{Info: m, GoldenVerified: m.HasGolden()}
@@ -288,8 +296,18 @@ func testRoot(t *testing.T) string {
 		Labels: []string{"greeting", "weather", "music"}})
 	discoverytest.WriteModel(t, root, "jailbreak", discoverytest.Spec{Labels: []string{"benign", "jailbreak"},
 		Adapter: true, BasePath: "../base", BaseSHA: sha})
-	discoverytest.WriteModel(t, root, "pii", discoverytest.Spec{Labels: []string{"none", "email", "phone", "name"}})
+	// pii is calibrated: a text naming no label (top probability 0.25) needs review, one naming a label (0.9)
+	// does not.
+	discoverytest.WriteModel(t, root, "pii", discoverytest.Spec{Labels: []string{"none", "email", "phone", "name"},
+		Calibration: map[string]any{"temperature": 1.5, "review_threshold": 0.5}})
 	return root
+}
+
+func reviewThreshold(m discovery.Manifest) *float64 {
+	if m.Calibration == nil {
+		return nil
+	}
+	return m.Calibration.ReviewThreshold
 }
 
 type harness struct {

@@ -24,7 +24,8 @@ type Classifier interface {
 // Output is a Classifier's answer for a batch of n texts.
 type Output struct {
 	Labels []string // label names, index order
-	// Probabilities is row-major [n, len(Labels)]: the softmax of each text's logits.
+	// Probabilities is row-major [n, len(Labels)]: the softmax of each text's logits (divided by the manifest's
+	// calibration temperature).
 	Probabilities []float32
 	TokensIn      []int // per text, tokens before truncation
 	TokensUsed    []int // per text, tokens the model saw
@@ -33,6 +34,9 @@ type Output struct {
 	// Unsafe and UnsafeScore (per text) are set when the manifest declares unsafe labels, nil otherwise.
 	Unsafe      []bool
 	UnsafeScore []float32
+	// NeedsReview (per text) is true when the top probability is below the manifest's calibration
+	// review_threshold; nil reads as all false (no threshold, or a runner without calibration).
+	NeedsReview []bool
 }
 
 // FewShotClassifier runs one loaded generative-classification model on one text with labelled examples in

@@ -2,6 +2,8 @@ package router
 
 import (
 	"net/http"
+
+	"github.com/lorakit/lorakit/go/discovery"
 )
 
 type baseInfo struct {
@@ -19,14 +21,16 @@ type modelInfo struct {
 	Architecture string   `json:"architecture"`
 	Labels       []string `json:"labels"` // IOB2 tags for token classification, none for embeddings
 	UnsafeLabels []string `json:"unsafe_labels,omitempty"`
-	Dim          int      `json:"dim,omitempty"`       // embedding width
-	Normalize    *bool    `json:"normalize,omitempty"` // embeddings are L2-normalised
-	MaxSeqLen    int      `json:"max_seq_len"`
-	Mode         string   `json:"mode"`
-	Base         baseInfo `json:"base"`
-	Path         string   `json:"path"`
-	Golden       bool     `json:"golden_verified"`
-	Note         string   `json:"note,omitempty"`
+	// Calibration (sequence classification) is the manifest's temperature and review threshold, when it has one.
+	Calibration *discovery.Calibration `json:"calibration,omitempty"`
+	Dim         int                    `json:"dim,omitempty"`       // embedding width
+	Normalize   *bool                  `json:"normalize,omitempty"` // embeddings are L2-normalised
+	MaxSeqLen   int                    `json:"max_seq_len"`
+	Mode        string                 `json:"mode"`
+	Base        baseInfo               `json:"base"`
+	Path        string                 `json:"path"`
+	Golden      bool                   `json:"golden_verified"`
+	Note        string                 `json:"note,omitempty"`
 }
 
 type problem struct {
@@ -60,7 +64,7 @@ func (s *Server) handleModels(w http.ResponseWriter, r *http.Request) {
 		resp.Models = append(resp.Models, modelInfo{
 			ID: m.Info.ID, Name: man.Name, Task: m.Info.ServingTask, Serving: g.servingTask(m) != "",
 			Kind: man.Task, Architecture: man.Architecture, Labels: nonNil(man.Labels), UnsafeLabels: man.UnsafeLabels,
-			Dim: m.Dim, Normalize: man.Normalize, MaxSeqLen: man.MaxSeqLen,
+			Calibration: man.Calibration, Dim: m.Dim, Normalize: man.Normalize, MaxSeqLen: man.MaxSeqLen,
 			Mode: string(m.Info.Mode), Path: m.Info.Dir, Golden: m.GoldenVerified, Note: m.Info.Note,
 			Base: baseInfo{ID: man.Base.ID, Path: m.Info.BasePath, WeightsSHA256: man.Base.WeightsSHA256},
 		})

@@ -97,6 +97,7 @@ func prediction(out *Output, i int, opts Options) *Prediction {
 	if out.Unsafe != nil {
 		p.Unsafe, p.UnsafeScore = &out.Unsafe[i], &out.UnsafeScore[i]
 	}
+	p.NeedsReview = out.NeedsReview != nil && out.NeedsReview[i]
 	return p
 }
 
@@ -167,6 +168,8 @@ func checkOutput(out *Output, n int) string {
 		return "token counts do not match the number of texts"
 	case out.Unsafe != nil && (len(out.Unsafe) != n || len(out.UnsafeScore) != n):
 		return "unsafe verdicts do not match the number of texts"
+	case out.NeedsReview != nil && len(out.NeedsReview) != n:
+		return "review verdicts do not match the number of texts"
 	case out.Logits != nil && len(out.Logits) != len(out.Probabilities):
 		return "logits do not match the probabilities"
 	}

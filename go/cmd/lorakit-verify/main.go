@@ -1,7 +1,9 @@
 // Command lorakit-verify recomputes a model directory's golden vectors through the native core (CGO) and
 // compares them with the values PyTorch wrote at export, for every task: token ids exactly; logits, token
 // logits (real tokens) or embeddings within the file's tolerance (default 1e-4); the argmax of every row (of
-// every token for token classification) and the entities exactly (scores within the tolerance); for
+// every token for token classification) and the entities exactly (scores within the tolerance); for a calibrated
+// sequence classifier (lorakit.json calibration) the calibrated probabilities within the tolerance and the
+// review verdicts (needs_review, except within the tolerance of the threshold); for
 // generative classification the left-padded prompt ids exactly, the next-token logits within the tolerance,
 // the label distributions and every few-shot case within prob_tolerance with the same choice. It checks
 // the merged weights and, when the directory has an adapter, the base + adapter runtime path.

@@ -51,6 +51,13 @@ func describeOutput(g *lorakit.Golden) string {
 		return fmt.Sprintf("generative classification, %d labels, vocabulary %d, %d few-shot cases, prob tolerance %g",
 			g.NumLabels, g.VocabSize, len(g.FewShot), g.ProbTolerance)
 	}
+	if g.Probabilities != nil {
+		threshold := "no review threshold"
+		if g.HasReviewThreshold {
+			threshold = fmt.Sprintf("review threshold %g", g.ReviewThreshold)
+		}
+		return fmt.Sprintf("%d labels, calibrated probabilities (%s)", g.NumLabels, threshold)
+	}
 	return fmt.Sprintf("%d labels", g.NumLabels)
 }
 
@@ -69,7 +76,7 @@ func worstText(c lorakit.Check) string {
 		return "-"
 	case c.Output == "argmax" && c.Col >= 0:
 		return fmt.Sprintf("row %d token %d: expected %g, got %g", c.Row, c.Col, c.Expected, c.Got)
-	case c.Output == "argmax" || c.Output == "tokens_used":
+	case c.Output == "argmax" || c.Output == "tokens_used" || c.Output == "needs_review":
 		return fmt.Sprintf("row %d: expected %g, got %g", c.Row, c.Expected, c.Got)
 	case c.Output == "fewshot":
 		return fmt.Sprintf("case %d label %d: expected %s, got %s", c.Row, c.Col, formatValue(c.Expected), formatValue(c.Got))

@@ -18,6 +18,8 @@ type Spec struct {
 	Task         string   // default "sequence_classification"
 	Labels       []string // default ["negative", "positive"]; an empty non-nil list stays empty (embeddings)
 	UnsafeLabels []string // written as unsafe_labels when set
+	// Calibration is written as the manifest's calibration object when set.
+	Calibration map[string]any
 	// Adapter makes an adapter model on BasePath (absolute, or relative to the model dir) with BaseSHA.
 	Adapter  bool
 	BasePath string
@@ -81,6 +83,9 @@ func WriteModel(t testing.TB, root, id string, spec Spec) string {
 	}
 	if spec.UnsafeLabels != nil {
 		manifest["unsafe_labels"] = spec.UnsafeLabels
+	}
+	if spec.Calibration != nil {
+		manifest["calibration"] = spec.Calibration
 	}
 	if spec.Adapter {
 		manifest["adapter"] = map[string]any{"type": "lora", "r": 8, "lora_alpha": 16, "use_rslora": false,

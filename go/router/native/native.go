@@ -245,7 +245,7 @@ func (c *runner) Classify(texts []string) (*router.Output, error) {
 		return nil, inputError(err)
 	}
 	return &router.Output{Labels: res.Labels, Probabilities: res.Probabilities(), Logits: res.Logits, TokensIn: res.TokensIn,
-		TokensUsed: res.TokensUsed, Unsafe: res.Unsafe, UnsafeScore: res.UnsafeScore}, nil
+		TokensUsed: res.TokensUsed, Unsafe: res.Unsafe, UnsafeScore: res.UnsafeScore, NeedsReview: res.NeedsReview}, nil
 }
 
 func (c *runner) ClassifyFewShot(text string, examples []router.Example, labels []string) (*router.Output, error) {
