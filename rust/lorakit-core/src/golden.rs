@@ -308,7 +308,7 @@ fn calibrated_outputs(
     logits_shape: &[usize],
 ) -> Result<(Option<Vec<f32>>, Option<f32>)> {
     let bad = |msg: String| Error::Format(format!("{GOLDEN_FILE}: {msg}"));
-    let has_probabilities = st.names().iter().any(|n| *n == "probabilities");
+    let has_probabilities = st.names().contains(&"probabilities");
     let threshold = meta.get("review_threshold");
     if kind != TaskKind::SequenceClassification || !has_probabilities {
         return match threshold {

@@ -97,17 +97,14 @@ fn tampered_temperature_fails_the_golden_check() {
 
 #[test]
 fn tampered_or_removed_threshold_fails_the_review_check() {
-    let edits: [(&str, fn(&mut serde_json::Value)); 2] = [
-        ("threshold 0.6", |m| {
-            m["calibration"]["review_threshold"] = 0.6.into()
-        }),
-        ("threshold null", |m| {
-            m["calibration"]["review_threshold"] = serde_json::Value::Null
-        }),
-    ];
-    for (what, edit) in edits {
+    for (what, threshold) in [
+        ("threshold 0.6", serde_json::json!(0.6)),
+        ("threshold null", serde_json::Value::Null),
+    ] {
         let dir = copy_fixture(CALIBRATED);
-        edit_manifest(dir.path(), edit);
+        edit_manifest(dir.path(), |m| {
+            m["calibration"]["review_threshold"] = threshold
+        });
         let report = Model::load(dir.path(), true, &opts())
             .unwrap()
             .verify_golden(None)

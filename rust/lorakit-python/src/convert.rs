@@ -194,7 +194,10 @@ pub fn task_info(py: Python<'_>, t: TaskInfo) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("unsafe_labels", t.unsafe_labels)?;
     d.set_item("dim", t.dim)?;
     d.set_item("temperature", shortest_f64(t.calibration.temperature))?;
-    d.set_item("review_threshold", t.calibration.review_threshold.map(shortest_f64))?;
+    d.set_item(
+        "review_threshold",
+        t.calibration.review_threshold.map(shortest_f64),
+    )?;
     Ok(d)
 }
 
