@@ -185,3 +185,16 @@ def test_manifest_of_the_fixture_reads_back(calibrated: Path) -> None:
     calibration = read_manifest(calibrated).calibration
     assert calibration == Calibration(temperature=TEMPERATURE, review_threshold=THRESHOLD, target_precision=0.9,
                                       fitted_on="validation")
+
+
+def test_cli_predict_json_carries_needs_review(calibrated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lorakit.cli import main
+
+    texts = read_golden(calibrated).texts[:6]
+    runs = {}
+    for backend in ("native", "torch"):
+        args = ["predict", str(calibrated), "--json", "--backend", backend]
+        assert main(args + [arg for text in texts for arg in ("--text", text)]) == 0
+        runs[backend] = json.loads(capsys.readouterr().out)
+    assert [r["needs_review"] for r in runs["native"]] == [r["needs_review"] for r in runs["torch"]]
+    assert {r["needs_review"] for r in runs["native"]} == {True, False}
