@@ -22,6 +22,7 @@ from transformers import (
     AutoTokenizer,
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
+    EarlyStoppingCallback,
     ProgressCallback,
     Trainer,
     TrainerCallback,
@@ -48,6 +49,9 @@ class TrainConfig:
     full: bool = False
     epochs: float = 3.0
     learning_rate: float | None = None  # None: see lr()
+    head_learning_rate: float | None = None  # LoRA: the task head's rate; None: see head_lr()
+    probe_head: bool = True  # sequence classification: start the head from a linear probe (probe_head())
+    patience: int = 2  # stop after this many evaluations without a better validation metric (0: never)
     batch_size: int = 16
     gradient_accumulation: int = 1
     warmup: float = 0.1  # fraction of the training steps
@@ -77,8 +81,14 @@ class TrainConfig:
             return self.learning_rate
         return 5e-5 if self.full else 1e-3 if self.task == TOKEN else 2e-4
 
+    def head_lr(self) -> float:
+        """The explicit head rate, else the body's for full fine-tuning, else max(lr, 3e-3)."""
+        if self.head_learning_rate is not None:
+            return self.head_learning_rate
+        return self.lr() if self.full else max(self.lr(), 3e-3)
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"learning_rate": self.lr()}
+        return asdict(self) | {"learning_rate": self.lr(), "head_learning_rate": self.head_lr()}
 
 
 @dataclass
@@ -204,8 +214,61 @@ def train(config: TrainConfig, train_examples: Sequence[Example], train_labels: 
             logits = outputs["logits"] if isinstance(outputs, dict) else outputs.logits
             return torch.nn.functional.cross_entropy(logits, labels, weight=weights.to(logits.device))
 
-    return fit(config, model, tokenizer, train_set, validation_set, DataCollatorWithPadding(tokenizer),
-               trainer_metrics, work_dir, progress, loss_func)
+    collator = DataCollatorWithPadding(tokenizer)
+    if config.probe_head:
+        probe_head(model, train_set, collator, len(config.labels), config.class_weighted, progress)
+    return fit(config, model, tokenizer, train_set, validation_set, collator, trainer_metrics, work_dir, progress,
+               loss_func)
+
+
+def output_layer(model: torch.nn.Module, num_labels: int) -> torch.nn.Linear:
+    """The trainable linear layer that produces the logits (PEFT's copy of the head under LoRA)."""
+    layers = [module for _, module in model.named_modules()
+              if isinstance(module, torch.nn.Linear) and module.out_features == num_labels
+              and module.weight.requires_grad]
+    if not layers:
+        raise LorakitError(f"no trainable output layer with {num_labels} outputs in the model")
+    return layers[-1]
+
+
+def probe_head(model: torch.nn.Module, train_set: EncodedDataset, collator: Any, num_labels: int,
+               class_weighted: bool, progress: bool) -> None:
+    """Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): the output layer starts as a logistic
+    regression on the frozen features it sees, so fine-tuning adapts the body to a working head instead of
+    dragging a random one along (banking77, MiniLM: a random head trains to 45 % in 3 epochs at 2e-4)."""
+    from sklearn.linear_model import LogisticRegression
+    from tqdm.auto import tqdm
+
+    layer = output_layer(model, num_labels)
+    features: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda module, inputs, output: features.append(inputs[0].detach()))
+    order = sorted(range(len(train_set)), key=lambda i: len(train_set.encodings["input_ids"][i]))
+    batches = [order[start:start + 64] for start in range(0, len(order), 64)]
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in tqdm(batches, desc="linear probe", disable=not progress, leave=False):
+                inputs = collator([{key: value for key, value in train_set[i].items() if key != "labels"}
+                                   for i in batch])
+                model(**inputs)
+    finally:
+        handle.remove()
+    labels = np.asarray([train_set.label_ids[i] for i in order])
+    present = np.unique(labels)
+    if len(present) < 2:
+        return  # nothing to separate: the random head stays
+    probe = LogisticRegression(max_iter=500, class_weight="balanced" if class_weighted else None)
+    probe.fit(torch.cat(features).float().numpy(), labels)
+    coef, intercept = probe.coef_, probe.intercept_
+    if coef.shape[0] == 1:  # two classes: sklearn keeps one logit difference; split it evenly
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    weight = torch.zeros_like(layer.weight)
+    bias = torch.full_like(layer.bias, float(intercept.min()) - 10.0)  # classes absent from train
+    weight[present] = torch.as_tensor(coef, dtype=weight.dtype)
+    bias[present] = torch.as_tensor(intercept, dtype=bias.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
 
 
 class AlignedDataset(torch.utils.data.Dataset[dict[str, Any]]):
@@ -253,20 +316,36 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
         load_best_model_at_end=True, metric_for_best_model=config.best_metric,
         greater_is_better=config.best_metric != "loss", save_total_limit=2, save_only_model=True,
         seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=not progress,
-        dataloader_num_workers=0, **distributed.trainer_arguments(),
+        dataloader_num_workers=0, train_sampling_strategy="group_by_length", **distributed.trainer_arguments(),
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=validation_set, data_collator=collator,
-        compute_metrics=compute_metrics, compute_loss_func=loss_func,
+        compute_metrics=compute_metrics, compute_loss_func=loss_func, optimizers=(optimizer(model, config), None),
     )
     # The heads' cross-entropy (and the class-weighted one) is a per-batch mean that ignores `num_items_in_batch`:
     # the Trainer must divide it by the accumulation steps itself.
     trainer.loss_is_scaled_for_ga = False
+    if config.patience > 0:
+        trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=config.patience))
     trained, run_stats = run_trainer(trainer, PostfixProgress if progress else None)
     stats = parameter_counts(trained) | {"train_seconds": run_stats.pop("train_seconds"), "epochs": config.epochs,
                                          "train_examples": len(train_set), "best_metric": config.best_metric}
     return TrainResult(model=trained.to("cpu").float().eval(), tokenizer=tokenizer,
                        history=list(trainer.state.log_history), stats=stats | run_stats)
+
+
+def optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; a freshly initialised task head (PEFT's modules_to_save copy) learns at
+    head_lr, the adapted body at lr; biases and LayerNorm weights get no weight decay."""
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        rate = config.head_lr() if "modules_to_save" in name else config.lr()
+        decay = 0.0 if parameter.ndim < 2 else config.weight_decay
+        groups.setdefault((rate, decay), []).append(parameter)
+    return torch.optim.AdamW([{"params": params, "lr": rate, "weight_decay": decay}
+                              for (rate, decay), params in groups.items()], lr=config.lr())
 
 
 def run_trainer(trainer: Trainer, bar: type[PostfixProgress] | None) -> tuple[torch.nn.Module, dict[str, Any]]:

@@ -38,6 +38,11 @@ def check_numbers(config: Any, validation_fraction: float = 0.1, test_fraction: 
     check_finite("--epochs", config.epochs, low=0, low_open=True)
     if config.learning_rate is not None:
         check_finite("--learning-rate", config.learning_rate, low=0, low_open=True)
+    if getattr(config, "head_learning_rate", None) is not None:
+        check_finite("--head-learning-rate", config.head_learning_rate, low=0, low_open=True)
+    patience = getattr(config, "patience", 0)
+    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
+        raise OptionError(f"--patience must be an integer >= 0, got {patience!r}")
     for flag, value in (("--batch-size", config.batch_size), ("--gradient-accumulation", config.gradient_accumulation),
                         ("--r", config.r)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
