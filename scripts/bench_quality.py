@@ -42,7 +42,8 @@ KNOBS = ("epochs", "batch_size", "max_seq_len", "r", "lora_alpha", "seed")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", help=f"comma-separated (default: all): {', '.join(DATASETS)}")
+    parser.add_argument("--datasets", help=f"comma-separated (default: all; --quick leaves out mmlu_pro_generative "
+                        f"unless named): {', '.join(DATASETS)}")
     parser.add_argument("--modes", default="lora,full", help="comma-separated: lora, full (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny subsets and one epoch (minutes; the "
                         "numbers mean nothing)")
@@ -68,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     knobs.add_argument("--seed", type=int, help="seed of the split and of training")
     args = parser.parse_args(argv)
     try:
-        args.specs = select(args.datasets)
+        args.specs = select(args.datasets, args.quick)
     except ValueError as exc:
         parser.error(str(exc))
     args.mode_list = [mode.strip() for mode in args.modes.split(",") if mode.strip()]

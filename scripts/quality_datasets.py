@@ -33,6 +33,16 @@ class Quick:
     pairs: int = 300  # STS-B training pairs
     evaluated: int = 100  # rows of a dev file or of the out-of-scope texts
     epochs: float = 1.0
+    max_seq_len: int = 64  # encoder tasks: half the default, for the long jailbreak prompts
+    max_document_tokens: int = 64  # generative: shorter prompts for training, golden and few-shot cases
+
+    def knobs(self, task: str) -> dict[str, Any]:
+        """Settings a quick run adds where the user set none: small sizes only, never a different method."""
+        if task == GENERATIVE:
+            return {"epochs": self.epochs, "max_document_tokens": self.max_document_tokens}
+        if task == EMBEDDING:
+            return {"epochs": self.epochs}
+        return {"epochs": self.epochs, "max_seq_len": self.max_seq_len}
 
 
 QUICK = Quick()
@@ -62,6 +72,7 @@ class DatasetSpec:
     prepare: Callable[[Path, Path, bool], Prepared]
     base: str | None = None  # `lorakit train --base` (None: the offline MiniLM)
     unsupported: dict[str, str] = field(default_factory=dict)  # mode -> why lorakit cannot train it
+    in_quick_by_default: bool = True  # False: a --quick run includes it only when --datasets names it
 
 
 # --- readers and writers -------------------------------------------------------------------------------------------
@@ -257,7 +268,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 "14 MMLU-Pro categories from the question text, MiniLM sequence classification", prepare_mmlu_pro),
     DatasetSpec("mmlu_pro_generative", GENERATIVE, "accuracy", 0.70, "test", "mmlu_pro",
                 f"14 MMLU-Pro categories, generative classification on {GENERATIVE_BASE}",
-                prepare_mmlu_pro_generative, base=GENERATIVE_BASE, unsupported={"full": NO_FULL_GENERATIVE}),
+                prepare_mmlu_pro_generative, base=GENERATIVE_BASE, unsupported={"full": NO_FULL_GENERATIVE},
+                # exporting and verifying a 270M-parameter decoder alone takes minutes on 2 cores
+                in_quick_by_default=False),
     DatasetSpec("presidio_synth_pii", TOKEN, "entity_f1", 0.85, "test", "presidio_synth_pii",
                 "17 PII entity types, grouped split by template (test templates unseen)", prepare_presidio),
     DatasetSpec("wnut17", TOKEN, "entity_f1", None, "test", "wnut17",
@@ -269,10 +282,11 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
 ALIASES = {"jailbreak": "jailbreak_classification", "presidio": "presidio_synth_pii"}
 
 
-def select(names: str | None) -> list[DatasetSpec]:
-    """The datasets named (comma-separated, aliases allowed), in registry order; None: all of them."""
+def select(names: str | None, quick: bool = False) -> list[DatasetSpec]:
+    """The datasets named (comma-separated, aliases allowed), in registry order; None: all of them (a quick run:
+    those in_quick_by_default)."""
     if names is None:
-        return list(DATASETS.values())
+        return [spec for spec in DATASETS.values() if spec.in_quick_by_default or not quick]
     wanted = [ALIASES.get(name.strip(), name.strip()) for name in names.split(",") if name.strip()]
     unknown = [name for name in wanted if name not in DATASETS]
     if unknown or not wanted:

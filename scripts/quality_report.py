@@ -159,7 +159,7 @@ def write_plots(directory: Path, rows: Sequence[dict[str, Any]]) -> list[str]:
     axis.set_ylim(0, 1.05)
     axis.set_ylabel("judged metric (accuracy, entity F1 or Spearman)")
     axis.set_title("LoRA vs full fine-tuning (dashed: target)")
-    axis.legend()
+    axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     metric_png = directory / "quality_metric.png"
     figure.savefig(metric_png, dpi=120)

@@ -91,8 +91,8 @@ def knob_flags(knobs: dict[str, Any]) -> list[str]:
 def train_command(spec: DatasetSpec, prepared: Prepared, mode: str, output: Path, knobs: dict[str, Any],
                   quick: bool) -> list[str]:
     knobs = dict(knobs)
-    if quick and knobs.get("epochs") is None:
-        knobs["epochs"] = QUICK.epochs
+    if quick:
+        knobs |= {name: value for name, value in QUICK.knobs(spec.task).items() if knobs.get(name) is None}
     return ["lorakit.cli", "train", "--task", spec.task, "--data", str(prepared.train_file),
             *prepared.flags, "--output", str(output), *(["--full"] if mode == "full" else []), *knob_flags(knobs)]
 

@@ -214,6 +214,8 @@ def test_stsb_takes_the_first_seven_fields_and_keeps_quotes_literal(tmp_path: Pa
 def test_dataset_selection_accepts_aliases_and_names_the_choices() -> None:
     assert [spec.name for spec in qd.select("presidio, banking77")] == ["banking77", "presidio_synth_pii"]
     assert len(qd.select(None)) == len(qd.DATASETS)
+    assert "mmlu_pro_generative" not in [spec.name for spec in qd.select(None, quick=True)]
+    assert [spec.name for spec in qd.select("mmlu_pro_generative", quick=True)] == ["mmlu_pro_generative"]
     with pytest.raises(ValueError, match="unknown dataset.*imdb.*choose from banking77"):
         qd.select("banking77,imdb")
     assert "full" in qd.DATASETS["stsb"].unsupported and "full" in qd.DATASETS["mmlu_pro_generative"].unsupported
@@ -304,10 +306,17 @@ def test_train_command_adds_only_the_knobs_set_and_one_epoch_when_quick(tmp_path
     spec, prepared = qd.DATASETS["banking77"], qd.Prepared(tmp_path / "t.csv", ["--label-column", "category"])
     command = quality_runs.train_command(spec, prepared, "full", tmp_path / "m", {"r": None, "epochs": None}, True)
     assert command == ["lorakit.cli", "train", "--task", "sequence-classification", "--data", str(tmp_path / "t.csv"),
-                           "--label-column", "category", "--output", str(tmp_path / "m"), "--full", "--epochs", "1.0"]
+                           "--label-column", "category", "--output", str(tmp_path / "m"), "--full", "--epochs", "1.0",
+                           "--max-seq-len", "64"]
     lora = quality_runs.train_command(spec, prepared, "lora", tmp_path / "m",
                                       {"epochs": 5.0, "target_modules": ["query", "value"], "r": 4}, True)
-    assert lora[-6:] == ["--epochs", "5.0", "--target-modules", "query,value", "--r", "4"] and "--full" not in lora
+    assert lora[-8:] == ["--epochs", "5.0", "--target-modules", "query,value", "--r", "4", "--max-seq-len", "64"]
+    assert "--full" not in lora
+    generative = quality_runs.train_command(qd.DATASETS["mmlu_pro_generative"], prepared, "lora", tmp_path / "m",
+                                            {"max_seq_len": None}, True)
+    assert generative[-4:] == ["--epochs", "1.0", "--max-document-tokens", "64"]
+    assert quality_runs.train_command(spec, prepared, "lora", tmp_path / "m", {"epochs": None}, False)[-2:] == [
+        "--output", str(tmp_path / "m")]
 
 
 def test_peak_memory_is_each_child_process_own(tmp_path: Path) -> None:
@@ -364,10 +373,10 @@ def test_dry_run_converts_every_dataset_and_prints_the_commands(data_root: Path,
                                "--epochs", "2", "--full-learning-rate", "1e-5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     commands = [line for line in lines if line.startswith("lorakit train")]
-    assert len(commands) == 2 * len(qd.DATASETS) - 2  # stsb and generative have no full fine-tuning
+    assert len(commands) == 2 * (len(qd.DATASETS) - 1) - 1  # quick: no generative; stsb has no full fine-tuning
     assert "# stsb full: not supported" in "\n".join(lines)
     full = next(line for line in commands if "banking77_full" in line)
-    assert full.endswith("--full --epochs 2.0 --learning-rate 1e-05")
+    assert full.endswith("--full --epochs 2.0 --max-seq-len 64 --learning-rate 1e-05")
     assert "--learning-rate" not in next(line for line in commands if "banking77_lora" in line)
     assert {path.name for path in (work / "data").iterdir()} >= {"clinc150_oos.jsonl", "stsb_dev.csv",
                                                                   "wnut17_dev.conll", "presidio.jsonl"}
@@ -404,3 +413,44 @@ def test_sweep_table_and_plot(tmp_path: Path) -> None:
     assert "query,key,value,dense" in printed and "24,000" in printed and "failed: lorakit train exited 1" in printed
     path = sweep_lora.plot(rows, tmp_path / "sweep.png", quick=True)
     assert imread(path).shape[1] > 500
+
+
+def fake_clinc_model(tmp_path: Path, calibration: dict[str, Any] | None) -> tuple[qd.Prepared, Path]:
+    make_clinc(tmp_path / "clinc150")
+    prepared = qd.prepare_clinc150(tmp_path / "clinc150", tmp_path / "work", quick=False)
+    model = tmp_path / "model"
+    (model / "report").mkdir(parents=True)
+    (model / "lorakit.json").write_text(json.dumps({"task": "sequence_classification"}
+                                                   | ({"calibration": calibration} if calibration else {})), "utf-8")
+    (model / "report" / "split.json").write_text(json.dumps({"train": [], "validation": [], "test": [0, 7, 35]}))
+    return prepared, model
+
+
+def test_out_of_scope_check_scores_the_oos_texts_and_the_in_scope_test_part(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    prepared, model = fake_clinc_model(tmp_path, {"temperature": 1.2, "review_threshold": 0.6})
+    seen: list[list[str]] = []
+    confidence = {"oos train 0": 0.2, "oos train 1": 0.9, "oos train 2": 0.5, "oos val 0": 0.59, "oos val 1": 0.61,
+                  "in 0 0": 0.95, "in 1 2": 0.3, "val 5": 0.99}
+
+    def top(output: Path, texts: list[str]) -> tuple[list[float], list[bool] | None]:
+        assert output == model
+        seen.append(texts)
+        return [confidence[text] for text in texts], None
+
+    monkeypatch.setattr(quality_runs, "top_probabilities", top)
+    result = quality_runs.out_of_scope(prepared, model, fallback=0.1)
+    assert seen[1] == ["in 0 0", "in 1 2", "val 5"]  # rows 0, 7 and 35 of the in-scope CSV
+    assert result["review_threshold"] == 0.6 and result["threshold_source"].startswith("lorakit.json")
+    assert result["oos_recall"] == 3 / 5 and result["in_scope_review_rate"] == 1 / 3
+
+    def flagged(output: Path, texts: list[str]) -> tuple[list[float], list[bool] | None]:
+        return [confidence[text] for text in texts], [text.startswith("oos") for text in texts]
+
+    monkeypatch.setattr(quality_runs, "top_probabilities", flagged)
+    runtime = quality_runs.out_of_scope(prepared, model, fallback=0.1)
+    assert runtime["oos_recall"] == 1.0 and runtime["in_scope_review_rate"] == 0.0
+    assert "needs_review" in runtime["threshold_source"]
+    prepared, model = fake_clinc_model(tmp_path / "uncalibrated", None)
+    monkeypatch.setattr(quality_runs, "top_probabilities", top)
+    assert quality_runs.out_of_scope(prepared, model, fallback=0.55)["oos_recall"] == 2 / 5
