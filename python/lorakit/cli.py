@@ -13,6 +13,8 @@ from typing import Any
 
 from .errors import InputError, LorakitError
 from .extras import MissingExtraError, require_train
+from .gate import GATE_EXIT_CODE, parse_gate
+from .gate import HELP as GATE_HELP
 from .prepare import add_prepare_parser, run_prepare
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     train = verbs.add_parser("train", help="train (LoRA or --full), evaluate and export a model directory",
-                             formatter_class=Formatter)
+                             formatter_class=Formatter, epilog=EXIT_CODES)
     train.add_argument("--task", choices=TASK_CHOICES, default="sequence-classification",
                        help="what the model outputs: a label per text, entity spans, a vector, or a label "
                        "answered by a causal LM (generative)")
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-calibration", action="store_true", help="sequence classification: no temperature "
                        "scaling and no review threshold (probabilities are the raw softmax)")
     train.add_argument("--checkpoint-dir", type=Path, help="keep training checkpoints here (for `lorakit export`)")
+    add_gate_argument(train)
     train.add_argument("--onnx", action="store_true", help="also write model.onnx")
     train.add_argument("--quantize", choices=["4bit"], help="generative: train on an NF4 4-bit base (QLoRA); the "
                        "export merges into the fp32 base")
@@ -139,17 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=Formatter)
     evaluate.add_argument("model_dir", type=Path, help="a lorakit model directory (any task)")
     add_data_arguments(evaluate)
-    evaluate.add_argument("--json", action="store_true", help="print metrics as JSON")
+    evaluate.add_argument("--group-column", help="also report the metrics of each group of this column (labelled "
+                          "texts; JSON: `groups`)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object: `task` and the headline "
+                          "metrics at the top level (accuracy, macro_f1; entity_f1; spearman), then the rest; "
+                          "macro_f1 averages over the labels present in the file")
     evaluate.add_argument("--backend", choices=["native", "torch"], default="native",
                           help="native: the Rust core on the merged weights; torch: PyTorch (metrics need the "
                           "training extra either way)")
 
     export = verbs.add_parser("export", help="re-export a model directory from a training checkpoint",
-                              formatter_class=Formatter)
+                              formatter_class=Formatter, epilog=EXIT_CODES)
     export.add_argument("checkpoint", type=Path, help="--checkpoint-dir of a training run, or a checkpoint in it")
     export.add_argument("--output", required=True, type=Path, help="model directory to write")
     export.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
     export.add_argument("--onnx", action="store_true", help="also write model.onnx")
+    add_gate_argument(export)
+    add_retrain_parser(verbs)
 
     add_import_parser(verbs)
     add_prepare_parser(verbs)
@@ -184,6 +193,36 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--backends", type=backend_list, help="comma-separated, from torch, onnx, native "
                         "(default: every installed one; the others are reported as not run)")
     return parser
+
+
+EXIT_CODES = (f"exit codes: 0 written, 2 bad input (nothing done), {GATE_EXIT_CODE} refused by --min-metric "
+              "(nothing written)")
+
+
+def add_gate_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-metric", action="append", type=parse_gate, default=[], metavar="[PART.]METRIC=VALUE",
+                        help=GATE_HELP)
+
+
+def add_retrain_parser(verbs: Any) -> None:
+    from .retrain import HELP
+
+    retrain = verbs.add_parser("retrain", help="retrain a model directory on its training data plus corrections "
+                               "and replace it atomically", description=HELP, formatter_class=Formatter,
+                               epilog=EXIT_CODES)
+    retrain.add_argument("model_dir", type=Path, help="the model directory to retrain and replace")
+    retrain.add_argument("--corrections", required=True, type=Path, help="rows in the columns of the training "
+                         "data (.csv, .tsv, .jsonl, .json): a text already in the data gets this row's label, a new "
+                         "text is added to train")
+    retrain.add_argument("--checkpoint-dir", type=Path, help="keep the retraining checkpoint here (default: a "
+                         "scratch directory, removed afterwards)")
+    retrain.add_argument("--allow-new-labels", action="store_true", help="accept labels (entity types) the model "
+                         "does not have (default: refused)")
+    retrain.add_argument("--keep-previous", action="store_true", help="keep the replaced model as "
+                         ".NAME.prev-TIMESTAMP beside it (hidden, so a router does not serve it)")
+    retrain.add_argument("--min-metric", action="append", type=parse_gate, default=[], metavar="[PART.]METRIC=VALUE",
+                         help="the gate (as for train); default: the gates the model passed when published "
+                         "(lorakit.json metrics.gate)")
 
 
 def backend_list(value: str) -> tuple[str, ...]:
@@ -308,10 +347,13 @@ def run(args: argparse.Namespace) -> int:
     if args.verb == "eval":
         return run_eval(args)
     if args.verb == "export":
-        require_train("lorakit export")
-        from .pipeline import export_checkpoint
+        return run_export(args)
+    if args.verb == "retrain":
+        require_train("lorakit retrain")
+        from .retrain import retrain
 
-        print(export_checkpoint(args.checkpoint, args.output, onnx=args.onnx, name=args.name))
+        retrain(args.model_dir, args.corrections, checkpoint_dir=args.checkpoint_dir, gates=args.min_metric,
+                allow_new_labels=args.allow_new_labels, keep_previous=args.keep_previous)
         return 0
     if args.verb == "predict":
         return run_predict(args)
@@ -337,6 +379,7 @@ def check_task_options(args: argparse.Namespace, defaults: argparse.Namespace) -
 
 def run_train(args: argparse.Namespace) -> int:
     require_train("lorakit train")
+    from .gate import check_gates, gate_lines, gated
     from .manifest import EMBEDDING
     from .pipeline import resolve_base, train_and_export
     from .tasks import BY_CLI
@@ -350,6 +393,7 @@ def run_train(args: argparse.Namespace) -> int:
                            "--no-calibration")
     refuse_model_dir_base(args.base)  # before resolve_base: a model directory has a config.json too
     task = BY_CLI[args.task].name
+    check_gates(args.min_metric, task)
     if task == "generative_classification":
         base, base_id = generative_base(args.base)
     else:
@@ -379,15 +423,33 @@ def run_train(args: argparse.Namespace) -> int:
         pooling=args.pooling, normalize=args.normalize, quantize=args.quantize,
         max_document_tokens=args.max_document_tokens,
     )
-    metrics = train_and_export(data_spec(args), config, args.output, base_id, name=args.name, onnx=args.onnx,
-                               checkpoint_dir=args.checkpoint_dir, calibrate=not args.no_calibration,
-                               target_precision=args.target_precision)
+    with gated(args.min_metric, args.output, args.checkpoint_dir):
+        metrics = train_and_export(data_spec(args), config, args.output, base_id, name=args.name, onnx=args.onnx,
+                                   checkpoint_dir=args.checkpoint_dir, calibrate=not args.no_calibration,
+                                   target_precision=args.target_precision)
     if metrics:
         from .inference import summary_line
 
         for part in ("validation", "test"):
             print(summary_line(part, metrics[part]))
+        for line in gate_lines(metrics):
+            print(line)
         print(f"model directory: {Path(args.output).absolute()}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    require_train("lorakit export")
+    from .gate import check_export_gates, gate_lines, gated
+    from .manifest import read_manifest
+    from .pipeline import export_checkpoint
+
+    check_export_gates(args.min_metric, args.checkpoint)
+    with gated(args.min_metric, args.output):
+        output = export_checkpoint(args.checkpoint, args.output, onnx=args.onnx, name=args.name)
+    print(output)
+    for line in gate_lines(dict(read_manifest(output).metrics)):
+        print(line)
     return 0
 
 

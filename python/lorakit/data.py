@@ -1,4 +1,8 @@
-"""Datasets: load CSV / JSONL / JSON once, fix the label order, split ONCE (stratified or grouped)."""
+"""Datasets: load CSV / JSONL / JSON once, fix the label order, split ONCE (stratified or grouped).
+
+The split records which file its row ids refer to (path, sha256, columns), so `lorakit retrain` can rebuild the
+training data from a model directory alone; retraining pins the split it computed (`pinned_data`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ import io
 import json
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +38,7 @@ class Dataset:
     examples: list[Example]
     labels: list[str]  # index order of the classifier head
     source: str = ""
+    columns: dict[str, str] = field(default_factory=dict)  # role (text, label, group) -> column read
 
     def label_ids(self, examples: Sequence[Example]) -> list[int]:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -48,6 +55,7 @@ class Split:
     strategy: str
     seed: int
     fractions: dict[str, float] = field(default_factory=dict)
+    origin: dict[str, Any] = field(default_factory=dict)  # the file the row ids refer to: see data_origin()
 
     def part(self, dataset: Dataset, name: str) -> list[Example]:
         by_id = {example.row_id: example for example in dataset.examples}
@@ -56,6 +64,7 @@ class Split:
     def to_json(self) -> dict[str, Any]:
         return {"strategy": self.strategy, "seed": self.seed, "fractions": self.fractions,
                 "sizes": {name: len(getattr(self, name)) for name in PARTS},
+                **({"data": self.origin} if self.origin else {}),
                 **{name: getattr(self, name) for name in PARTS}}
 
     def digest(self) -> str:
@@ -65,7 +74,52 @@ class Split:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Split:
         return cls(train=list(data["train"]), validation=list(data["validation"]), test=list(data["test"]),
-                   strategy=data["strategy"], seed=int(data["seed"]), fractions=dict(data.get("fractions", {})))
+                   strategy=data["strategy"], seed=int(data["seed"]), fractions=dict(data.get("fractions", {})),
+                   origin=dict(data.get("data", {})))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_origin(path: Path | str, columns: dict[str, str | None]) -> dict[str, Any]:
+    """What split.json records about the data file: its absolute path, sha256 and the column of each role."""
+    path = Path(path).absolute()
+    return {"path": str(path), "sha256": file_sha256(path) if path.is_file() else None,
+            "columns": {role: column for role, column in columns.items() if column}}
+
+
+@dataclass(frozen=True)
+class PinnedData:
+    """Retraining: the merged file a pipeline reads, the split it must use instead of computing one, and the
+    source to record (the original file and the corrections, not the scratch file)."""
+
+    path: Path
+    split: Split
+    source: str
+
+
+PINNED: ContextVar[PinnedData | None] = ContextVar("lorakit_pinned_data", default=None)
+
+
+@contextmanager
+def pinned_data(pin: PinnedData) -> Iterator[None]:
+    """Within the block, loading `pin.path` records `pin.source` and splitting it returns `pin.split`."""
+    token = PINNED.set(pin)
+    try:
+        yield
+    finally:
+        PINNED.reset(token)
+
+
+def data_source(path: Path | str) -> str:
+    """The source to record for a data file: the pinned source while retraining, else the path as given."""
+    pin = PINNED.get()
+    return pin.source if pin is not None and Path(path).absolute() == pin.path else str(path)
 
 
 def ids_digest(row_ids: Sequence[int]) -> str:
@@ -185,12 +239,19 @@ def load_dataset(path: Path, text_column: str, label_column: str, group_column: 
             raise DataError(f"{path}: labels not known to the model: {', '.join(unknown[:5])}")
     if len(labels) < 2:
         raise DataError(f"{path}: need at least 2 labels, found {len(labels)}")
-    return Dataset(examples=examples, labels=list(labels), source=str(path))
+    return Dataset(examples=examples, labels=list(labels), source=data_source(path),
+                   columns={role: column for column, role in columns.items()})
 
 
 def split_dataset(dataset: Dataset, validation_fraction: float = 0.1, test_fraction: float = 0.1,
                   seed: int = 42, grouped: bool = False) -> Split:
-    """The one split: stratified by label, or by whole groups when `grouped`; deterministic for a seed."""
+    """The one split: stratified by label, or by whole groups when `grouped`; deterministic for a seed.
+
+    While retraining (`pinned_data`) the pinned split is returned instead, once its row ids are checked to be
+    exactly the dataset's."""
+    pin = PINNED.get()
+    if pin is not None:
+        return checked_pin(pin, dataset)
     if not (0 < validation_fraction < 1 and 0 < test_fraction < 1 and validation_fraction + test_fraction < 1):
         raise DataError("validation and test fractions must be in (0, 1) and sum to less than 1")
     fractions = {"validation": validation_fraction, "test": test_fraction}
@@ -200,7 +261,15 @@ def split_dataset(dataset: Dataset, validation_fraction: float = 0.1, test_fract
     else:
         parts = stratified_split(dataset, validation_fraction, test_fraction, rng)
     train, validation, test = (sorted(part) for part in parts)
-    return Split(train, validation, test, "grouped" if grouped else "stratified", seed, fractions)
+    origin = data_origin(dataset.source, dict(dataset.columns)) if dataset.columns else {}
+    return Split(train, validation, test, "grouped" if grouped else "stratified", seed, fractions, origin)
+
+
+def checked_pin(pin: PinnedData, dataset: Dataset) -> Split:
+    ids = sorted(pin.split.train + pin.split.validation + pin.split.test)
+    if ids != sorted(example.row_id for example in dataset.examples):
+        raise DataError(f"{pin.path}: the pinned split does not cover exactly the {len(dataset.examples)} rows read")
+    return pin.split
 
 
 def stratified_split(dataset: Dataset, val_frac: float, test_frac: float,

@@ -13,7 +13,9 @@ import numpy as np
 from .confusions import format_confusions, top_confusions
 from .data import Dataset, Example, load_dataset, split_dataset
 from .distributed import check_same_on_every_process
+from .gate import enforce_gates
 from .generative import classify
+from .groups import with_label_groups
 from .prepare import record_preparation
 from .prompt import Example as FewshotExample
 from .prompt import PromptTokens, check_labels
@@ -33,7 +35,7 @@ def evaluate_generative(model: Any, tokens: PromptTokens, dataset: Dataset, exam
     from .evaluate import logits_metrics
 
     scores = label_scores(model, tokens, [example.text for example in examples], dataset.labels)
-    return logits_metrics(scores, dataset, examples)
+    return with_label_groups(logits_metrics(scores, dataset, examples), scores, dataset, examples)
 
 
 def generative_flow(run_dir: Path, data: Any, config: TrainConfig, output: Path, base_id: str, name: str | None,
@@ -77,6 +79,7 @@ def generative_flow(run_dir: Path, data: Any, config: TrainConfig, output: Path,
     fewshot = [FewshotExample(example.text, example.label) for example in train_part[:FEWSHOT_POOL]]
     save_checkpoint(run_dir, model, result.tokenizer, config, base_id, metrics, golden_examples)
     add_fewshot_pool(run_dir / RUN_FILE, fewshot)
+    enforce_gates(metrics)
     export_generative(model, result.tokenizer, tokens, output, labels=dataset.labels, max_seq_len=config.max_seq_len,
                       base_path=Path(config.base), base_id=base_id, name=name, golden_examples=golden_examples,
                       fewshot_examples=fewshot, metrics=metrics, report_dir=report)

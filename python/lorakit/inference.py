@@ -228,7 +228,7 @@ def evaluate_label_file(opened: ModelDir, data: Any, backend: str) -> dict[str, 
 
         logits = predict_logits(load_merged(model_dir, manifest), load_tokenizer(model_dir), texts,
                                 manifest.max_seq_len)
-    metrics = logits_metrics(logits, dataset, dataset.examples, getattr(manifest, "temperature", 1.0))
+    metrics = logits_metrics(logits, dataset, dataset.examples, manifest.temperature)
     present = sorted(set(dataset.label_ids(dataset.examples)) | set(logits.argmax(axis=1).tolist()))
     metrics["macro_f1"] = label_macro_f1(dataset.label_ids(dataset.examples), logits.argmax(axis=1).tolist())
     metrics["macro_f1_labels"] = [dataset.labels[i] for i in present]

@@ -36,6 +36,7 @@ from .distributed import check_same_on_every_process, is_main_process, run_direc
 from .errors import DataError, LorakitError, ModelDirError
 from .evaluate import logits_metrics, predict_logits
 from .export import export_model
+from .gate import enforce_gates
 from .manifest import EMBEDDING, GENERATIVE, SEQUENCE, ManifestError, is_model_dir
 from .manifest import Calibration as ManifestCalibration
 from .models import MINILM_ID, check_servable, minilm_path
@@ -203,6 +204,7 @@ def _train_in(run_dir: Path, dataset: Dataset, split: Split, config: TrainConfig
     golden_examples = [example.text for example in test_part[:GOLDEN_FROM_TEST]]
     entry = ManifestCalibration.from_json(calibration.manifest_entry()) if calibration else None
     save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples, entry)
+    enforce_gates(metrics)
     export_model(result.model, result.tokenizer, output, labels=dataset.labels, max_seq_len=config.max_seq_len,
                  base_path=Path(config.base), base_id=base_id, name=name, golden_examples=golden_examples,
                  metrics=metrics, report_dir=report, onnx=onnx, unsafe_labels=config.unsafe_labels,
@@ -286,6 +288,7 @@ def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: 
     if run["calibration"] is not None and not best:
         print(f"note: {weights.name} is exported uncalibrated: the run's calibration was fitted on the best "
               f"weights ({run_dir / 'best'})", file=sys.stderr)
+    enforce_gates(metrics)
     if config.task == GENERATIVE:
         from .generative_pipeline import export_generative_checkpoint
 

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .data import Dataset, Example, Split, ids_digest, split_dataset, write_split
+from .data import Dataset, Example, Split, data_origin, data_source, ids_digest, split_dataset, write_split
 from .distributed import check_same_on_every_process
 from .errors import DataError
 from .export import export_model
+from .gate import enforce_gates
 from .manifest import EMBEDDING, GENERATIVE, TOKEN
 from .pipeline import GOLDEN_FROM_TEST, DataSpec, log_training, save_checkpoint, warn_duplicates
 from .plots import plot_loss_curves
@@ -52,7 +53,6 @@ def summary(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 def token_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path, base_id: str, name: str | None,
                onnx: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from .entities import evaluate_tokens
     from .tokens import load_token_dataset, split_part, split_tokens
     from .train import train_tokens
 
@@ -61,6 +61,9 @@ def token_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path,
                                  group_column=data.group_column)
     split = split_tokens(dataset, data.validation_fraction, data.test_fraction, data.seed,
                          grouped=data.group_column is not None)
+    split.origin = split.origin or data_origin(data.path, {
+        "text": data.text_column, "spans": data.spans_column, "tokens": data.tokens_column,
+        "tags": data.tags_column, "group": data.group_column})
     config.labels = dataset.labels
     duplicates = warn_duplicates(dataset.examples, split)
     log(f"data: {len(dataset.examples)} texts, {len(dataset.types)} entity types ({len(dataset.labels)} tags), "
@@ -73,11 +76,11 @@ def token_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path,
     if not result.stats["world_process_zero"]:
         return {}
     log_training(result.stats, log)
-    validation = evaluate_tokens(result.model, result.tokenizer, validation_part, dataset.labels, config.max_seq_len,
-                                 desc="validation")
-    test = evaluate_tokens(result.model, result.tokenizer, test_part, dataset.labels, config.max_seq_len, desc="test")
+    validation, test = (evaluate_token_part(result.model, result.tokenizer, part, dataset.labels,
+                                            config.max_seq_len, desc)
+                        for part, desc in ((validation_part, "validation"), (test_part, "test")))
     full_metrics = {"validation": validation, "test": test, "training": result.stats, "config": config.to_json(),
-                    "data": {"source": dataset.source, "labels": dataset.labels,
+                    "data": {"source": data_source(data.path), "labels": dataset.labels,
                              "cross_split_duplicates": duplicates}}
     report = write_report(run_dir, split, full_metrics, result.history)
     metrics = {"validation": summary(validation, TOKEN_SUMMARY), "test": summary(test, TOKEN_SUMMARY),
@@ -86,10 +89,27 @@ def token_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path,
     ordered = sorted(test_part, key=lambda example: not example.spans)
     golden_examples = [example.text for example in ordered[:GOLDEN_FROM_TEST]]
     save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples)
+    enforce_gates(metrics)
     export_model(result.model, result.tokenizer, output, labels=dataset.labels, max_seq_len=config.max_seq_len,
                  base_path=Path(config.base), base_id=base_id, name=name, golden_examples=golden_examples,
                  metrics=metrics, report_dir=report, onnx=onnx, task=TOKEN)
     return metrics
+
+
+def evaluate_token_part(model: Any, tokenizer: Any, examples: list[Any], labels: list[str], max_seq_len: int,
+                        desc: str) -> dict[str, Any]:
+    """entities.evaluate_tokens, plus `groups` (entity metrics per --group-column value) when rows have groups."""
+    from .entities import decode_entities, token_logits, token_metrics
+    from .groups import token_group_metrics
+
+    rows = token_logits(model, tokenizer, [example.text for example in examples], max_seq_len, progress=True,
+                        desc=desc)
+    entities = [decode_entities(example.text, row["logits"], row["word_ids"], row["offsets"], labels)
+                for example, row in zip(examples, rows, strict=True)]
+    logits = [row["logits"] for row in rows]
+    metrics = token_metrics(tokenizer, examples, labels, max_seq_len, entities, logits)
+    groups = token_group_metrics(tokenizer, examples, labels, max_seq_len, entities, logits)
+    return metrics | ({"groups": groups} if groups else {})
 
 
 def split_pairs(count: int, data: DataSpec, source: str) -> Split:
@@ -108,7 +128,9 @@ def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: P
     from .embedding import EmbeddingConfig, evaluate_embedding, load_pairs, train_embedding
 
     pairs = load_pairs(data.path, data.text_column, data.text_pair_column, data.score_column)
-    split = split_pairs(len(pairs), data, str(data.path))
+    split = split_pairs(len(pairs), data, data_source(data.path))
+    split.origin = split.origin or data_origin(data.path, {
+        "text": data.text_column, "text_pair": data.text_pair_column, "score": data.score_column})
     duplicates = warn_duplicates(pair_rows(pairs), split)
     train_part, validation_part, test_part = ([pairs[i] for i in getattr(split, part)]
                                               for part in ("train", "validation", "test"))
@@ -131,13 +153,14 @@ def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: P
         metrics_of_part["row_ids_sha256"] = ids_digest(getattr(split, part))
     full_metrics = {"validation": validation, "test": test, "training": result.stats, "config": config.to_json(),
                     "embedding_config": embedding_config.to_json(),
-                    "data": {"source": str(data.path), "cross_split_duplicates": duplicates}}
+                    "data": {"source": data_source(data.path), "cross_split_duplicates": duplicates}}
     report = write_report(run_dir, split, full_metrics, result.history)
     metrics = {"validation": summary(validation, EMBEDDING_SUMMARY), "test": summary(test, EMBEDDING_SUMMARY),
                "training": result.stats}
     golden_examples = list(dict.fromkeys(text for pair in test_part for text in (pair.text, pair.text_pair)))
     golden_examples = golden_examples[:GOLDEN_FROM_TEST]
     save_checkpoint(run_dir, result.model, result.tokenizer, config, base_id, metrics, golden_examples)
+    enforce_gates(metrics)
     export_model(result.model, result.tokenizer, output, labels=[], max_seq_len=config.max_seq_len,
                  base_path=Path(config.base), base_id=base_id, name=name, golden_examples=golden_examples,
                  metrics=metrics, report_dir=report, onnx=onnx, task=EMBEDDING, pooling=config.pooling,
