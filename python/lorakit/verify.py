@@ -1,5 +1,6 @@
 """`lorakit verify`: recompute the golden outputs (logits, token logits + entities, embeddings) with every
-available backend and compare.
+available backend and compare; for a calibrated sequence classifier also the calibrated probabilities
+softmax(logits / temperature) and the needs_review verdicts.
 
 The torch and ONNX backends need the training extra and are imported only when they run; `--backends native`
 needs only the serving install.
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import LorakitError, ModelDirError
+from .errors import FormatError, LorakitError, ModelDirError
 from .extras import MissingExtraError, has_train, require_train
 from .manifest import Manifest, check_files, read_manifest
 
@@ -93,6 +94,67 @@ def entity_mismatch(expected: list[list[dict[str, Any]]], actual: list[list[dict
     return None
 
 
+# Review thresholds are stored as text in the golden metadata and as JSON in lorakit.json: equal up to rounding.
+THRESHOLD_TOLERANCE = 1e-6
+
+
+def compare_calibration(golden: Golden, manifest: Manifest, logits: np.ndarray) -> dict[str, Any]:
+    """softmax(logits / the manifest temperature) against the golden `probabilities` (max |diff| <= tolerance) and
+    the needs_review verdicts (the same threshold; the same verdict per text except where the golden top probability
+    is within the tolerance of the threshold): {prob_max_abs_diff, prob_tolerance, review_equal, ok}, with
+    prob_worst / review_mismatch on a difference. A calibrated model whose golden file has no probabilities is a
+    FormatError: nothing would check its calibration."""
+    from .golden import calibrated_probabilities
+
+    if golden.probabilities is None:
+        raise FormatError(f"{GOLDEN_FILE}: no probabilities for a calibrated model (lorakit.json calibration); "
+                          "re-export it so golden vectors cover the calibration")
+    tolerance = golden.tolerance
+    expected = golden.probabilities.numpy().astype(np.float64)
+    report: dict[str, Any] = {"prob_max_abs_diff": float("inf"), "prob_tolerance": tolerance, "review_equal": False}
+    if logits.shape != expected.shape:
+        report["review_mismatch"] = f"logits {list(logits.shape)} != golden probabilities {list(expected.shape)}"
+        return {**report, "ok": False}
+    import torch
+
+    actual = calibrated_probabilities(torch.from_numpy(np.ascontiguousarray(logits)), manifest.temperature)
+    actual_np = actual.numpy().astype(np.float64)
+    diff = np.abs(actual_np - expected)
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    row, col = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    report["prob_max_abs_diff"] = float(diff[row, col])
+    if not report["prob_max_abs_diff"] <= tolerance:
+        report["prob_worst"] = {"row": int(row), "col": int(col), "text": golden.texts[row][:80],
+                                "expected": float(expected[row, col]), "actual": float(actual_np[row, col])}
+    report["review_equal"], mismatch = review_agreement(golden, manifest, expected, actual_np)
+    if mismatch is not None:
+        report["review_mismatch"] = mismatch
+    report["ok"] = report["prob_max_abs_diff"] <= tolerance and report["review_equal"]
+    return report
+
+
+def review_agreement(golden: Golden, manifest: Manifest, expected: np.ndarray,
+                     actual: np.ndarray) -> tuple[bool, str | None]:
+    """(verdicts agree, the first difference in words); texts whose golden top probability lies within the
+    tolerance of the threshold may go either way."""
+    want, got = golden.review_threshold, manifest.review_threshold
+    if (want is None) != (got is None) or (want is not None and got is not None
+                                           and not abs(want - got) <= THRESHOLD_TOLERANCE):
+        return False, f"review_threshold {got} in lorakit.json, {want} in the golden file"
+    if want is None or got is None:
+        return True, None
+    want_top, got_top = expected.max(axis=1), actual.max(axis=1)
+    want_review = want_top < want
+    got_review = ~(got_top >= got)  # a NaN probability needs review, as in every runtime
+    borderline = np.abs(want_top - want) <= golden.tolerance
+    differ = np.flatnonzero((want_review != got_review) & ~borderline)
+    if differ.size == 0:
+        return True, None
+    first = int(differ[0])
+    return False, (f"{differ.size} text(s) judged differently, first text {first} {golden.texts[first][:40]!r}: "
+                   f"top probability {got_top[first]:.6f} (golden {want_top[first]:.6f}) against threshold {got}")
+
+
 def recompute(model_dir: Path, golden: Golden, manifest: Manifest, model: Any,
               onnx_path: Path | None = None) -> dict[str, Any]:
     """Recompute the golden outputs from the texts with a torch model or an ONNX file, and compare."""
@@ -115,7 +177,12 @@ def recompute(model_dir: Path, golden: Golden, manifest: Manifest, model: Any,
         from .entities import padded_entities
 
         entities = padded_entities(tokenizer, golden.texts, values, golden.max_seq_len, list(manifest.labels))
-    return compare(golden, batch["input_ids"].numpy(), values, entities)
+    report = compare(golden, batch["input_ids"].numpy(), values, entities)
+    if manifest.task == "sequence_classification" and (manifest.calibration is not None
+                                                       or golden.probabilities is not None):
+        calibration = compare_calibration(golden, manifest, values)
+        report = {**report, **calibration, "ok": report["ok"] and calibration["ok"]}
+    return report
 
 
 def torch_backend(load: Callable[[], torch.nn.Module], manifest: Manifest) -> Callable[[Path, Golden], dict[str, Any]]:
@@ -215,8 +282,11 @@ def verify_model(model_dir: Path, progress: Callable[[str], None] | None = None,
             results["native"] = failed(f"{type(exc).__name__}: {one_line(exc)}")
     ran = [result for result in results.values() if not result.get("not_run")]
     ok = not mismatched and bool(ran) and all(result.get("ok") is True for result in ran)
-    return {"ok": ok, "model_dir": str(model_dir), "tolerance": tolerance, "texts": texts,
-            "checksums": {"ok": not mismatched, "mismatched": mismatched}, "backends": results}
+    report = {"ok": ok, "model_dir": str(model_dir), "tolerance": tolerance, "texts": texts,
+              "checksums": {"ok": not mismatched, "mismatched": mismatched}, "backends": results}
+    if manifest.calibration is not None:
+        report["calibration"] = manifest.calibration.to_json()
+    return report
 
 
 def python_backend_names(manifest: Manifest, chosen: Sequence[str]) -> list[str]:
@@ -283,23 +353,64 @@ def failed(message: str) -> dict[str, Any]:
 
 
 def format_report(report: dict[str, Any]) -> str:
+    """The table `lorakit verify` prints; a calibrated model adds the prob_diff and review columns."""
     lines = [f"{report['model_dir']}: {report['texts']} golden texts, tolerance {report['tolerance']:g}"]
+    calibration = report.get("calibration")
+    if calibration is not None:
+        lines[0] += (f", calibrated (temperature {calibration['temperature']:g}, "
+                     f"review threshold {calibration.get('review_threshold')})")
     checks = report["checksums"]
     lines.append(f"  {'checksums':<16} {'ok' if checks['ok'] else 'FAIL: ' + ', '.join(checks['mismatched'])}")
-    lines.append(f"  {'backend':<16} {'max_abs_diff':>12}  {'ids':>5}  {'argmax':>6}  result")
+    extra = f"  {'prob_diff':>12}  {'review':>6}" if calibration is not None else ""
+    lines.append(f"  {'backend':<16} {'max_abs_diff':>12}  {'ids':>5}  {'argmax':>6}{extra}  result")
     for name, result in report["backends"].items():
         if result.get("not_run"):
-            lines.append(f"  {name:<16} {'-':>12}  {'-':>5}  {'-':>6}  not run: {result['not_run']}")
+            extra = f"  {'-':>12}  {'-':>6}" if calibration is not None else ""
+            lines.append(f"  {name:<16} {'-':>12}  {'-':>5}  {'-':>6}{extra}  not run: {result['not_run']}")
             continue
         argmax = "n/a" if result["argmax_equal"] is None else str(result["argmax_equal"])
+        extra = calibration_cells(result) if calibration is not None else ""
         lines.append(f"  {name:<16} {result['max_abs_diff']:>12.3e}  {str(result['ids_equal']):>5}  "
-                     f"{argmax:>6}  {'ok' if result['ok'] else 'FAIL'}")
+                     f"{argmax:>6}{extra}  {'ok' if result['ok'] else 'FAIL'}")
         if not result["ok"]:
-            lines.append(f"    worst: {describe_worst(result.get('worst'))}")
+            if not (calibration is not None and outputs_agree(result, report["tolerance"])):
+                lines.append(f"    worst: {describe_worst(result.get('worst'))}")
             if result.get("entities_mismatch"):
                 lines.append(f"    entities: {result['entities_mismatch']}")
+            lines.extend(f"    {line}" for line in calibration_failures(result))
     lines.append("PASS" if report["ok"] else "FAIL")
     return "\n".join(lines)
+
+
+def calibration_cells(result: dict[str, Any]) -> str:
+    """The prob_diff and review cells of one backend row ("-" where the backend did not get that far)."""
+    prob = result.get("prob_max_abs_diff")
+    review = result.get("review_equal")
+    prob_cell = "-" if prob is None else f"{prob:.3e}"
+    return f"  {prob_cell:>12}  {'-' if review is None else str(review):>6}"
+
+
+def outputs_agree(result: dict[str, Any], tolerance: float) -> bool:
+    """The row failed on calibrated probabilities or review verdicts alone (its logits worst is no reason)."""
+    worst = result.get("worst")
+    return (result.get("ids_equal") is True and result.get("argmax_equal") is not False
+            and result.get("max_abs_diff") is not None and result["max_abs_diff"] <= tolerance
+            and not result.get("entities_mismatch") and not (isinstance(worst, dict) and "error" in worst))
+
+
+def calibration_failures(result: dict[str, Any]) -> list[str]:
+    """What a failing row got wrong about the calibration, one line each (native rows give only the figures)."""
+    lines = []
+    prob, tolerance = result.get("prob_max_abs_diff"), result.get("prob_tolerance")
+    if result.get("prob_worst"):
+        lines.append(f"probabilities: {describe_worst(result['prob_worst'])}")
+    elif prob is not None and tolerance is not None and not prob <= tolerance:
+        lines.append(f"probabilities: max |diff| {prob:.3e} > tolerance {tolerance:g}")
+    if result.get("review_mismatch"):
+        lines.append(f"review: {result['review_mismatch']}")
+    elif result.get("review_equal") is False:
+        lines.append("review: the review threshold or needs_review verdicts differ from the golden file")
+    return lines
 
 
 def describe_worst(worst: Any) -> str:
