@@ -3,9 +3,10 @@
 
 Usage: make_malformed.py OUT_DIR FIXTURES_DIR
 
-Each case is a copy of a fixture (tiny_bert_full for mode "merged", tiny_bert_lora_a for mode "runtime") with
-base.path made absolute, one defect, and the manifest sha256 of every file changed on purpose refreshed, so a
-loader reaches the defect itself rather than a checksum failure (except in the checksum case).
+Each case is a copy of a fixture (tiny_bert_full for mode "merged", tiny_bert_lora_a for mode "runtime", or the
+fixture the case names, e.g. tiny_bert_calibrated for the calibration cases) with base.path made absolute, one
+defect, and the manifest sha256 of every file changed on purpose refreshed, so a loader reaches the defect itself
+rather than a checksum failure (except in the checksum case).
 OUT_DIR/cases.json lists {"name", "kind", "mode", "manifest_level", "what"}; "kind" is the error kind every
 runtime must report (io, format, config, shape, unsupported); "manifest_level" cases are refused by the
 manifest reader alone.
@@ -30,6 +31,8 @@ from safetensors.numpy import save_file
 
 CASES_FILE = "cases.json"
 SOURCES = {"merged": "tiny_bert_full", "runtime": "tiny_bert_lora_a"}
+CALIBRATED_SOURCE = "tiny_bert_calibrated"
+TOKEN_SOURCE = "tiny_bert_token_lora"
 KINDS = ("io", "format", "config", "shape", "unsupported")
 
 
@@ -44,13 +47,17 @@ class Case:
 
 Defect = Callable[[Path], None]
 REGISTRY: list[tuple[Case, Defect]] = []
+CASE_SOURCES: dict[str, str] = {}  # the fixture a case copies, when not its mode's SOURCES entry
 
 
-def case(name: str, kind: str, mode: str, what: str, manifest_level: bool = False) -> Callable[[Defect], Defect]:
+def case(name: str, kind: str, mode: str, what: str, manifest_level: bool = False,
+         source: str | None = None) -> Callable[[Defect], Defect]:
     assert kind in KINDS and mode in SOURCES, (name, kind, mode)
 
     def register(defect: Defect) -> Defect:
         REGISTRY.append((Case(name, kind, mode, manifest_level, what), defect))
+        if source is not None:
+            CASE_SOURCES[name] = source
         return defect
 
     return register
@@ -215,6 +222,49 @@ def _architecture_disagrees(d: Path) -> None:
     edit_manifest(d, lambda m: m.__setitem__("architecture", "roberta"))
 
 
+# --- lorakit.json calibration (docs/FORMAT.md: sequence classifiers only) -------------------------------------
+
+
+# Valid for a sequence classifier (tiny_bert_calibrated's own), so only the task is wrong.
+VALID_CALIBRATION = {"temperature": 1.7, "review_threshold": 0.45, "target_precision": 0.9, "fitted_on": "validation"}
+
+
+def edit_calibration(model_dir: Path, field: str, value: Any) -> None:
+    edit_manifest(model_dir, lambda m: m["calibration"].__setitem__(field, value))
+
+
+@case("calibration_temperature_zero", "config", "runtime", "manifest calibration.temperature is 0",
+      manifest_level=True, source=CALIBRATED_SOURCE)
+def _calibration_temperature_zero(d: Path) -> None:
+    edit_calibration(d, "temperature", 0)
+
+
+@case("calibration_temperature_string", "format", "runtime", 'manifest calibration.temperature is the string "1.5"',
+      manifest_level=True, source=CALIBRATED_SOURCE)
+def _calibration_temperature_string(d: Path) -> None:
+    edit_calibration(d, "temperature", "1.5")
+
+
+@case("calibration_review_threshold_above_one", "config", "runtime",
+      "manifest calibration.review_threshold is 1.5 (a probability is at most 1)", manifest_level=True,
+      source=CALIBRATED_SOURCE)
+def _calibration_review_threshold_above_one(d: Path) -> None:
+    edit_calibration(d, "review_threshold", 1.5)
+
+
+@case("calibration_not_an_object", "format", "runtime", "manifest calibration is a number, not an object",
+      manifest_level=True, source=CALIBRATED_SOURCE)
+def _calibration_not_an_object(d: Path) -> None:
+    edit_manifest(d, lambda m: m.__setitem__("calibration", m["calibration"]["temperature"]))
+
+
+@case("calibration_on_token_classification", "config", "runtime",
+      "a token_classification manifest carries the calibration object of a sequence classifier",
+      manifest_level=True, source=TOKEN_SOURCE)
+def _calibration_on_token_classification(d: Path) -> None:
+    edit_manifest(d, lambda m: m.__setitem__("calibration", dict(VALID_CALIBRATION)))
+
+
 # --- config and tokenizer ------------------------------------------------------------------------------------
 
 
@@ -337,14 +387,15 @@ def _base_missing(d: Path) -> None:
 def build_malformed(out_dir: Path, fixtures_dir: Path) -> list[Case]:
     """(Re)build every case under out_dir and write out_dir/cases.json; returns the cases."""
     out_dir, fixtures_dir = Path(out_dir).absolute(), Path(fixtures_dir).absolute()
-    missing = [name for name in SOURCES.values() if not (fixtures_dir / name / "lorakit.json").is_file()]
+    sources = {spec.name: CASE_SOURCES.get(spec.name, SOURCES[spec.mode]) for spec, _ in REGISTRY}
+    missing = sorted({name for name in sources.values() if not (fixtures_dir / name / "lorakit.json").is_file()})
     if missing:
         raise SystemExit(f"{fixtures_dir}: fixtures {', '.join(missing)} missing; run scripts/make_fixtures.py first")
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     for spec, defect in REGISTRY:
         target = out_dir / spec.name
-        copy_fixture(fixtures_dir / SOURCES[spec.mode], target)
+        copy_fixture(fixtures_dir / sources[spec.name], target)
         defect(target)
     cases = [spec for spec, _ in REGISTRY]
     write_json(out_dir / CASES_FILE, [asdict(spec) for spec in cases])

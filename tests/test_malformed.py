@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from lorakit import errors
 from lorakit.errors import LorakitError, ModelDirError
 from lorakit.manifest import check_files, read_manifest
 
@@ -27,7 +28,9 @@ REQUIRED = {"manifest_missing", "manifest_not_json", "manifest_json_list", "mani
             "format_version_2", "architecture_unknown", "task_unknown", "labels_empty", "labels_disagree_with_config",
             "architecture_disagrees_with_config", "config_missing", "tokenizer_missing", "tokenizer_not_a_tokenizer",
             "weights_missing", "weights_truncated", "weights_empty", "weights_header_lies", "classifier_wrong_shape",
-            "checksum_mismatch", "adapter_use_dora", "adapter_unknown_target", "adapter_lora_b_missing"}
+            "checksum_mismatch", "adapter_use_dora", "adapter_unknown_target", "adapter_lora_b_missing",
+            "calibration_temperature_zero", "calibration_temperature_string", "calibration_review_threshold_above_one",
+            "calibration_on_token_classification", "calibration_not_an_object"}
 
 
 def load_generator() -> ModuleType:
@@ -45,9 +48,13 @@ IDS = [case.name for case in CASES]
 
 
 @pytest.fixture(scope="session")
-def malformed(fixtures_dir: Path) -> Path:
-    out = fixtures_dir / "malformed"
-    GENERATOR.build_malformed(out, fixtures_dir)
+def malformed(task_fixtures: Path, fixture_builder: ModuleType) -> Path:
+    """The corpus, built from this run's fixtures plus the calibrated and token classification sources."""
+    calibrated = task_fixtures / GENERATOR.CALIBRATED_SOURCE
+    if not calibrated.is_dir():
+        fixture_builder.build_calibrated(task_fixtures / "tiny_bert_lora_a", calibrated)
+    out = task_fixtures / "malformed"
+    GENERATOR.build_malformed(out, task_fixtures)
     return out
 
 
@@ -91,6 +98,8 @@ def test_manifest_reader_refuses_exactly_the_manifest_level_cases(malformed: Pat
     if case.manifest_level:
         with pytest.raises(ModelDirError) as caught:
             read_manifest(malformed / case.name)
+        expected = getattr(errors, KIND_CLASS[case.kind])
+        assert isinstance(caught.value, expected), f"{case.what}: got {type(caught.value).__name__}: {caught.value}"
         assert "\n" not in str(caught.value)
     else:
         assert read_manifest(malformed / case.name).name
