@@ -119,6 +119,12 @@ def per_label_sample(rows: Sequence[dict[str, Any]], label_key: str, count: int,
     return [rows[i] for i in kept]
 
 
+def sample_in_order(items: Sequence[Any], count: int, seed: int = 0) -> list[Any]:
+    """At most `count` items drawn with a fixed seed, kept in their original order."""
+    chosen = sorted(random.Random(seed).sample(range(len(items)), min(count, len(items))))
+    return [items[i] for i in chosen]
+
+
 # --- one converter per dataset -------------------------------------------------------------------------------------
 
 
@@ -221,8 +227,8 @@ def prepare_wnut17(folder: Path, work: Path, quick: bool) -> Prepared:
     training as the figure never trained or selected on."""
     train, dev = folder / "wnut17train.conll", folder / "emerging.dev.conll"
     if quick:
-        train = write_conll(work / "wnut17_train.conll", read_conll_sentences(train)[:QUICK.sentences])
-        dev = write_conll(work / "wnut17_dev.conll", read_conll_sentences(dev)[:QUICK.evaluated])
+        train = write_conll(work / "wnut17_train.conll", sample_in_order(read_conll_sentences(train), QUICK.sentences))
+        dev = write_conll(work / "wnut17_dev.conll", sample_in_order(read_conll_sentences(dev), QUICK.evaluated))
     return Prepared(train, [], dev_file=dev,
                     notes=["lorakit train takes one file: validation/test come from the split of wnut17train.conll; "
                            "emerging.dev.conll is scored separately (dev_entity_f1)"])
@@ -245,8 +251,8 @@ def read_stsb(path: Path) -> list[tuple[str, str, float]]:
 def prepare_stsb(folder: Path, work: Path, quick: bool) -> Prepared:
     header = ("text", "text_pair", "score")
     train, dev = read_stsb(folder / "sts-train.csv"), read_stsb(folder / "sts-dev.csv")
-    if quick:
-        train, dev = train[:QUICK.pairs], dev[:QUICK.evaluated]
+    if quick:  # seeded samples: the files are ordered by genre, so their first lines are all captions
+        train, dev = sample_in_order(train, QUICK.pairs), sample_in_order(dev, QUICK.evaluated)
     columns = {"text_column": "text", "text_pair_column": "text_pair", "score_column": "score"}
     flags = [item for key, value in columns.items() for item in ("--" + key.replace("_", "-"), value)]
     return Prepared(write_csv(work / "stsb_train.csv", header, train), flags,

@@ -190,7 +190,11 @@ def test_wnut17_reads_tab_only_separators_and_writes_conll_the_library_reads_bac
     prepared = qd.prepare_wnut17(tmp_path / "wnut", tmp_path / "work", quick=True)
     assert prepared.dev_file is not None
     written = read_conll(prepared.train_file)
-    assert len(written) == qd.QUICK.sentences and written[1]["tokens"] == ["@user1", "Paris", "rocks"]
+    assert len(written) == qd.QUICK.sentences
+    assert all(row["tokens"][1:] == ["Paris", "rocks"] and row["ner_tags"] == ["O", "B-location", "O"]
+               for row in written)
+    numbers = [int(row["tokens"][0].removeprefix("@user")) for row in written]
+    assert numbers == sorted(numbers) and numbers[-1] > qd.QUICK.sentences - 1  # a seeded sample in file order
     assert len(read_conll(prepared.dev_file)) == qd.QUICK.evaluated
     full = qd.prepare_wnut17(tmp_path / "wnut", tmp_path / "work", quick=False)
     assert full.dev_file == tmp_path / "wnut" / "emerging.dev.conll" and full.flags == []
@@ -206,6 +210,9 @@ def test_stsb_takes_the_first_seven_fields_and_keeps_quotes_literal(tmp_path: Pa
                                                  "score": "5.0"}
     assert prepared.dev_file is not None and len(read_records(prepared.dev_file)) == 120
     assert prepared.dev_columns == {"text_column": "text", "text_pair_column": "text_pair", "score_column": "score"}
+    quick = qd.prepare_stsb(tmp_path / "stsb", tmp_path / "quick", quick=True)
+    assert len(read_records(quick.train_file)) == qd.QUICK.pairs
+    assert {r["text"] for r in read_records(quick.train_file)} == {'A man "plays" guitar.', "He said, 'no'."}
     with pytest.raises(ValueError, match="at least 7"):
         (tmp_path / "bad.csv").write_text("a\tb\tc\n", "utf-8")
         qd.read_stsb(tmp_path / "bad.csv")
