@@ -87,9 +87,10 @@ test-wheel: fixtures ## Build the wheel, install it alone (numpy + native core, 
 
 test-rust: fixtures
 	cargo test --release --workspace --exclude lorakit-python
-	@# The AVX2 and portable kernels are what CPUs without AVX-512 run: the golden and architecture checks on each.
+	@# The AVX2 and portable kernels are what CPUs without AVX-512 run: the golden and architecture checks on each
+	@# (selected from the whole workspace, so the binaries above are reused, not rebuilt with other features).
 	for isa in avx2 portable; do \
-		LORAKIT_KERNELS=$$isa cargo test --release -q -p lorakit-core --lib --test parity --test architectures --test decoders --test precision || exit 1; \
+		LORAKIT_KERNELS=$$isa cargo test --release -q --workspace --exclude lorakit-python --lib --test parity --test architectures --test decoders --test precision || exit 1; \
 	done
 
 test-go: ffi fixtures
