@@ -33,6 +33,9 @@ TASK_OPTIONS = {
     "score_column": ("embedding",), "pooling": ("embedding",), "normalize": ("embedding",),
     "quantize": ("generative",), "max_document_tokens": ("generative",),
     "target_precision": ("sequence-classification",), "no_calibration": ("sequence-classification",),
+    "probe_head": ("sequence-classification",),
+    "head_learning_rate": ("sequence-classification", "token-classification"),
+    "patience": ("sequence-classification", "token-classification"),
 }
 
 
@@ -99,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=float, default=3.0, help="training epochs")
     train.add_argument("--learning-rate", type=float, help="default 2e-4 (LoRA), 1e-3 (LoRA, token "
                        "classification) or 5e-5 (--full)")
+    train.add_argument("--head-learning-rate", type=float, help="LoRA: rate of the freshly initialised task head; "
+                       "default max(--learning-rate, 3e-3)")
+    train.add_argument("--no-probe-head", dest="probe_head", action="store_false", help="sequence classification: "
+                       "start the head from random weights instead of a linear probe of the frozen features")
+    train.add_argument("--patience", type=int, default=2, help="stop after this many epochs without a better "
+                       "validation metric (0: train every epoch)")
     train.add_argument("--batch-size", type=int, default=16, help="examples (or pairs) per step")
     train.add_argument("--gradient-accumulation", type=int, default=1, help="steps per optimizer update")
     train.add_argument("--warmup", type=float, default=0.1, help="warmup as a fraction of the training steps")
@@ -414,6 +423,7 @@ def run_train(args: argparse.Namespace) -> int:
                                        "generative_classification": "loss"}.get(task, "macro_f1")
     config = TrainConfig(
         base=str(base), labels=[], full=args.full, epochs=args.epochs, learning_rate=args.learning_rate,
+        head_learning_rate=args.head_learning_rate, probe_head=args.probe_head, patience=args.patience,
         batch_size=args.batch_size, gradient_accumulation=args.gradient_accumulation, warmup=args.warmup,
         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, max_seq_len=max_seq_len,
         class_weighted=args.class_weighted, best_metric=best_metric, seed=args.seed, r=args.r,
