@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
     train.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     train.add_argument("--epochs", type=float, default=3.0, help="training epochs")
-    train.add_argument("--learning-rate", type=float, help="default 2e-4 (LoRA), 1e-3 (LoRA, token "
+    train.add_argument("--learning-rate", type=float, help="default 2e-3 (LoRA), 1e-3 (LoRA, token "
                        "classification) or 5e-5 (--full)")
     train.add_argument("--head-learning-rate", type=float, help="LoRA: rate of the freshly initialised task head; "
                        "default max(--learning-rate, 3e-3)")

@@ -76,10 +76,11 @@ class TrainConfig:
 
     def lr(self) -> float:
         """The explicit rate, else 5e-5 (full), 1e-3 (LoRA, token classification: a fresh per-token head over
-        2T+1 tags learns too slowly at 2e-4; measured on Presidio) or 2e-4 (LoRA)."""
+        2T+1 tags learns too slowly at 2e-4; measured on Presidio) or 2e-3 (LoRA, sequence classification: with the
+        probed head, 92.5 % on banking77 validation in 2 epochs, where 2e-4 reached 45.6 % in 3)."""
         if self.learning_rate is not None:
             return self.learning_rate
-        return 5e-5 if self.full else 1e-3 if self.task == TOKEN else 2e-4
+        return 5e-5 if self.full else 1e-3 if self.task == TOKEN else 2e-3
 
     def head_lr(self) -> float:
         """The explicit head rate, else the body's for full fine-tuning, else max(lr, 3e-3)."""
@@ -244,10 +245,13 @@ def probe_head(model: torch.nn.Module, train_set: EncodedDataset, collator: Any,
     handle = layer.register_forward_hook(lambda module, inputs, output: features.append(inputs[0].detach()))
     order = sorted(range(len(train_set)), key=lambda i: len(train_set.encodings["input_ids"][i]))
     batches = [order[start:start + 64] for start in range(0, len(order), 64)]
+    bar = progress and sys.stderr.isatty()  # logs and pipes get one plain line, not a redrawn bar
+    if progress and not bar:
+        print(f"linear probe of the head: {len(order)} texts", file=sys.stderr, flush=True)
     model.eval()
     try:
         with torch.no_grad():
-            for batch in tqdm(batches, desc="linear probe", disable=not progress, leave=False):
+            for batch in tqdm(batches, desc="linear probe", disable=not bar, leave=False):
                 inputs = collator([{key: value for key, value in train_set[i].items() if key != "labels"}
                                    for i in batch])
                 model(**inputs)
