@@ -1,5 +1,10 @@
 """Evaluation: accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (scikit-learn, of the
-training extra), and the expected calibration error of the served probabilities, from logits of any backend."""
+training extra), the expected calibration error of the served probabilities and, when the rows have groups, the
+metrics per group, from logits of any backend.
+
+macro_f1 averages over the labels present in the part (true or predicted, scikit-learn's default), as
+`lorakit eval` does, so a label absent from a (grouped) test part is not averaged in as a zero; `per_class` and
+the confusion matrix still list every label of the model."""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from .calibration import expected_calibration_error, nll, softmax
 from .data import Dataset, Example, ids_digest
+from .groups import label_macro_f1, with_label_groups
 
 
 def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_seq_len: int,
@@ -37,13 +43,16 @@ def predict_logits(model: Any, tokenizer: Any, texts: Sequence[str], max_seq_len
 
 
 def classification_metrics(true_ids: Sequence[int], pred_ids: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Label metrics of one part; macro_f1 over the labels present (named in macro_f1_labels)."""
     indices = list(range(len(labels)))
     precision, recall, f1, support = precision_recall_fscore_support(
         true_ids, pred_ids, labels=indices, zero_division=0)
+    present = sorted(set(true_ids) | set(pred_ids))
     return {
         "n": len(true_ids),
         "accuracy": float(accuracy_score(true_ids, pred_ids)),
-        "macro_f1": float(f1_score(true_ids, pred_ids, labels=indices, average="macro", zero_division=0)),
+        "macro_f1": label_macro_f1(true_ids, pred_ids),
+        "macro_f1_labels": [labels[i] for i in present],
         "per_class": {label: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                               "support": int(support[i])} for i, label in enumerate(labels)},
         "confusion_matrix": confusion_matrix(true_ids, pred_ids, labels=indices).tolist(),
@@ -60,14 +69,14 @@ def evaluate_examples(model: Any, tokenizer: Any, dataset: Dataset, examples: Se
 def logits_metrics(logits: np.ndarray, dataset: Dataset, examples: Sequence[Example],
                    temperature: float = 1.0) -> dict[str, Any]:
     """Metrics of logits [len(examples), C] (any backend), the loss (of the raw logits), the ECE of the served
-    probabilities softmax(logits / temperature) (the manifest's calibration temperature, 1 without one), and the
-    row ids' fingerprint."""
+    probabilities softmax(logits / temperature) (the manifest's calibration temperature, 1 without one), the row
+    ids' fingerprint and, when the examples carry a group (--group-column), `groups` (n, accuracy, macro_f1 each)."""
     true_ids = dataset.label_ids(examples)
     metrics = classification_metrics(true_ids, logits.argmax(axis=1).tolist(), dataset.labels)
     metrics["loss"] = cross_entropy(logits, true_ids)
     metrics["ece"] = expected_calibration_error(softmax(logits, temperature), true_ids) if len(true_ids) else None
     metrics["row_ids_sha256"] = ids_digest([example.row_id for example in examples])
-    return metrics
+    return with_label_groups(metrics, logits, dataset, examples)
 
 
 def cross_entropy(logits: np.ndarray, true_ids: Sequence[int]) -> float:
