@@ -1,10 +1,18 @@
-"""Atomic directory writes: build a sibling temp dir, fsync, then swap it into place."""
+"""Atomic directory writes: build a sibling temp dir, fsync, then swap it into place.
+
+A replaced directory never goes missing where the filesystem can exchange two names in one step (Linux renameat2
+RENAME_EXCHANGE); elsewhere it is absent only for the instant between two renames. Every transient name holds
+`.tmp-`, which model servers (the Go router's discovery) never load.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,18 +75,46 @@ def atomic_directory(final: Path, may_replace: Callable[[Path], bool]) -> Iterat
 
 
 def publish(tmp: Path, final: Path, may_replace: Callable[[Path], bool]) -> None:
-    old: Path | None = None
-    if final.exists():
-        if not may_replace(final):
-            raise LorakitError(f"{final}: appeared during the write and may not be replaced")
-        old = final.parent / f"{final.name}.old-{secrets.token_hex(4)}"
-        os.rename(final, old)
-    try:
+    """Put the finished `tmp` at `final`; a replaced `final` is swapped out in one step where supported (else moved
+    to `NAME.tmp-old-XXXX` first), then removed. On an error before the switch `final` is as it was."""
+    if not final.exists():
         os.rename(tmp, final)
-    except OSError:
-        if old is not None:
+        fsync_dir(final.parent)
+        return
+    if not may_replace(final):
+        raise LorakitError(f"{final}: appeared during the write and may not be replaced")
+    if exchange(tmp, final):
+        old = tmp  # now holds the replaced model, still under its .tmp- name
+    else:
+        old = final.parent / f"{final.name}.tmp-old-{secrets.token_hex(4)}"
+        os.rename(final, old)
+        try:
+            os.rename(tmp, final)
+        except OSError:
             os.rename(old, final)
-        raise
+            raise
     fsync_dir(final.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two directories in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported, so
+    the caller falls back to two renames."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without the wrapper (glibc < 2.28, some musl)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a filesystem without exchange
+        return False
+    raise OSError(code, os.strerror(code), str(second))

@@ -19,13 +19,10 @@ The new model is written beside MODEL_DIR under a `.tmp-` name and swapped in wi
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .atomic import fsync_dir
+from .atomic import exchange, fsync_dir
 from .data import PinnedData, Split, file_sha256, normalized, pinned_data, read_records, read_split
 from .errors import DataError, LorakitError, ModelDirError
 from .gate import Gate, GateError, check_gates, gate_lines, required, stored_gates
@@ -309,29 +306,6 @@ def write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-RENAME_EXCHANGE = 2
-AT_FDCWD = -100
-
-
-def exchange(first: Path, second: Path) -> bool:
-    """Swap two directories in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported, so
-    the caller falls back to two renames."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # a C library without the wrapper (glibc < 2.28, some musl)
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    if renameat2(AT_FDCWD, os.fsencode(first), AT_FDCWD, os.fsencode(second), RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a filesystem without exchange
-        return False
-    raise OSError(code, os.strerror(code), str(second))
 
 
 def replace_directory(new: Path, final: Path, keep_previous: bool) -> Path | None:
