@@ -287,7 +287,10 @@ def test_predict_json_for_every_task(task_fixtures: Path, tmp_path: Path,
     path = tmp_path / "texts.txt"
     path.write_text("Ana Lopez lives in Oslo\nnothing here\n", "utf-8")
     labels = predict_json(capsys, str(task_fixtures / "tiny_bert_lora_a"), "--input", str(path))
-    assert all(set(r) == {"text", "label", "top"} and len(r["top"]) == 3 for r in labels)
+    assert [r["text"] for r in labels] == ["Ana Lopez lives in Oslo", "nothing here"]
+    for result in labels:  # an uncalibrated model without unsafe labels: no text needs review, no unsafe keys
+        assert set(result) == {"text", "label", "top", "needs_review"} and len(result["top"]) == 3
+        assert result["needs_review"] is False and result["label"] == result["top"][0]["label"]
     entities = predict_json(capsys, str(task_fixtures / "tiny_bert_token_lora"), "--input", str(path), "--mask")
     assert [r["text"] for r in entities] == ["Ana Lopez lives in Oslo", "nothing here"]
     for result in entities:

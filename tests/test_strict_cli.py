@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -31,9 +32,13 @@ COMMANDS = ("verify", "predict-native", "predict-torch", "eval-native", "eval-to
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Path:
+def corpus(tmp_path_factory: pytest.TempPathFactory, task_fixtures: Path, fixture_builder: ModuleType) -> Path:
+    """The shared corpus, from this run's fixtures plus the calibrated and token classification sources."""
+    calibrated = task_fixtures / GENERATOR.CALIBRATED_SOURCE
+    if not calibrated.is_dir():
+        fixture_builder.build_calibrated(task_fixtures / "tiny_bert_lora_a", calibrated)
     out = tmp_path_factory.mktemp("strict") / "malformed"
-    GENERATOR.build_malformed(out, fixtures_dir)
+    GENERATOR.build_malformed(out, task_fixtures)
     for mode, labels in LABELS.items():
         rows = "".join(f"some text about {label},{label}\n" for label in labels)
         (out / f"{mode}.csv").write_text("text,label\n" + rows, "utf-8")
