@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from lorakit import native
+from lorakit.cli import main
 from lorakit.embedding import (
     EmbeddingConfig,
     Pair,
@@ -26,7 +31,12 @@ from lorakit.embedding import (
     train_embedding,
 )
 from lorakit.errors import DataError, LorakitError
+from lorakit.golden import read_golden
+from lorakit.manifest import read_manifest
 from lorakit.models import minilm_path
+from lorakit.verify import verify_model
+
+from conftest import write_pairs_csv
 
 WORDS = "apple river stone cloud music paper green window bread silver tiger lamp".split()
 
@@ -230,3 +240,150 @@ def test_training_refuses_bad_inputs(fixtures_dir: Path, tmp_path: Path) -> None
         train_embedding(base, pairs, [], EmbeddingConfig(), tmp_path, progress=False)
     with pytest.raises(LorakitError, match="pooling must be one of"):
         train_embedding(base, pairs, pairs, EmbeddingConfig(pooling="max"), tmp_path, progress=False)
+
+
+# --- full fine-tuning --------------------------------------------------------------------------------------------
+
+def test_full_fine_tuning_defaults_to_the_sentence_transformers_rate() -> None:
+    assert EmbeddingConfig(full=True).lr() == 2e-5 and EmbeddingConfig().lr() == 2e-4
+    assert EmbeddingConfig(full=True, learning_rate=1e-4).lr() == 1e-4
+    assert EmbeddingConfig(full=True).to_json()["learning_rate"] == 2e-5
+
+
+def test_full_training_trains_the_encoder_and_lowers_the_loss(fixtures_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    base = fixtures_dir / "tiny_bert_base"
+    train, validation = scored_pairs(48, seed=1), scored_pairs(16, seed=2)
+    config = EmbeddingConfig(full=True, epochs=6, learning_rate=1e-3, batch_size=8, patience=6)
+    result = train_embedding(base, train, validation, config, tmp_path / "work", progress=False)
+    untrained = AutoModel.from_pretrained(base)
+    before = pair_loss(untrained, AutoTokenizer.from_pretrained(base), train, True)
+    after = pair_loss(result.model, result.tokenizer, train, True)
+    assert after < 0.7 * before, (before, after)
+
+    assert not hasattr(result.model, "peft_config") and type(result.model) is type(untrained)
+    trained_weights, base_weights = result.model.state_dict(), untrained.state_dict()
+    assert trained_weights.keys() == base_weights.keys()
+    changed = {name for name in base_weights if not torch.equal(trained_weights[name], base_weights[name])}
+    assert {"embeddings.word_embeddings.weight", "encoder.layer.0.attention.self.query.weight",
+            "encoder.layer.1.output.dense.weight"} <= changed
+    assert not any(name.startswith("pooler.") for name in changed)  # feeds no embedding: left as the base has it
+    pooler = sum(p.numel() for name, p in untrained.named_parameters() if name.startswith("pooler."))
+    stats = result.stats
+    assert stats["trainable_params"] == stats["total_params"] - pooler and stats["trainable_percent"] > 90
+    assert stats["loss"] == "cosine" and stats["best_metric"] == "spearman"
+    assert sum("eval_loss" in entry for entry in result.history) == 6
+    assert not result.model.training and next(result.model.parameters()).dtype == torch.float32
+
+
+def test_full_training_stops_early_and_keeps_the_best_epoch(fixtures_dir: Path, tmp_path: Path) -> None:
+    base = fixtures_dir / "tiny_bert_base"
+    train, validation = anchor_pairs(32, seed=1), anchor_pairs(16, seed=2)
+    # A rate this high collapses the embeddings within an epoch: the validation loss stops improving.
+    config = EmbeddingConfig(full=True, epochs=12, learning_rate=0.3, batch_size=8, patience=1, warmup=0.0)
+    result = train_embedding(base, train, validation, config, tmp_path / "work", progress=False)
+    evaluations = [entry for entry in result.history if "eval_loss" in entry]
+    assert len(evaluations) < 12  # stopped before the last epoch ...
+    best = min(evaluations, key=lambda entry: entry["eval_loss"])  # the first of equals, as the Trainer keeps
+    assert result.stats["best_metric"] == "loss" and result.stats["best_metric_value"] == best["eval_loss"]
+    assert best is not evaluations[-1]  # ... so the weights kept are not the last ones
+    assert result.stats["best_checkpoint"] == f"checkpoint-{best['step']}"
+    kept = load_file(str(tmp_path / "work" / result.stats["best_checkpoint"] / "model.safetensors"))
+    weights = result.model.state_dict()
+    assert kept.keys() == weights.keys() and all(torch.equal(kept[name], weights[name]) for name in kept)
+
+
+@pytest.fixture(scope="module")
+def full_model(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> dict[str, Path]:
+    """`lorakit train --task embedding --full` at its default learning rate, with a checkpoint directory."""
+    work = tmp_path_factory.mktemp("full_embedding")
+    data = write_pairs_csv(work / "pairs.csv")
+    out, run = work / "model", work / "run"
+    assert main(["train", "--task", "embedding", "--full", "--data", str(data), "--score-column", "score",
+                 "--base", str(fixtures_dir / "tiny_bert_base"), "--output", str(out), "--epochs", "1",
+                 "--max-seq-len", "32", "--batch-size", "8", "--checkpoint-dir", str(run)]) == 0
+    return {"data": data, "model": out, "run": run, "base": fixtures_dir / "tiny_bert_base"}
+
+
+def test_full_export_has_no_adapter_and_records_the_rate(full_model: dict[str, Path]) -> None:
+    model = full_model["model"]
+    manifest = read_manifest(model)
+    assert manifest.task == "embedding" and manifest.adapter is None and manifest.labels == ()
+    assert (manifest.pooling, manifest.normalize, manifest.max_seq_len) == ("mean", True, 32)
+    assert "model.safetensors" in manifest.files
+    assert not any(name.startswith("adapter_") for name in manifest.files)
+    assert not (model / "adapter_config.json").exists() and not (model / "adapter_model.safetensors").exists()
+    raw = json.loads((model / "lorakit.json").read_text("utf-8"))
+    assert "adapter" in raw and raw["adapter"] is None
+    metrics = json.loads((model / "report" / "metrics.json").read_text("utf-8"))
+    assert metrics["config"]["full"] is True and metrics["config"]["learning_rate"] == 2e-5
+    assert metrics["embedding_config"]["full"] is True and metrics["embedding_config"]["learning_rate"] == 2e-5
+    assert manifest.metrics["training"]["trainable_percent"] > 90  # every encoder weight, not an adapter
+    run_config = json.loads((full_model["run"] / "lorakit_run.json").read_text("utf-8"))["config"]
+    assert run_config["full"] is True and run_config["learning_rate"] == 2e-5
+
+
+def test_full_export_weights_differ_from_the_base(full_model: dict[str, Path]) -> None:
+    exported = load_file(str(full_model["model"] / "model.safetensors"))
+    base = load_file(str(full_model["base"] / "model.safetensors"))
+    assert {name.removeprefix("bert.") for name in base} >= set(exported)
+    name = "encoder.layer.0.attention.self.query.weight"
+    base_name = name if name in base else "bert." + name
+    assert not torch.equal(exported[name], base[base_name])  # trained, not merely copied
+
+
+def test_native_core_loads_the_full_model_and_matches_the_golden(full_model: dict[str, Path]) -> None:
+    model = native.Model.load(full_model["model"])
+    assert model.task == "embedding" and model.runtime_adapter is False
+    golden = read_golden(full_model["model"])
+    assert golden.output == "embeddings"
+    vectors = model.embed(list(golden.texts))
+    np.testing.assert_allclose(vectors, golden.values.numpy(), atol=1e-4, rtol=0)
+    report = model.verify_golden()
+    assert report["ok"] is True and report["max_abs_diff"] <= report["tolerance"], report
+
+
+def test_lorakit_verify_passes_on_the_full_model(full_model: dict[str, Path], capsys: pytest.CaptureFixture[str]) \
+        -> None:
+    assert main(["verify", str(full_model["model"]), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True
+    assert {"native-merged", "torch-merged", "onnxruntime"} <= set(report["backends"])
+    assert all(result["ok"] is not False for result in report["backends"].values())
+
+
+def test_a_tampered_full_weight_fails_verification(full_model: dict[str, Path]) -> None:
+    model = full_model["model"].parent / "tampered"  # a sibling: the relative base path still resolves
+    shutil.copytree(full_model["model"], model)
+    weights = model / "model.safetensors"
+    tensors = load_file(str(weights))
+    tensors["encoder.layer.1.attention.self.value.weight"].view(-1)[0] += 0.5
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    manifest = json.loads((model / "lorakit.json").read_text("utf-8"))
+    manifest["files"]["model.safetensors"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (model / "lorakit.json").write_text(json.dumps(manifest, indent=2), "utf-8")  # only the numbers can tell now
+    report = native.Model.load(model).verify_golden()
+    assert report["ok"] is False and report["max_abs_diff"] > report["tolerance"], report
+    full_report = verify_model(model)
+    assert full_report["ok"] is False and full_report["checksums"]["ok"] is True
+    assert full_report["backends"]["torch-merged"]["ok"] is False
+
+
+def test_export_reexports_the_full_run(full_model: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    assert main(["export", str(full_model["run"]), "--output", str(out)]) == 0
+    first, again = read_manifest(full_model["model"]), read_manifest(out)
+    assert again.adapter is None and (again.task, again.pooling, again.normalize) == ("embedding", "mean", True)
+    assert not (out / "adapter_config.json").exists()
+    assert again.files["model.safetensors"] == first.files["model.safetensors"]
+    assert torch.equal(read_golden(out).values, read_golden(full_model["model"]).values)
+    assert verify_model(out)["ok"] is True
+
+
+def test_full_stays_refused_for_generative(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["train", "--task", "generative", "--full", "--data", str(tmp_path / "d.jsonl"),
+                 "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--full does not apply to --task generative" in err and "\n" not in err and not out.exists()

@@ -26,7 +26,8 @@ TASK_CHOICES = ("sequence-classification", "token-classification", "embedding", 
 # Options that only some tasks read: given for another task they are refused, never silently ignored.
 TASK_OPTIONS = {
     "label_column": ("sequence-classification", "generative"), "unsafe_labels": ("sequence-classification",),
-    "class_weighted": ("sequence-classification",), "full": ("sequence-classification", "token-classification"),
+    "class_weighted": ("sequence-classification",),
+    "full": ("sequence-classification", "token-classification", "embedding"),
     "group_column": ("sequence-classification", "token-classification", "generative"),
     "target_modules": ("sequence-classification", "token-classification", "generative"),
     "best_metric": ("sequence-classification", "token-classification"),
@@ -98,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "a Gemma 3 / Qwen3 causal LM directory or gemma-3-270m")
     train.add_argument("--output", required=True, type=Path, help="model directory to write")
     train.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
-    train.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
+    train.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA (not generative); "
+                       "embedding: default learning rate 2e-5, as sentence-transformers uses")
     train.add_argument("--epochs", type=float, default=3.0, help="training epochs")
     train.add_argument("--learning-rate", type=float, help="default 2e-3 (LoRA), 1e-3 (LoRA, token "
                        "classification) or 5e-5 (--full)")

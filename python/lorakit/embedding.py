@@ -1,9 +1,14 @@
-"""Sentence embeddings: LoRA on the bare encoder, trained on text pairs, pooled (mean / cls) and L2-normalised.
+"""Sentence embeddings: LoRA on the bare encoder (or, with `full`, every encoder weight), trained on text pairs,
+pooled (mean / cls) and L2-normalised.
 
 Scored pairs train with the cosine-similarity loss (MSE between cos(u, v) and score / score_scale); unscored
 (anchor, positive) pairs with in-batch negatives (multiple-negatives ranking). Scores are kept as given in the
 files: STS-B's 0..5 is divided by `score_scale` inside the loss and the metrics, where `score_scale` is inferred
 as 1 (all scores in [0, 1]) or 5 (all in [0, 5]) unless set. `encode` is the reference every runtime is compared to.
+
+Full fine-tuning trains the whole encoder with the same losses, early stopping and best-epoch choice, at a default
+learning rate of 2e-5 (sentence-transformers' default when it fine-tunes a whole encoder). Its export has no
+adapter (`adapter: null`, only model.safetensors), the layout every runtime loads for a merged embedding model.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ POOLINGS = ("mean", "cls")
 DEFAULT_MAX_SEQ_LEN = 256  # all-MiniLM-L6-v2's sentence_bert_config.json
 RANKING_SCALE = 20.0  # inverse temperature of the in-batch softmax (sentence-transformers' default)
 COMPATIBLE, INCOMPATIBLE = 0.8, 0.2  # of the score scale: 4 and 1 of STS-B's 5
+LORA_LEARNING_RATE = 2e-4
+FULL_LEARNING_RATE = 2e-5  # sentence-transformers' default for fine-tuning a whole encoder
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class Pair:
 @dataclass
 class EmbeddingConfig:
     epochs: float = 2.0
-    learning_rate: float = 2e-4
+    learning_rate: float | None = None  # None: see lr()
     batch_size: int = 16
     r: int = 8
     alpha: int = 16
@@ -66,14 +73,21 @@ class EmbeddingConfig:
     score_scale: float | None = None  # None: inferred from the training scores (1 or 5)
     warmup: float = 0.1  # fraction of the training steps
     patience: int = 2  # epochs without a better validation metric before stopping
+    full: bool = False  # train every encoder weight instead of LoRA (r, alpha and dropout then do not apply)
+
+    def lr(self) -> float:
+        """The explicit rate, else 2e-5 (full, as sentence-transformers) or 2e-4 (LoRA)."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return FULL_LEARNING_RATE if self.full else LORA_LEARNING_RATE
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"learning_rate": self.lr()}
 
 
 @dataclass
 class EmbeddingTrainResult:
-    model: torch.nn.Module  # the best checkpoint: a PeftModel over the bare encoder, fp32, CPU, eval mode
+    model: torch.nn.Module  # the best checkpoint, fp32, CPU, eval mode: a PeftModel over the encoder, or the encoder
     tokenizer: Any
     history: list[dict[str, Any]]
     stats: dict[str, Any]
@@ -354,12 +368,18 @@ def correlation_metrics(prediction: Any) -> dict[str, float]:
 
 
 def build_embedding_model(base: Path, config: EmbeddingConfig) -> torch.nn.Module:
-    from peft import LoraConfig, TaskType, get_peft_model
-
+    """The bare encoder with LoRA, or (full) the encoder itself with everything but its pooler trainable."""
     model = AutoModel.from_pretrained(base)
-    # A pooler (BERT, RoBERTa) feeds no embedding: LoRA on its dense layer would be saved untrained.
+    # A pooler (BERT, RoBERTa) feeds no embedding: LoRA on its dense layer would be saved untrained, and a trainable
+    # pooler would be a parameter without a gradient (which DDP refuses). It is kept as it is, so exports stay whole.
     excluded = [name for name, module in model.named_modules()
                 if name.startswith("pooler.") and isinstance(module, torch.nn.Linear)]
+    if config.full:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(not name.startswith("pooler."))
+        return cast(torch.nn.Module, model)
+    from peft import LoraConfig, TaskType, get_peft_model
+
     lora = LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=config.r, lora_alpha=config.alpha,
                       lora_dropout=config.dropout, target_modules=default_target_modules(model.config.model_type),
                       exclude_modules=excluded or None, bias="none")
@@ -371,7 +391,8 @@ def build_embedding_model(base: Path, config: EmbeddingConfig) -> torch.nn.Modul
 
 def train_embedding(base: Path, train: list[Pair], validation: list[Pair], config: EmbeddingConfig,
                     work_dir: Path, progress: bool = True) -> EmbeddingTrainResult:
-    """Train LoRA on pairs, evaluate every epoch, return the best epoch (validation Spearman, or loss unscored)."""
+    """Train LoRA (or, with config.full, the whole encoder) on pairs, evaluate every epoch, return the best epoch
+    (validation Spearman, or loss unscored)."""
     if config.pooling not in POOLINGS:
         raise LorakitError(f"pooling must be one of {', '.join(POOLINGS)}, not {config.pooling!r}")
     if not train or not validation:
@@ -390,7 +411,7 @@ def train_embedding(base: Path, train: list[Pair], validation: list[Pair], confi
     validation_set = EncodedPairs(tokenizer, validation, max_seq_len, scale)
     best_metric = "spearman" if scored else "loss"
     args = TrainingArguments(
-        output_dir=str(work_dir), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        output_dir=str(work_dir), num_train_epochs=config.epochs, learning_rate=config.lr(),
         per_device_train_batch_size=config.batch_size,
         # Unscored: the validation loss ranks against in-batch negatives, so keep the training batch size.
         per_device_eval_batch_size=max(64, config.batch_size) if scored else config.batch_size,
