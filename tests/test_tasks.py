@@ -243,7 +243,8 @@ def test_missing_onnxruntime_is_reported_as_not_run(task_fixtures: Path, monkeyp
     ("token-classification", ["--class-weighted"], "--class-weighted does not apply"),
     ("sequence-classification", ["--pooling", "cls"], "--pooling does not apply"),
     ("embedding", ["--group-column", "g"], "--group-column does not apply"),
-    ("embedding", ["--full"], "--full does not apply"),
+    ("embedding", ["--no-probe-head"], "--no-probe-head does not apply"),
+    ("generative", ["--full"], "--full does not apply"),
 ])
 def test_options_of_other_tasks_are_refused(fixtures_dir: Path, tmp_path: Path, task: str, option: list[str],
                                             message: str, capsys: pytest.CaptureFixture[str]) -> None:

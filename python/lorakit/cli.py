@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA (not generative); "
                        "embedding: default learning rate 2e-5, as sentence-transformers uses")
     train.add_argument("--epochs", type=float, default=3.0, help="training epochs")
-    train.add_argument("--learning-rate", type=float, help="default 2e-3 (LoRA), 1e-3 (LoRA, token "
-                       "classification) or 5e-5 (--full)")
+    train.add_argument("--learning-rate", type=float, help="default for LoRA 2e-3 (sequence "
+                       "classification), 1e-3 (token classification), 2e-4 (embedding, generative); for --full 5e-5 "
+                       "(2e-5 embedding)")
     train.add_argument("--head-learning-rate", type=float, help="LoRA: rate of the freshly initialised task head; "
                        "default max(--learning-rate, 3e-3)")
     train.add_argument("--no-probe-head", dest="probe_head", action="store_false", help="sequence classification: "

@@ -125,7 +125,7 @@ def pair_rows(pairs: list[Any]) -> list[Example]:
 
 def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: Path, base_id: str,
                    name: str | None, onnx: bool, log: Callable[[str], None]) -> dict[str, Any]:
-    from .embedding import FULL_LEARNING_RATE, EmbeddingConfig, evaluate_embedding, load_pairs, train_embedding
+    from .embedding import EmbeddingConfig, evaluate_embedding, load_pairs, train_embedding
 
     pairs = load_pairs(data.path, data.text_column, data.text_pair_column, data.score_column)
     split = split_pairs(len(pairs), data, data_source(data.path))
@@ -136,8 +136,6 @@ def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: P
                                               for part in ("train", "validation", "test"))
     log(f"data: {len(pairs)} pairs ({'scored' if data.score_column else 'anchor, positive'}), random split "
         f"train/validation/test = {len(train_part)}/{len(validation_part)}/{len(test_part)}")
-    if config.full and config.learning_rate is None:  # recorded, so the report and `lorakit retrain` see it
-        config.learning_rate = FULL_LEARNING_RATE
     embedding_config = EmbeddingConfig(
         epochs=config.epochs, learning_rate=config.lr(), batch_size=config.batch_size, r=config.r,
         alpha=config.lora_alpha, dropout=config.lora_dropout, max_seq_len=config.max_seq_len,

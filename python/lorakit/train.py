@@ -34,7 +34,7 @@ from . import distributed
 from ._native import max_positions
 from .data import Example
 from .errors import LorakitError
-from .manifest import SEQUENCE, TOKEN
+from .manifest import EMBEDDING, SEQUENCE, TOKEN
 from .models import default_target_modules
 from .tasks import load_task_model, task_head_modules, task_of
 from .tokens import TokenExample, align_labels
@@ -75,12 +75,17 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def lr(self) -> float:
-        """The explicit rate, else 5e-5 (full), 1e-3 (LoRA, token classification: a fresh per-token head over
-        2T+1 tags learns too slowly at 2e-4; measured on Presidio) or 2e-3 (LoRA, sequence classification: with the
-        probed head, 92.5 % on banking77 validation in 2 epochs, where 2e-4 reached 45.6 % in 3)."""
+        """The explicit rate, else: embeddings, the embedding trainer's own default (embedding.py); 5e-5 (full);
+        LoRA 1e-3 for token classification (a fresh per-token head over 2T+1 tags learns too slowly at 2e-4;
+        measured on Presidio), 2e-3 for sequence classification (with the probed head, 92.5 % on banking77
+        validation in 2 epochs, where 2e-4 reached 45.6 % in 3), else 2e-4."""
         if self.learning_rate is not None:
             return self.learning_rate
-        return 5e-5 if self.full else 1e-3 if self.task == TOKEN else 2e-3
+        if self.task == EMBEDDING:
+            from .embedding import EmbeddingConfig
+
+            return EmbeddingConfig(full=self.full).lr()
+        return 5e-5 if self.full else 1e-3 if self.task == TOKEN else 2e-3 if self.task == SEQUENCE else 2e-4
 
     def head_lr(self) -> float:
         """The explicit head rate, else the body's for full fine-tuning, else max(lr, 3e-3)."""
