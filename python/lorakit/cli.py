@@ -34,7 +34,7 @@ TASK_OPTIONS = {
     "score_column": ("embedding",), "pooling": ("embedding",), "normalize": ("embedding",),
     "quantize": ("generative",), "max_document_tokens": ("generative",),
     "target_precision": ("sequence-classification",), "no_calibration": ("sequence-classification",),
-    "probe_head": ("sequence-classification",),
+    "no_probe_head": ("sequence-classification",),
     "head_learning_rate": ("sequence-classification", "token-classification"),
     "patience": ("sequence-classification", "token-classification"),
 }
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(2e-5 embedding)")
     train.add_argument("--head-learning-rate", type=float, help="LoRA: rate of the freshly initialised task head; "
                        "default max(--learning-rate, 3e-3)")
-    train.add_argument("--no-probe-head", dest="probe_head", action="store_false", help="sequence classification: "
+    train.add_argument("--no-probe-head", action="store_true", help="sequence classification: "
                        "start the head from random weights instead of a linear probe of the frozen features")
     train.add_argument("--patience", type=int, default=2, help="stop after this many epochs without a better "
                        "validation metric (0: train every epoch)")
@@ -426,7 +426,7 @@ def run_train(args: argparse.Namespace) -> int:
                                        "generative_classification": "loss"}.get(task, "macro_f1")
     config = TrainConfig(
         base=str(base), labels=[], full=args.full, epochs=args.epochs, learning_rate=args.learning_rate,
-        head_learning_rate=args.head_learning_rate, probe_head=args.probe_head, patience=args.patience,
+        head_learning_rate=args.head_learning_rate, probe_head=not args.no_probe_head, patience=args.patience,
         batch_size=args.batch_size, gradient_accumulation=args.gradient_accumulation, warmup=args.warmup,
         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, max_seq_len=max_seq_len,
         class_weighted=args.class_weighted, best_metric=best_metric, seed=args.seed, r=args.r,
