@@ -261,7 +261,6 @@ def prepare_stsb(folder: Path, work: Path, quick: bool) -> Prepared:
 
 
 NO_FULL_GENERATIVE = "lorakit trains generative classifiers with LoRA only (`--full` is refused for --task generative)"
-NO_FULL_EMBEDDING = "lorakit trains embeddings with LoRA only (`--full` is refused for --task embedding)"
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("banking77", SEQUENCE, "accuracy", 0.92, "test", "banking77",
@@ -282,8 +281,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("wnut17", TOKEN, "entity_f1", None, "test", "wnut17",
                 "6 emerging-entity types in noisy social text", prepare_wnut17),
     DatasetSpec("stsb", EMBEDDING, "spearman", 0.85, "dev", "stsb",
-                "sentence-pair similarity, Spearman of cosine vs gold score", prepare_stsb,
-                unsupported={"full": NO_FULL_EMBEDDING}),
+                "sentence-pair similarity, Spearman of cosine vs gold score", prepare_stsb),
 )}
 ALIASES = {"jailbreak": "jailbreak_classification", "presidio": "presidio_synth_pii"}
 

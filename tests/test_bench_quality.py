@@ -225,7 +225,7 @@ def test_dataset_selection_accepts_aliases_and_names_the_choices() -> None:
     assert [spec.name for spec in qd.select("mmlu_pro_generative", quick=True)] == ["mmlu_pro_generative"]
     with pytest.raises(ValueError, match="unknown dataset.*imdb.*choose from banking77"):
         qd.select("banking77,imdb")
-    assert "full" in qd.DATASETS["stsb"].unsupported and "full" in qd.DATASETS["mmlu_pro_generative"].unsupported
+    assert "full" not in qd.DATASETS["stsb"].unsupported and "full" in qd.DATASETS["mmlu_pro_generative"].unsupported
 
 
 def test_review_threshold_prefers_the_manifest_calibration() -> None:
@@ -265,7 +265,7 @@ def rows_and_checks() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             row("clinc150", "full", 0.955), row("wnut17", "lora", 0.41, metric="entity_f1"),
             row("stsb", "lora", 0.86, metric="spearman"), row("stsb", "full", None, status="not supported"),
             row("jailbreak_classification", "lora", None, status="failed")]
-    rows[-2]["reason"] = qd.NO_FULL_EMBEDDING
+    rows[-2]["reason"] = qd.NO_FULL_GENERATIVE
     rows[-1] |= {"error": "lorakit train exited 1: boom\nTraceback...", "log": "/tmp/x.log"}
     rows[2]["extras"] = {"oos_recall": 0.75, "review_threshold": 0.7, "in_scope_review_rate": 0.04}
     qm.add_gaps(rows)
@@ -304,7 +304,7 @@ def test_table_and_markdown_report_show_every_row_target_and_failure(tmp_path: P
     text = path.read_text("utf-8")
     assert "Quick smoke run" in text and "- commit: abc" in text and "## Results" in text
     assert "| banking77 | lora | LoRA within 1 point of full | -1.5 | MISSED | -0.50 |" in text
-    assert "- 18000 in-scope rows" in text and qd.NO_FULL_EMBEDDING in text
+    assert "- 18000 in-scope rows" in text and qd.NO_FULL_GENERATIVE in text
     assert "FAILED (log: `/tmp/x.log`)" in text and "lorakit train exited 1: boom" in text
     assert "![quality_metric](quality_metric.png)" in text
 
@@ -380,8 +380,8 @@ def test_dry_run_converts_every_dataset_and_prints_the_commands(data_root: Path,
                                "--epochs", "2", "--full-learning-rate", "1e-5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     commands = [line for line in lines if line.startswith("lorakit train")]
-    assert len(commands) == 2 * (len(qd.DATASETS) - 1) - 1  # quick: no generative; stsb has no full fine-tuning
-    assert "# stsb full: not supported" in "\n".join(lines)
+    assert len(commands) == 2 * (len(qd.DATASETS) - 1)  # quick: no generative; LoRA and full for every other
+    assert any("stsb_full --full" in line for line in commands) and "not supported" not in "\n".join(lines)
     full = next(line for line in commands if "banking77_full" in line)
     assert full.endswith("--full --epochs 2.0 --max-seq-len 64 --learning-rate 1e-05")
     assert "--learning-rate" not in next(line for line in commands if "banking77_lora" in line)
