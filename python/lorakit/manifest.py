@@ -20,12 +20,11 @@ import hashlib
 import json
 import math
 import re
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-import numpy as np
 
 from .errors import ConfigError, FormatError, IoError, ModelDirError, UnsupportedError
 
@@ -121,9 +120,11 @@ class Calibration:
 
 def _finite_positive_f32(value: float) -> bool:
     """Runtimes divide in float32: 1e300 (infinite there) and 1e-300 (zero there) are no temperatures."""
-    with np.errstate(over="ignore", under="ignore"):
-        narrowed = np.float32(value)
-    return bool(value > 0 and np.isfinite(narrowed) and narrowed > 0)
+    try:  # struct, not numpy: the manifest is read where numpy is not installed
+        narrowed = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return False
+    return bool(value > 0 and math.isfinite(narrowed) and narrowed > 0)
 
 
 def _check_calibration(c: Calibration, source: str) -> None:
