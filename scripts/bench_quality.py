@@ -9,7 +9,7 @@ stsb: their dev files). Prints one table and the targets (met / MISSED); --json 
 DIR/quality.md and PNG plots. docs/quality.md explains every number.
 
 Datasets: banking77, clinc150, jailbreak_classification, mmlu_pro (MiniLM), mmlu_pro_generative (gemma-3-270m, LoRA
-only), presidio_synth_pii, wnut17, stsb (LoRA only). Training knobs left unset keep lorakit's defaults.
+only), presidio_synth_pii, wnut17, stsb. Training knobs left unset keep lorakit's defaults.
 """
 
 from __future__ import annotations
