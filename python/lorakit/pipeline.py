@@ -304,6 +304,16 @@ def export_checkpoint(checkpoint: Path, output: Path, onnx: bool = False, name: 
                         calibration=calibration if config.task == SEQUENCE else None)
 
 
+def recorded_config(recorded: dict[str, Any], source: Path) -> TrainConfig:
+    """A TrainConfig from its recorded JSON (fields it no longer has are ignored); ModelDirError naming `source`
+    when a field it needs is missing."""
+    fields = TrainConfig.__dataclass_fields__
+    try:
+        return TrainConfig(**{key: value for key, value in recorded.items() if key in fields})
+    except TypeError as exc:
+        raise ModelDirError(f"{source}: config is incomplete ({exc})") from None
+
+
 def read_run(path: Path) -> dict[str, Any]:
     """lorakit_run.json with its fields typed; `config` becomes a TrainConfig."""
     try:
@@ -317,11 +327,7 @@ def read_run(path: Path) -> dict[str, Any]:
     if problems:
         raise ModelDirError(f"{path}: run file lacks {', '.join(problems)} (or has the wrong type); train again "
                             "with --checkpoint-dir")
-    fields = TrainConfig.__dataclass_fields__
-    try:
-        config = TrainConfig(**{key: value for key, value in run["config"].items() if key in fields})
-    except TypeError as exc:
-        raise ModelDirError(f"{path}: config is incomplete ({exc})") from None
+    config = recorded_config(run["config"], path)
     if not isinstance(config.base, str) or not isinstance(config.labels, list) or \
             not isinstance(config.max_seq_len, int) or config.task not in TASKS:
         raise ModelDirError(f"{path}: config has a wrong base, labels, max_seq_len or task")

@@ -138,7 +138,7 @@ def retrain(model_dir: Path, corrections: Path, *, checkpoint_dir: Path | None =
 
 def stored_run(model_dir: Path) -> tuple[Any, Split]:
     """The TrainConfig of report/metrics.json and the split of report/split.json."""
-    from .train import TrainConfig
+    from .pipeline import recorded_config
 
     report = model_dir / "report"
     try:
@@ -148,11 +148,7 @@ def stored_run(model_dir: Path) -> tuple[Any, Split]:
     if not isinstance(metrics, dict) or not isinstance(metrics.get("config"), dict):
         raise ModelDirError(f"{model_dir}: no training config in report/metrics.json (was it imported rather than "
                             "trained by lorakit train?); retrain needs the config and data of a lorakit training run")
-    fields = TrainConfig.__dataclass_fields__
-    try:
-        config = TrainConfig(**{key: value for key, value in metrics["config"].items() if key in fields})
-    except TypeError as exc:
-        raise ModelDirError(f"{report / 'metrics.json'}: config is incomplete ({exc})") from None
+    config = recorded_config(metrics["config"], report / "metrics.json")
     if not (report / "split.json").is_file():
         raise ModelDirError(f"{model_dir}: no report/split.json; retrain needs the split the model was trained on")
     try:
