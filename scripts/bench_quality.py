@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", help=f"comma-separated (default: all; --quick leaves out mmlu_pro_generative "
                         f"unless named): {', '.join(DATASETS)}")
-    parser.add_argument("--modes", default="lora,full", help="comma-separated: lora, full (default: %(default)s)")
+    parser.add_argument("--modes", default="lora,full", help="comma-separated: lora, full, qlora (LoRA on a 4-bit "
+                        "base), weighted (LoRA, class-weighted loss) (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny subsets and one epoch (minutes; the "
                         "numbers mean nothing)")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
@@ -112,9 +113,10 @@ def run_all(args: argparse.Namespace, work: Path, prepared: dict[str, Prepared])
     plan: list[tuple[DatasetSpec, str]] = [(spec, mode) for spec in args.specs for mode in args.mode_list]
     rows = []
     for number_, (spec, mode) in enumerate(plan, start=1):
-        if mode in spec.unsupported:
+        if spec.why_unsupported(mode):
             rows.append(unsupported_row(spec, mode))
-            print(f"[{number_}/{len(plan)}] {spec.name} {mode}: not supported ({spec.unsupported[mode]})", flush=True)
+            print(f"[{number_}/{len(plan)}] {spec.name} {mode}: not supported ({spec.why_unsupported(mode)})",
+                  flush=True)
             continue
         print(f"[{number_}/{len(plan)}] {spec.name} {mode}: training (log: {work / 'logs'}/{spec.name}_{mode}.log)",
               flush=True)
@@ -150,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             for spec in args.specs:
                 for mode in args.mode_list:
-                    if mode in spec.unsupported:
-                        print(f"# {spec.name} {mode}: not supported ({spec.unsupported[mode]})")
+                    if spec.why_unsupported(mode):
+                        print(f"# {spec.name} {mode}: not supported ({spec.why_unsupported(mode)})")
                         continue
                     command = train_command(spec, prepared[spec.name], mode, work / "models" / f"{spec.name}_{mode}",
                                             knobs_for(args, mode), args.quick)

@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 SEQUENCE, TOKEN, EMBEDDING, GENERATIVE = "sequence-classification", "token-classification", "embedding", "generative"
-MODES = ("lora", "full")
+MODES = ("lora", "full", "qlora", "weighted")
+# The `lorakit train` flags of each mode: qlora is LoRA on a 4-bit NF4 base, weighted is LoRA with a class-weighted
+# loss; MODE_TASKS lists the tasks a mode applies to (absent: every task).
+MODE_FLAGS = {"full": ["--full"], "qlora": ["--quantize", "4bit"], "weighted": ["--class-weighted"]}
+MODE_TASKS = {"qlora": (SEQUENCE, TOKEN, GENERATIVE), "weighted": (SEQUENCE,)}
 GENERATIVE_BASE = "gemma-3-270m"
 
 
@@ -73,6 +77,15 @@ class DatasetSpec:
     base: str | None = None  # `lorakit train --base` (None: the offline MiniLM)
     unsupported: dict[str, str] = field(default_factory=dict)  # mode -> why lorakit cannot train it
     in_quick_by_default: bool = True  # False: a --quick run includes it only when --datasets names it
+
+    def why_unsupported(self, mode: str) -> str | None:
+        """None when `lorakit train` can run this dataset in `mode`, else why not."""
+        if mode in self.unsupported:
+            return self.unsupported[mode]
+        tasks = MODE_TASKS.get(mode)
+        if tasks is not None and self.task not in tasks:
+            return f"`{' '.join(MODE_FLAGS[mode])}` is not available for --task {self.task}"
+        return None
 
 
 # --- readers and writers -------------------------------------------------------------------------------------------
@@ -136,6 +149,37 @@ def prepare_banking77(folder: Path, work: Path, quick: bool) -> Prepared:
     rows = per_label_sample(read_csv_rows(source), "category", QUICK.per_label)
     return Prepared(write_csv(work / "banking77.csv", ("text", "category"),
                               ((row["text"], row["category"]) for row in rows)), flags)
+
+
+IMBALANCE = (100, 5)  # rows of the most and of the least frequent intent; the others fall geometrically between
+BALANCED_DEV_PER_LABEL = 20
+
+
+def prepare_banking77_imbalanced(folder: Path, work: Path, quick: bool) -> Prepared:
+    """A long-tailed banking77: intents in a seeded order keep 100 rows down to 5 (20:1), the pipeline splits that;
+    a balanced dev file (20 rows of each intent, from the rows left out) shows what the tail costs."""
+    rows = read_csv_rows(folder / "train.csv")
+    by_label: dict[str, list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_label[row["category"]].append(row)
+    labels = sorted(by_label)
+    random.Random(77).shuffle(labels)
+    most, least = (QUICK.per_label * 3, QUICK.per_label) if quick else IMBALANCE
+    dev_per_label = 2 if quick else BALANCED_DEV_PER_LABEL
+    kept, dev = [], []
+    for rank, label in enumerate(labels):
+        count = round(most * (least / most) ** (rank / max(1, len(labels) - 1)))
+        pool = random.Random(rank).sample(by_label[label], len(by_label[label]))
+        kept += pool[:count]
+        dev += pool[count:count + dev_per_label]
+    header = ("text", "category")
+    flags = ["--text-column", "text", "--label-column", "category"]
+    return Prepared(write_csv(work / "banking77_imbalanced.csv", header, ((r["text"], r["category"]) for r in kept)),
+                    flags, dev_file=write_csv(work / "banking77_balanced_dev.csv", header,
+                                              ((r["text"], r["category"]) for r in dev)),
+                    dev_columns={"text_column": "text", "label_column": "category"},
+                    notes=[f"{len(kept)} rows, {most} to {least} per intent; the figure is macro-F1 on "
+                           f"{len(dev)} balanced rows left out of training (dev_macro_f1)"])
 
 
 def prepare_clinc150(folder: Path, work: Path, quick: bool) -> Prepared:
@@ -265,6 +309,9 @@ NO_FULL_GENERATIVE = "lorakit trains generative classifiers with LoRA only (`--f
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec("banking77", SEQUENCE, "accuracy", 0.92, "test", "banking77",
                 "77 banking intents, train.csv (10,003 rows)", prepare_banking77),
+    DatasetSpec("banking77_imbalanced", SEQUENCE, "macro_f1", None, "dev", "banking77",
+                "banking77 cut to a 20:1 long tail; compare the lora and weighted modes", prepare_banking77_imbalanced,
+                in_quick_by_default=False),
     DatasetSpec("clinc150", SEQUENCE, "accuracy", 0.95, "test", "clinc150",
                 "150 in-scope intents (train + val); out-of-scope texts checked for needs_review", prepare_clinc150),
     DatasetSpec("jailbreak_classification", SEQUENCE, "accuracy", 0.97, "test", "jailbreak_classification",

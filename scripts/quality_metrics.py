@@ -71,10 +71,10 @@ def gap_points(lora: float | None, full: float | None) -> float | None:
 
 
 def add_gaps(rows: list[dict[str, Any]]) -> None:
-    """Each LoRA row gets `gap_points` to the full row of its dataset (None when there is none)."""
+    """Each LoRA and QLoRA row gets `gap_points` to the full row of its dataset (None when there is none)."""
     full = {row["dataset"]: row.get("headline") for row in rows if row["mode"] == "full" and row["status"] == "ok"}
     for row in rows:
-        if row["mode"] == "lora":
+        if row["mode"] in ("lora", "qlora"):
             row["gap_points"] = gap_points(row.get("headline"), full.get(row["dataset"]))
 
 

@@ -12,7 +12,7 @@ from quality_metrics import status_word
 EXTRAS = (("oos_recall", "oos_recall"), ("in_scope_review_rate", "in_review"), ("oos_auroc", "oos_auroc"),
           ("benign_fpr", "benign_fpr"), ("dev_entity_f1", "dev_f1"), ("dev_spearman", "dev_spearman"),
           ("test_ece", "ece"), ("test_review_coverage", "coverage"))
-MODE_COLOURS = {"lora": "#1f77b4", "full": "#ff7f0e"}
+MODE_COLOURS = {"lora": "#1f77b4", "full": "#ff7f0e", "qlora": "#2ca02c", "weighted": "#9467bd"}
 
 
 def number(value: Any, digits: int = 4) -> str:
@@ -106,7 +106,7 @@ def write_markdown(path: Path, rows: Sequence[dict[str, Any]], checks: Sequence[
     lines += [f"- {key}: {value}" for key, value in meta.items() if key != "quick"] + [""]
     lines += ["## Results", "", markdown_table(HEADER, [cells(row) for row in rows]), ""]
     lines += ["`judged`: the value the target is checked on (the test part, or the dev file where the dataset has "
-              "one); `gap pts`: LoRA minus full fine-tuning, in points; peak RSS is the training process's "
+              "one); `gap pts`: LoRA (or QLoRA) minus full fine-tuning, in points; peak RSS is the training process's "
               "high-water mark.", ""]
     lines += ["## Targets", ""]
     if checks:
@@ -146,7 +146,7 @@ def write_plots(directory: Path, rows: Sequence[dict[str, Any]]) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    modes = [mode for mode in ("lora", "full") if any(row["mode"] == mode for row in rows)]
+    modes = [mode for mode in MODE_COLOURS if any(row["mode"] == mode for row in rows)]
     if not rows or not modes:
         return []
     directory.mkdir(parents=True, exist_ok=True)

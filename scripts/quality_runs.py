@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quality_datasets import QUICK, DatasetSpec, Prepared
+from quality_datasets import MODE_FLAGS, QUICK, DatasetSpec, Prepared
 from quality_metrics import DEFAULT_OOS_THRESHOLD, benign_fpr, review_summary, review_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def train_command(spec: DatasetSpec, prepared: Prepared, mode: str, output: Path
     if quick:
         knobs |= {name: value for name, value in QUICK.knobs(spec.task).items() if knobs.get(name) is None}
     return ["lorakit.cli", "train", "--task", spec.task, "--data", str(prepared.train_file),
-            *prepared.flags, "--output", str(output), *(["--full"] if mode == "full" else []), *knob_flags(knobs)]
+            *prepared.flags, "--output", str(output), *MODE_FLAGS.get(mode, []), *knob_flags(knobs)]
 
 
 def base_row(spec: DatasetSpec, mode: str) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def base_row(spec: DatasetSpec, mode: str) -> dict[str, Any]:
 
 
 def unsupported_row(spec: DatasetSpec, mode: str) -> dict[str, Any]:
-    return base_row(spec, mode) | {"status": "not supported", "reason": spec.unsupported[mode]}
+    return base_row(spec, mode) | {"status": "not supported", "reason": spec.why_unsupported(mode)}
 
 
 def run_one(spec: DatasetSpec, prepared: Prepared, mode: str, work: Path, knobs: dict[str, Any], quick: bool,
@@ -173,7 +173,9 @@ def score_extras(spec: DatasetSpec, prepared: Prepared, output: Path, oos_thresh
 
         columns: dict[str, Any] = dict(prepared.dev_columns)
         dev = evaluate_model_dir(output, DataSpec(prepared.dev_file, **columns))
-        extras[f"dev_{spec.metric}"] = dev.get(spec.metric)
+        for metric in dict.fromkeys((spec.metric, "accuracy", "macro_f1")):
+            if dev.get(metric) is not None:
+                extras[f"dev_{metric}"] = dev[metric]
         extras["dev_n"] = dev.get("n")
     if prepared.oos_file is not None:
         extras |= out_of_scope(prepared, output, oos_threshold)

@@ -130,6 +130,29 @@ def test_banking77_full_run_reads_the_shared_file_and_quick_keeps_a_few_rows_per
     assert counts == {f"intent_{i}": qd.QUICK.per_label for i in range(5)}
 
 
+def test_the_imbalanced_banking77_has_a_geometric_tail_and_a_balanced_dev_file_it_never_trains_on(
+        tmp_path: Path) -> None:
+    make_banking(tmp_path / "banking77", per_label=130)
+    prepared = qd.prepare_banking77_imbalanced(tmp_path / "banking77", tmp_path / "work", quick=False)
+    train = load_dataset(prepared.train_file, "text", "category")
+    counts = sorted(sum(e.label == label for e in train.examples) for label in train.labels)
+    assert counts == [5, 11, 22, 47, 100]  # 100 * (1/20) ** (rank / 4), rounded
+    assert prepared.dev_file is not None
+    dev = load_dataset(prepared.dev_file, "text", "category")
+    assert all(sum(e.label == label for e in dev.examples) == qd.BALANCED_DEV_PER_LABEL for label in dev.labels)
+    assert not {e.text for e in dev.examples} & {e.text for e in train.examples}
+    again = qd.prepare_banking77_imbalanced(tmp_path / "banking77", tmp_path / "again", quick=False)
+    assert again.train_file.read_text("utf-8") == prepared.train_file.read_text("utf-8")  # seeded
+
+
+def test_modes_apply_to_the_tasks_whose_trainer_has_their_flag() -> None:
+    assert qd.DATASETS["banking77"].why_unsupported("weighted") is None
+    assert qd.DATASETS["presidio_synth_pii"].why_unsupported("qlora") is None
+    assert "--class-weighted" in (qd.DATASETS["presidio_synth_pii"].why_unsupported("weighted") or "")
+    assert "--quantize 4bit" in (qd.DATASETS["stsb"].why_unsupported("qlora") or "")
+    assert qd.DATASETS["mmlu_pro_generative"].why_unsupported("full") == qd.NO_FULL_GENERATIVE
+
+
 def test_clinc150_trains_in_scope_only_and_keeps_out_of_scope_texts_apart(tmp_path: Path) -> None:
     make_clinc(tmp_path / "clinc150")
     prepared = qd.prepare_clinc150(tmp_path / "clinc150", tmp_path / "work", quick=False)
@@ -274,6 +297,12 @@ def rows_and_checks() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return rows, checks
 
 
+def test_a_qlora_row_gets_its_gap_to_full_fine_tuning_too() -> None:
+    rows = [row("banking77", "full", 0.93), row("banking77", "qlora", 0.915), row("banking77", "lora", 0.925)]
+    qm.add_gaps(rows)
+    assert [r.get("gap_points") for r in rows] == [None, -1.5, -0.5]
+
+
 def test_targets_and_gaps_are_judged_per_row_and_per_dataset() -> None:
     rows, checks = rows_and_checks()
     assert rows[0]["gap_points"] == -1.5 and rows[2]["gap_points"] == 0.5 and rows[5]["gap_points"] is None
@@ -319,6 +348,8 @@ def test_train_command_adds_only_the_knobs_set_and_one_epoch_when_quick(tmp_path
                                       {"epochs": 5.0, "target_modules": ["query", "value"], "r": 4}, True)
     assert lora[-8:] == ["--epochs", "5.0", "--target-modules", "query,value", "--r", "4", "--max-seq-len", "64"]
     assert "--full" not in lora
+    qlora = quality_runs.train_command(spec, prepared, "qlora", tmp_path / "m", {"epochs": None}, False)
+    assert qlora[-4:] == ["--output", str(tmp_path / "m"), "--quantize", "4bit"] and "--full" not in qlora
     generative = quality_runs.train_command(qd.DATASETS["mmlu_pro_generative"], prepared, "lora", tmp_path / "m",
                                             {"max_seq_len": None}, True)
     assert generative[-4:] == ["--epochs", "1.0", "--max-document-tokens", "64"]
@@ -380,7 +411,7 @@ def test_dry_run_converts_every_dataset_and_prints_the_commands(data_root: Path,
                                "--epochs", "2", "--full-learning-rate", "1e-5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     commands = [line for line in lines if line.startswith("lorakit train")]
-    assert len(commands) == 2 * (len(qd.DATASETS) - 1)  # quick: no generative; LoRA and full for every other
+    assert len(commands) == 2 * len(qd.select(None, quick=True))  # LoRA and full for each quick dataset
     assert any("stsb_full --full" in line for line in commands) and "not supported" not in "\n".join(lines)
     full = next(line for line in commands if "banking77_full" in line)
     assert full.endswith("--full --epochs 2.0 --max-seq-len 64 --learning-rate 1e-05")
@@ -395,7 +426,7 @@ def test_bad_arguments_and_missing_folders_are_one_line_errors(data_root: Path, 
         bench_quality.main(["--datasets", "imdb"])
     assert bad.value.code == 2 and "unknown dataset(s) imdb" in capsys.readouterr().err
     with pytest.raises(SystemExit) as mode:
-        bench_quality.main(["--modes", "lora,qlora"])
+        bench_quality.main(["--modes", "lora,int8"])
     assert mode.value.code == 2
     with pytest.raises(SystemExit, match="dataset folder not found"):
         bench_quality.main(["--dry-run", "--data-root", str(tmp_path / "nowhere"), "--datasets", "stsb"])

@@ -354,8 +354,9 @@ def test_generative_fields_belong_to_the_generative_task() -> None:
 
 
 def test_qlora_trains_on_cpu_and_exports_onto_the_fp32_base(bases: dict[str, Path]) -> None:
-    from lorakit.generative_export import reload_on_fp32_base
+    from lorakit.generative_export import fp32_base
     from lorakit.generative_train import LeftPadCollator, RowDataset, answer_loss, build_generative_model
+    from lorakit.quantize import reload_on_fp32_base
     from lorakit.train import TrainConfig
 
     base = bases["qwen3"]
@@ -373,7 +374,7 @@ def test_qlora_trains_on_cpu_and_exports_onto_the_fp32_base(bases: dict[str, Pat
         loss.backward()
         optimizer.step()
     assert torch.isfinite(loss)
-    fp32 = reload_on_fp32_base(model, base)
+    fp32 = reload_on_fp32_base(model, fp32_base(base))
     assert not any(type(m).__name__ == "Linear4bit" for m in fp32.modules())
     trained = {k: v for k, v in model.state_dict().items() if "lora_" in k}
     reloaded = {k: v for k, v in fp32.state_dict().items() if "lora_" in k}

@@ -32,7 +32,8 @@ TASK_OPTIONS = {
     "target_modules": ("sequence-classification", "token-classification", "generative"),
     "best_metric": ("sequence-classification", "token-classification"),
     "score_column": ("embedding",), "pooling": ("embedding",), "normalize": ("embedding",),
-    "quantize": ("generative",), "max_document_tokens": ("generative",),
+    "quantize": ("sequence-classification", "token-classification", "generative"),
+    "max_document_tokens": ("generative",),
     "target_precision": ("sequence-classification",), "no_calibration": ("sequence-classification",),
     "no_probe_head": ("sequence-classification",),
     "head_learning_rate": ("sequence-classification", "token-classification"),
@@ -142,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", type=Path, help="keep training checkpoints here (for `lorakit export`)")
     add_gate_argument(train)
     train.add_argument("--onnx", action="store_true", help="also write model.onnx")
-    train.add_argument("--quantize", choices=["4bit"], help="generative: train on an NF4 4-bit base (QLoRA); the "
-                       "export merges into the fp32 base")
+    train.add_argument("--quantize", choices=["4bit"], help="LoRA on an NF4 4-bit base (QLoRA, bitsandbytes; the "
+                       "task head stays fp32); evaluated and exported merged into the fp32 base")
     train.add_argument("--max-document-tokens", type=int, default=256, help="generative: document tokens kept in "
                        "the prompt (the rest is cut)")
 

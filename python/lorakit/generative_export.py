@@ -8,9 +8,7 @@ vectors therefore describe the fp32 model, not the quantized one training saw.
 from __future__ import annotations
 
 import copy
-import tempfile
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,22 +33,17 @@ from .manifest import (
     write_manifest,
 )
 from .prompt import Example, PromptTokens, check_labels
+from .quantize import reload_on_fp32_base
 
 FEWSHOT_NEW_LABEL = "something else"
 FEWSHOT_OVERRIDE = ("relevant", "not relevant")
 
 
-def reload_on_fp32_base(model: Any, base: Path) -> Any:
-    """A (possibly quantized) PeftModel's adapter, saved and applied again to the fp32 base."""
-    from peft import PeftModel
+def fp32_base(base: Path) -> Callable[[], Any]:
+    """What `quantize.reload_on_fp32_base` applies a generative adapter to: the causal LM base in fp32."""
     from transformers import AutoModelForCausalLM
 
-    with tempfile.TemporaryDirectory() as scratch:
-        model.save_pretrained(scratch)
-        fp32 = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Found missing adapter keys")
-            return PeftModel.from_pretrained(fp32, scratch).float().eval()
+    return lambda: AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
 
 
 def fewshot_cases(tokens: PromptTokens, labels: list[str], examples: Sequence[Example], texts: Sequence[str],
@@ -115,7 +108,7 @@ def export_generative(model: Any, tokenizer: Any, tokens: PromptTokens, out_dir:
     labels = check_labels(labels)
     base_path = Path(base_path).absolute()
     base_sha = sha256_file(base_weights_path(base_path))
-    model = reload_on_fp32_base(model, base_path) if quantized else model.to("cpu").float().eval()
+    model = reload_on_fp32_base(model, fp32_base(base_path)) if quantized else model.to("cpu").float().eval()
     texts = golden_texts(golden_examples, tokens.spec.max_document_tokens)
     cases = fewshot_cases(tokens, labels, fewshot_examples, texts, max_seq_len)
     parameters = sum(p.numel() for p in model.get_base_model().parameters())

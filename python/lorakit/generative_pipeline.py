@@ -40,11 +40,12 @@ def evaluate_generative(model: Any, tokens: PromptTokens, dataset: Dataset, exam
 
 def generative_flow(run_dir: Path, data: Any, config: TrainConfig, output: Path, base_id: str, name: str | None,
                     log: Callable[[str], None]) -> dict[str, Any]:
-    from .generative_export import export_generative, reload_on_fp32_base
+    from .generative_export import export_generative, fp32_base
     from .generative_train import prompt_tokens, train_generative
     from .pipeline import GOLDEN_FROM_TEST, RUN_FILE, compact, log_training, save_checkpoint, warn_duplicates
     from .pipeline_tasks import write_report
     from .plots import plot_confusion_matrix
+    from .quantize import reload_on_fp32_base
 
     dataset = load_dataset(data.path, data.text_column, data.label_column, data.group_column)
     check_labels(dataset.labels, f"{data.path}: labels")
@@ -60,7 +61,7 @@ def generative_flow(run_dir: Path, data: Any, config: TrainConfig, output: Path,
     if not result.stats["world_process_zero"]:
         return {}
     log_training(result.stats, log)
-    model = reload_on_fp32_base(result.model, Path(config.base)) if config.quantize else result.model
+    model = reload_on_fp32_base(result.model, fp32_base(Path(config.base))) if config.quantize else result.model
     tokens = prompt_tokens(Path(config.base), result.tokenizer, config.max_document_tokens)
     validation, test = (evaluate_generative(model, tokens, dataset, part) for part in (validation_part, test_part))
     for part in (validation, test):

@@ -19,10 +19,10 @@ from . import distributed
 from .data import Example
 from .errors import LorakitError
 from .prompt import PromptSpec, PromptTokens, special_ids
+from .quantize import check_quantize, load_4bit
 from .train import PostfixProgress, TrainConfig, TrainResult, parameter_counts, run_trainer
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-QUANTIZE_CHOICES = ("4bit",)
 
 
 class RowDataset(torch.utils.data.Dataset[dict[str, list[int]]]):
@@ -84,29 +84,10 @@ def prompt_tokens(base: Path, tokenizer: Any, max_document_tokens: int) -> Promp
 
 def load_causal_lm(base: str, quantize: str | None = None) -> Any:
     """The base in fp32, or with its linear layers in 4-bit NF4 (QLoRA; embeddings and the head stay fp32)."""
+    check_quantize(quantize)
     if quantize is None:
         return AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    if quantize not in QUANTIZE_CHOICES:
-        raise LorakitError(f"--quantize {quantize!r}: choose from {', '.join(QUANTIZE_CHOICES)}")
-    import importlib.util
-
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise LorakitError("--quantize 4bit needs bitsandbytes: pip install 'lorakit[generative]'")
-    from transformers import BitsAndBytesConfig
-
-    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32,
-                                bnb_4bit_use_double_quant=False, llm_int8_skip_modules=["lm_head", "embed_tokens"])
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, quantization_config=config,
-                                                 device_map={"": "cpu" if not torch.cuda.is_available() else 0})
-    from bitsandbytes.nn.modules import Linear4bit
-    from peft import prepare_model_for_kbit_training
-
-    for module in model.modules():
-        # bitsandbytes repacks CPU weights to bf16 blocks in eval mode, which needs widths divisible by 64 and
-        # changes the numbers between training and evaluation steps; the plain NF4 kernel serves both.
-        if isinstance(module, Linear4bit):
-            module.support_avx512bf16_for_cpu = False
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return load_4bit(AutoModelForCausalLM, base, ["lm_head", "embed_tokens"])
 
 
 def build_generative_model(config: TrainConfig) -> torch.nn.Module:

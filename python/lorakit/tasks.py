@@ -48,11 +48,22 @@ def label_kwargs(labels: list[str]) -> dict[str, Any]:
             "label2id": {label: i for i, label in enumerate(labels)}}
 
 
-def load_task_model(task: str, path: str, labels: list[str]) -> Any:
+def load_task_model(task: str, path: str, labels: list[str], quantize: str | None = None) -> Any:
+    """The task's model on the base `path`; `quantize` "4bit": its encoder's linear layers in NF4, the head and the
+    embeddings in fp32 (QLoRA, quantize.py)."""
     if task == GENERATIVE:  # labels live in the prompt, not in a head
         import torch
 
         return auto_class(task).from_pretrained(path, dtype=torch.float32)
+    if quantize is not None:
+        import json
+        from pathlib import Path
+
+        from .quantize import check_quantize, load_4bit
+
+        check_quantize(quantize)
+        model_type = json.loads((Path(path) / "config.json").read_text("utf-8")).get("model_type")
+        return load_4bit(auto_class(task), path, head_modules(model_type), **label_kwargs(labels))
     return auto_class(task).from_pretrained(path, **label_kwargs(labels))
 
 

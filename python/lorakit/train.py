@@ -70,7 +70,7 @@ class TrainConfig:
     unsafe_labels: list[str] | None = None  # sequence classification: labels meaning "unsafe"
     pooling: str = "mean"  # embedding: mean or cls
     normalize: bool = True  # embedding: L2-normalise the pooled vector
-    quantize: str | None = None  # generative: "4bit" trains on an NF4 base (QLoRA)
+    quantize: str | None = None  # "4bit": LoRA on an NF4 base (QLoRA), served merged into the fp32 base
     max_document_tokens: int = 256  # generative: document tokens kept in the prompt
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -156,7 +156,7 @@ def build_model(config: TrainConfig) -> torch.nn.Module:
     if config.max_seq_len > limit:
         raise LorakitError(f"--max-seq-len {config.max_seq_len} exceeds the {limit} positions the base model "
                            f"accepts: pass --max-seq-len {limit} or less")
-    model = load_task_model(config.task, config.base, config.labels)
+    model = load_task_model(config.task, config.base, config.labels, config.quantize)
     if config.full:
         return cast(torch.nn.Module, model)
     from peft import LoraConfig, TaskType, get_peft_model
@@ -338,7 +338,12 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=config.patience))
     trained, run_stats = run_trainer(trainer, PostfixProgress if progress else None)
     stats = parameter_counts(trained) | {"train_seconds": run_stats.pop("train_seconds"), "epochs": config.epochs,
-                                         "train_examples": len(train_set), "best_metric": config.best_metric}
+                                         "train_examples": len(train_set), "best_metric": config.best_metric,
+                                         "quantize": config.quantize}
+    if config.quantize:  # evaluated, calibrated and exported as served: the adapter on the fp32 base
+        from .quantize import reload_on_fp32_base
+
+        trained = reload_on_fp32_base(trained, lambda: load_task_model(config.task, config.base, config.labels))
     return TrainResult(model=trained.to("cpu").float().eval(), tokenizer=tokenizer,
                        history=list(trainer.state.log_history), stats=stats | run_stats)
 

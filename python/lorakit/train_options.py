@@ -136,6 +136,19 @@ def check_train_config(config: Any, validation_fraction: float = 0.1, test_fract
     else:
         check_max_seq_len(config.max_seq_len, base, tokenizer)
     check_target_modules(config.target_modules, base)
+    check_quantize(config)
+
+
+def check_quantize(config: Any) -> None:
+    """QLoRA: a known scheme, LoRA only, and a task whose trainer quantizes (not the embedding trainer)."""
+    if config.quantize is None:
+        return
+    if config.quantize != "4bit":
+        raise OptionError(f"--quantize {config.quantize!r}: choose 4bit")
+    if config.full:
+        raise OptionError("--quantize trains LoRA on a quantized base: it does not combine with --full")
+    if config.task == "embedding":
+        raise OptionError("--quantize is not available for --task embedding")
 
 
 def check_generative(config: Any, base: Path) -> None:
@@ -156,5 +169,3 @@ def check_generative(config: Any, base: Path) -> None:
     count = config.max_document_tokens
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise OptionError(f"--max-document-tokens must be an integer >= 1, got {count!r}")
-    if config.quantize not in (None, "4bit"):
-        raise OptionError(f"--quantize {config.quantize!r}: choose 4bit")
