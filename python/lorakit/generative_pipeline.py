@@ -15,7 +15,6 @@ from .data import Dataset, Example, load_dataset, split_dataset
 from .distributed import check_same_on_every_process
 from .gate import enforce_gates
 from .generative import classify
-from .groups import with_label_groups
 from .prepare import record_preparation
 from .prompt import Example as FewshotExample
 from .prompt import PromptTokens, check_labels
@@ -35,7 +34,7 @@ def evaluate_generative(model: Any, tokens: PromptTokens, dataset: Dataset, exam
     from .evaluate import logits_metrics
 
     scores = label_scores(model, tokens, [example.text for example in examples], dataset.labels)
-    return with_label_groups(logits_metrics(scores, dataset, examples), scores, dataset, examples)
+    return logits_metrics(scores, dataset, examples)
 
 
 def generative_flow(run_dir: Path, data: Any, config: TrainConfig, output: Path, base_id: str, name: str | None,

@@ -43,8 +43,8 @@ def label_group_metrics(groups: Sequence[str | None], true_ids: Sequence[int],
 
 def with_label_groups(metrics: dict[str, Any], logits: Any, dataset: Any, examples: Sequence[Any]) -> dict[str, Any]:
     """`metrics` of `examples` plus `groups` (per group: n, accuracy, macro-F1) from their logits [N, C], when the
-    rows have groups and the metrics do not hold them already."""
-    if "groups" in metrics or not examples:
+    rows have groups."""
+    if not examples:
         return metrics
     groups = label_group_metrics([example.group for example in examples], dataset.label_ids(examples),
                                  logits.argmax(axis=1).tolist())

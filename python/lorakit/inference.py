@@ -210,7 +210,6 @@ def evaluate_label_file(opened: ModelDir, data: Any, backend: str) -> dict[str, 
     """Sequence or generative classification: label metrics of the model's logits (label scores) on the file."""
     from .data import load_dataset
     from .evaluate import logits_metrics
-    from .groups import label_macro_f1, with_label_groups
 
     model_dir, manifest = opened.path, opened.manifest
     dataset = load_dataset(data.path, data.text_column, data.label_column, data.group_column,
@@ -228,11 +227,7 @@ def evaluate_label_file(opened: ModelDir, data: Any, backend: str) -> dict[str, 
 
         logits = predict_logits(load_merged(model_dir, manifest), load_tokenizer(model_dir), texts,
                                 manifest.max_seq_len)
-    metrics = logits_metrics(logits, dataset, dataset.examples, manifest.temperature)
-    present = sorted(set(dataset.label_ids(dataset.examples)) | set(logits.argmax(axis=1).tolist()))
-    metrics["macro_f1"] = label_macro_f1(dataset.label_ids(dataset.examples), logits.argmax(axis=1).tolist())
-    metrics["macro_f1_labels"] = [dataset.labels[i] for i in present]
-    return with_label_groups(metrics, logits, dataset, dataset.examples)
+    return logits_metrics(logits, dataset, dataset.examples, manifest.temperature)
 
 
 def evaluate_token_file(opened: ModelDir, data: Any, backend: str) -> dict[str, Any]:
