@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LorakitError
-from .manifest import MANIFEST_FILE, is_model_dir
+from .manifest import EMBEDDING, GENERATIVE, MANIFEST_FILE, is_model_dir
 
 
 class OptionError(LorakitError):
@@ -131,7 +131,7 @@ def check_train_config(config: Any, validation_fraction: float = 0.1, test_fract
         tokenizer = AutoTokenizer.from_pretrained(str(base))
     except Exception as exc:  # the tokenizers library raises bare Exception for a malformed tokenizer.json
         raise OptionError(f"--base {base}: no usable tokenizer ({' '.join(str(exc).split())[:300]})") from None
-    if config.task == "generative_classification":
+    if config.task == GENERATIVE:
         check_generative(config, base)
     else:
         check_max_seq_len(config.max_seq_len, base, tokenizer)
@@ -147,7 +147,7 @@ def check_quantize(config: Any) -> None:
         raise OptionError(f"--quantize {config.quantize!r}: choose 4bit")
     if config.full:
         raise OptionError("--quantize trains LoRA on a quantized base: it does not combine with --full")
-    if config.task == "embedding":
+    if config.task == EMBEDDING:
         raise OptionError("--quantize is not available for --task embedding")
 
 
