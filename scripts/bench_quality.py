@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, help="write DIR/quality.md and PNG plots here")
     parser.add_argument("--dry-run", action="store_true", help="convert the data and print the training commands; "
                         "train nothing")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON", help="train nothing: combine the rows of "
+                        "earlier --json files into one table, --json and --report (a later file's row replaces an "
+                        "earlier one of the same dataset and mode)")
     parser.add_argument("--oos-threshold", type=float, default=DEFAULT_OOS_THRESHOLD,
                         help="clinc150: the review threshold used while the model's lorakit.json has no "
                         "calibration.review_threshold (default: %(default)s)")
@@ -142,13 +145,36 @@ def metadata(args: argparse.Namespace) -> dict[str, Any]:
             "modes": ",".join(args.mode_list)}
 
 
+def merged_rows(paths: list[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of earlier --json files, in dataset registry and mode order, and each file's metadata."""
+    by_key: dict[tuple[str, str], dict[str, Any]] = {}
+    metas = []
+    for path in paths:
+        try:
+            run = json.loads(path.read_text("utf-8"))
+            rows, meta = run["rows"], run["meta"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"bench_quality: --merge {path}: not a bench_quality --json file ({exc})") from None
+        metas.append({"file": str(path), **meta})
+        by_key |= {(row["dataset"], row["mode"]): row for row in rows}
+    order = {name: i for i, name in enumerate(DATASETS)}
+    rows = sorted(by_key.values(), key=lambda r: (order.get(r["dataset"], len(order)), MODES.index(r["mode"])
+                                                  if r["mode"] in MODES else len(MODES)))
+    return rows, metas
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stop_on_sigterm()
+    if args.merge:
+        rows, runs = merged_rows(args.merge)
+        args.specs = [DATASETS[name] for name in dict.fromkeys(row["dataset"] for row in rows) if name in DATASETS]
+        args.mode_list = list(dict.fromkeys(row["mode"] for row in rows))
+        args.quick = any(run.get("quick") for run in runs)
     scratch = None if args.work else tempfile.mkdtemp(prefix="lorakit-quality-")
     work = (args.work or Path(str(scratch))).absolute()
     try:
-        prepared = prepare_all(args, work)
+        prepared = prepare_all(args, work)  # --merge: only for the datasets' notes
         if args.dry_run:
             for spec in args.specs:
                 for mode in args.mode_list:
@@ -164,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         from lorakit.cli import quiet_libraries
 
         quiet_libraries()
-        rows = run_all(args, work, prepared)
+        if not args.merge:
+            rows = run_all(args, work, prepared)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -176,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         print("QUICK SMOKE RUN: tiny subsets, one epoch; the numbers say nothing about quality")
     print(table(rows))
     print(targets_text(checks))
-    meta = metadata(args)
+    meta = metadata(args) | ({"merged_runs": runs} if args.merge else {})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"meta": meta, "rows": rows, "targets": checks}, indent=2) + "\n", "utf-8")

@@ -103,7 +103,11 @@ def write_markdown(path: Path, rows: Sequence[dict[str, Any]], checks: Sequence[
     if meta.get("quick"):
         lines += ["> **Quick smoke run** (tiny subsets, one short epoch): these numbers check that the benchmark "
                   "runs; they say nothing about quality.", ""]
-    lines += [f"- {key}: {value}" for key, value in meta.items() if key != "quick"] + [""]
+    lines += [f"- {key}: {value}" for key, value in meta.items() if key not in ("quick", "merged_runs")]
+    for run in meta.get("merged_runs", []):
+        lines.append(f"- merged from `{run.get('file')}`: {run.get('date')}, commit {run.get('commit')}, "
+                     f"`{run.get('command')}`")
+    lines.append("")
     lines += ["## Results", "", markdown_table(HEADER, [cells(row) for row in rows]), ""]
     lines += ["`judged`: the value the target is checked on (the test part, or the dev file where the dataset has "
               "one); `gap pts`: LoRA (or QLoRA) minus full fine-tuning, in points; peak RSS is the training process's "

@@ -404,6 +404,32 @@ def test_read_back_takes_metrics_and_training_figures_from_the_model_directory(t
                                 "test_review_coverage": 0.8, "test_accuracy_at_threshold": 0.97, "benign_fpr": 0.1}
 
 
+def test_merge_combines_earlier_runs_into_one_table_with_gaps_and_targets(data_root: Path, tmp_path: Path) -> None:
+    def run_file(name: str, rows: list[dict[str, Any]]) -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps({"meta": {"date": name, "commit": "abc", "command": "c", "quick": False},
+                                    "rows": rows, "targets": []}))
+        return path
+
+    first = run_file("a.json", [row("clinc150", "full", 0.96), row("banking77", "lora", 0.90)])
+    second = run_file("b.json", [row("banking77", "lora", 0.925), row("banking77", "full", 0.93)])
+    out, report = tmp_path / "merged.json", tmp_path / "report"
+    assert bench_quality.main(["--merge", str(first), str(second), "--data-root", str(data_root), "--json", str(out),
+                               "--report", str(report)]) == 0
+    merged = json.loads(out.read_text("utf-8"))
+    assert [(r["dataset"], r["mode"], r["headline"]) for r in merged["rows"]] == [
+        ("banking77", "lora", 0.925), ("banking77", "full", 0.93), ("clinc150", "full", 0.96)]
+    assert merged["rows"][0]["gap_points"] == -0.5
+    assert {(c["dataset"], c["met"]) for c in merged["targets"]} >= {("banking77", True), ("clinc150", True)}
+    assert [run["file"] for run in merged["meta"]["merged_runs"]] == [str(first), str(second)]
+    markdown = (report / "quality.md").read_text("utf-8")
+    assert f"merged from `{second}`" in markdown and "LoRA within 1 point of full" in markdown
+    broken = run_file("broken.json", [])
+    broken.write_text("{}")
+    with pytest.raises(SystemExit, match="not a bench_quality --json file"):
+        bench_quality.main(["--merge", str(broken)])
+
+
 def test_dry_run_converts_every_dataset_and_prints_the_commands(data_root: Path, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     work = tmp_path / "work"
