@@ -9,6 +9,9 @@ from typing import Any
 
 GAP_LIMIT_POINTS = 1.0  # LoRA may trail full fine-tuning by at most this many points
 DEFAULT_OOS_THRESHOLD = 0.5  # used only while the model's lorakit.json has no calibration.review_threshold
+# clinc150 also reports OOS recall at the threshold this precision needs on the validation part: the default target
+# (0.95) is met there at full coverage when in-scope accuracy exceeds it, and then flags nothing.
+STRICT_PRECISION = 0.99
 
 
 def review_threshold(manifest: dict[str, Any], fallback: float) -> tuple[float | None, str]:

@@ -10,7 +10,9 @@ from quality_datasets import DATASETS
 from quality_metrics import status_word
 
 EXTRAS = (("oos_recall", "oos_recall"), ("in_scope_review_rate", "in_review"), ("oos_auroc", "oos_auroc"),
-          ("benign_fpr", "benign_fpr"), ("dev_entity_f1", "dev_f1"), ("dev_spearman", "dev_spearman"),
+          ("strict_oos_recall", "oos_recall@p.99"), ("strict_in_scope_review_rate", "in_review@p.99"),
+          ("benign_fpr", "benign_fpr"), ("dev_macro_f1", "dev_macro_f1"), ("dev_entity_f1", "dev_f1"),
+          ("dev_spearman", "dev_spearman"),
           ("test_ece", "ece"), ("test_review_coverage", "coverage"))
 MODE_COLOURS = {"lora": "#1f77b4", "full": "#ff7f0e", "qlora": "#2ca02c", "weighted": "#9467bd"}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from quality_datasets import MODE_FLAGS, QUICK, DatasetSpec, Prepared
-from quality_metrics import DEFAULT_OOS_THRESHOLD, benign_fpr, review_summary, review_threshold
+from quality_metrics import DEFAULT_OOS_THRESHOLD, STRICT_PRECISION, benign_fpr, review_summary, review_threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_WRAPPER = Path(__file__).resolve().parent / "quality_peak.py"
@@ -210,7 +210,29 @@ def out_of_scope(prepared: Prepared, output: Path, fallback: float) -> dict[str,
         summary |= {"oos_recall": sum(oos_flags) / max(1, len(oos_flags)),
                     "in_scope_review_rate": sum(in_flags) / max(1, len(in_flags)),
                     "threshold_source": source + "; flags from the runtime's needs_review"}
-    return summary
+    strict = strict_threshold(output, [records[i] for i in split["validation"]], text_column,
+                              prepared.flags[prepared.flags.index("--label-column") + 1])
+    strict_summary = review_summary(oos_top, in_top, strict)
+    return summary | {f"strict_{key}": strict_summary[key]
+                      for key in ("oos_recall", "in_scope_review_rate", "review_threshold")}
+
+
+def strict_threshold(output: Path, validation: list[dict[str, Any]], text_column: str, label_column: str) -> float:
+    """The review threshold training would choose for STRICT_PRECISION: lorakit's own rule on the validation
+    part's calibrated probabilities (native core)."""
+    import numpy as np
+
+    from lorakit.calibration import choose_threshold
+    from lorakit.inference import predict
+
+    labels = json.loads((output / "lorakit.json").read_text("utf-8"))["labels"]
+    results = predict(output, [str(row[text_column]) for row in validation], "native", top_k=len(labels))
+    probabilities = np.zeros((len(results), len(labels)))
+    for i, result in enumerate(results):
+        for item in result["top"]:
+            probabilities[i, labels.index(item["label"])] = item["probability"]
+    truth = [labels.index(str(row[label_column])) for row in validation]
+    return choose_threshold(probabilities, truth, STRICT_PRECISION).threshold
 
 
 def verify(output: Path) -> dict[str, Any]:

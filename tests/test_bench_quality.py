@@ -490,6 +490,23 @@ def fake_clinc_model(tmp_path: Path, calibration: dict[str, Any] | None) -> tupl
     return prepared, model
 
 
+def test_the_strict_threshold_is_lorakits_own_choice_on_the_validation_probabilities(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from lorakit import inference
+    from lorakit.calibration import choose_threshold
+
+    (tmp_path / "lorakit.json").write_text(json.dumps({"labels": ["a", "b"]}), "utf-8")
+    rows = [{"text": f"t{i}", "label": label} for i, label in enumerate("aabbbaab")]
+    top = [0.99, 0.97, 0.95, 0.9, 0.8, 0.7, 0.6, 0.55]  # the top label is "a" for every text
+    monkeypatch.setattr(inference, "predict", lambda output, texts, backend, top_k: [
+        {"top": [{"label": "b", "probability": 1 - p}, {"label": "a", "probability": p}]} for p in top])
+    probabilities = np.array([[p, 1 - p] for p in top])
+    expected = choose_threshold(probabilities, [0 if r["label"] == "a" else 1 for r in rows], 0.99).threshold
+    assert quality_runs.strict_threshold(tmp_path, rows, "text", "label") == expected == 0.97
+
+
 def test_out_of_scope_check_scores_the_oos_texts_and_the_in_scope_test_part(tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     prepared, model = fake_clinc_model(tmp_path, {"temperature": 1.2, "review_threshold": 0.6})
@@ -503,10 +520,13 @@ def test_out_of_scope_check_scores_the_oos_texts_and_the_in_scope_test_part(tmp_
         return [confidence[text] for text in texts], None
 
     monkeypatch.setattr(quality_runs, "top_probabilities", top)
+    monkeypatch.setattr(quality_runs, "strict_threshold", lambda *args: 0.55)
     result = quality_runs.out_of_scope(prepared, model, fallback=0.1)
     assert seen[1] == ["in 0 0", "in 1 2", "val 5"]  # rows 0, 7 and 35 of the in-scope CSV
     assert result["review_threshold"] == 0.6 and result["threshold_source"].startswith("lorakit.json")
     assert result["oos_recall"] == 3 / 5 and result["in_scope_review_rate"] == 1 / 3
+    assert result["strict_review_threshold"] == 0.55 and result["strict_oos_recall"] == 2 / 5
+    assert result["strict_in_scope_review_rate"] == 1 / 3
 
     def flagged(output: Path, texts: list[str]) -> tuple[list[float], list[bool] | None]:
         return [confidence[text] for text in texts], [text.startswith("oos") for text in texts]

@@ -146,10 +146,10 @@ def test_refuses_to_overwrite_a_foreign_directory(fixtures_dir: Path, fixture_bu
 
 
 def test_merge_disagreement_is_an_export_error() -> None:
-    export_module.check_merge(torch.zeros(2, 3), torch.full((2, 3), 5e-6))
-    export_module.check_merge(torch.full((2, 3), 20.0), torch.full((2, 3), 20.0 + 1.5e-4))  # scaled by |logit|
+    export_module.check_merge(torch.zeros(2, 3), torch.full((2, 3), 5e-5))
+    export_module.check_merge(torch.full((2, 3), 20.0), torch.full((2, 3), 20.0 + 1.5e-3))  # scaled by |logit|
     with pytest.raises(ExportError):
-        export_module.check_merge(torch.full((2, 3), 20.0), torch.full((2, 3), 20.0 + 3e-4))
+        export_module.check_merge(torch.full((2, 3), 20.0), torch.full((2, 3), 20.0 + 3e-3))
     with pytest.raises(ExportError, match="merged model disagrees"):
         export_module.check_merge(torch.zeros(2, 3), torch.full((2, 3), 1e-3))
     with pytest.raises(ExportError):

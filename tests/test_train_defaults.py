@@ -11,6 +11,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from lorakit.data import load_dataset
 from lorakit.errors import LorakitError
+from lorakit.manifest import TOKEN
 from lorakit.train import EncodedDataset, TrainConfig, build_model, optimizer, output_layer, probe_head
 from lorakit.train_options import OptionError, check_numbers
 
@@ -82,6 +83,18 @@ def test_head_rate_defaults() -> None:
     assert TrainConfig(base="b", labels=[]).head_lr() == 3e-3
     assert TrainConfig(base="b", labels=[], learning_rate=5e-3).head_lr() == 5e-3
     assert TrainConfig(base="b", labels=[], full=True).head_lr() == TrainConfig(base="b", labels=[], full=True).lr()
+    # a fresh head (token classification, or a sequence head without the probe) learns at 3e-3 under full tuning too
+    assert TrainConfig(base="b", labels=[], full=True, task=TOKEN).head_lr() == 3e-3
+    assert TrainConfig(base="b", labels=[], full=True, probe_head=False).head_lr() == 3e-3
+
+
+def test_full_fine_tuning_gives_the_head_modules_their_own_rate(fixtures_dir: Path, tmp_path: Path) -> None:
+    model, _, config = probed(fixtures_dir / "tiny_bert_base", write_labelled_csv(tmp_path / "data.csv"), full=True)
+    config.learning_rate, config.head_learning_rate = 1e-5, 2e-3
+    names = {id(p): name for name, p in model.named_parameters()}
+    rates = {names[id(p)]: group["lr"] for group in optimizer(model, config).param_groups for p in group["params"]}
+    assert {rate for name, rate in rates.items() if name.startswith("classifier.")} == {2e-3}
+    assert {rate for name, rate in rates.items() if not name.startswith("classifier.")} == {1e-5}
 
 
 @pytest.mark.parametrize("change, flag", [({"head_learning_rate": 0.0}, "--head-learning-rate"),

@@ -82,7 +82,8 @@ def fits(tokens: PromptTokens, text: str, labels: list[str], examples: list[Exam
 
 
 def check_merge(unmerged: Any, merged: Any, tokens: PromptTokens, texts: Sequence[str], labels: list[str]) -> None:
-    """Merged next-token logits within 1e-5 * max(1, max |logit|) of the unmerged adapter's, on the golden texts."""
+    """Merged next-token logits within MERGE_TOLERANCE * max(1, max |logit|) of the unmerged adapter's, on the golden
+    texts."""
     worst, scale = 0.0, 1.0
     for text in texts:
         a = classify(unmerged, tokens, text, labels).next_logits

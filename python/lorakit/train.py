@@ -88,10 +88,14 @@ class TrainConfig:
         return 5e-5 if self.full else 1e-3 if self.task == TOKEN else 2e-3 if self.task == SEQUENCE else 2e-4
 
     def head_lr(self) -> float:
-        """The explicit head rate, else the body's for full fine-tuning, else max(lr, 3e-3)."""
+        """The explicit head rate, else max(lr, 3e-3); full fine-tuning of a sequence head started from the linear
+        probe keeps the body's rate (banking77: 92.7 % validation), a fresh token head does not (Presidio, full
+        fine-tuning at 5e-5 throughout: entity F1 0.15 after 3 epochs)."""
         if self.head_learning_rate is not None:
             return self.head_learning_rate
-        return self.lr() if self.full else max(self.lr(), 3e-3)
+        if self.full and self.task == SEQUENCE and self.probe_head:
+            return self.lr()
+        return max(self.lr(), 3e-3)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"learning_rate": self.lr(), "head_learning_rate": self.head_lr()}
@@ -349,13 +353,16 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
 
 
 def optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters; a freshly initialised task head (PEFT's modules_to_save copy) learns at
-    head_lr, the adapted body at lr; biases and LayerNorm weights get no weight decay."""
+    """AdamW over the trainable parameters; the task head (PEFT's modules_to_save copy under LoRA, the registry's
+    head modules under full fine-tuning) learns at head_lr, the body at lr; biases and LayerNorm weights get no
+    weight decay."""
+    heads = tuple(f"{name}." for name in task_head_modules(model, config.task)) if config.full else ()
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        rate = config.head_lr() if "modules_to_save" in name else config.lr()
+        head = "modules_to_save" in name or name.startswith(heads)
+        rate = config.head_lr() if head else config.lr()
         decay = 0.0 if parameter.ndim < 2 else config.weight_decay
         groups.setdefault((rate, decay), []).append(parameter)
     return torch.optim.AdamW([{"params": params, "lr": rate, "weight_decay": decay}
