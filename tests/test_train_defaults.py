@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from lorakit.data import load_dataset
 from lorakit.errors import LorakitError
-from lorakit.manifest import TOKEN
+from lorakit.manifest import EMBEDDING, TOKEN
 from lorakit.train import EncodedDataset, TrainConfig, build_model, optimizer, output_layer, probe_head
 from lorakit.train_options import OptionError, check_numbers
 
@@ -108,3 +109,31 @@ def test_bad_new_options_are_refused(change: dict[str, float], flag: str) -> Non
 def test_no_output_layer_is_a_clear_error() -> None:
     with pytest.raises(LorakitError, match="no trainable output layer"):
         output_layer(torch.nn.Sequential(torch.nn.Linear(4, 3)), num_labels=7)
+
+
+def test_small_training_sets_get_enough_epochs_for_the_minimum_updates() -> None:
+    from lorakit.train import MAX_AUTO_EPOCHS, MIN_UPDATES
+
+    sequence = TrainConfig(base="b", labels=[])
+    assert sequence.epochs_for(500) == 3.0  # banking77: 8,000 texts / 16 per update
+    assert sequence.epochs_for(61) == math.ceil(MIN_UPDATES / 61)  # Presidio's 966 training texts
+    assert sequence.epochs_for(3) == MAX_AUTO_EPOCHS
+    assert TrainConfig(base="b", labels=[], task=TOKEN).epochs_for(100) == 10.0
+    assert TrainConfig(base="b", labels=[], epochs=2.0).epochs_for(61) == 2.0  # an explicit --epochs wins
+    assert TrainConfig(base="b", labels=[], task=EMBEDDING).epochs_for(10) == 3.0
+    assert sequence.epochs_for() == 3.0
+
+
+def test_the_trainer_runs_the_chosen_epochs_and_records_them(fixtures_dir: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from lorakit import train as train_module
+
+    monkeypatch.setattr(train_module, "MIN_UPDATES", 20)
+    dataset = load_dataset(write_labelled_csv(tmp_path / "data.csv", rows=30), "text", "label")
+    config = TrainConfig(base=str(fixtures_dir / "tiny_bert_base"), labels=dataset.labels, max_seq_len=16,
+                         batch_size=8, patience=0)
+    ids = dataset.label_ids(dataset.examples)
+    result = train_module.train(config, dataset.examples, ids, dataset.examples[:6], ids[:6], tmp_path / "work",
+                                progress=False)
+    # 30 texts, 8 per update: 4 updates an epoch, so 5 epochs reach 20 updates
+    assert result.stats["epochs"] == result.stats["epochs_run"] == 5.0

@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--name", help="model name in lorakit.json (default: the output folder name)")
     train.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA (not generative); "
                        "embedding: default learning rate 2e-5, as sentence-transformers uses")
-    train.add_argument("--epochs", type=float, default=3.0, help="training epochs")
+    train.add_argument("--epochs", type=float, help="training epochs (default: 3; sequence and token "
+                       "classification on a small training set: enough for 1,000 optimizer updates, at most 20; "
+                       "early stopping ends training sooner)")
     train.add_argument("--learning-rate", type=float, help="default for LoRA 2e-3 (sequence "
                        "classification), 1e-3 (token classification), 2e-4 (embedding, generative); for --full 5e-5 "
                        "(2e-5 embedding)")

@@ -121,7 +121,7 @@ def train_generative(config: TrainConfig, train_examples: Sequence[Example], val
     updates_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation
                                                     * distributed.world_size()))
     args = TrainingArguments(
-        output_dir=str(work_dir), num_train_epochs=config.epochs, learning_rate=config.lr(),
+        output_dir=str(work_dir), num_train_epochs=config.epochs_for(), learning_rate=config.lr(),
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation, warmup_steps=config.warmup,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, lr_scheduler_type="cosine",
@@ -136,7 +136,7 @@ def train_generative(config: TrainConfig, train_examples: Sequence[Example], val
                       data_collator=LeftPadCollator(tokens.pad_id), compute_loss_func=answer_loss)
     trainer.loss_is_scaled_for_ga = False  # answer_loss is a per-batch mean
     trained, run_stats = run_trainer(trainer, PostfixProgress if progress else None)
-    stats = parameter_counts(trained) | {"train_seconds": run_stats.pop("train_seconds"), "epochs": config.epochs,
+    stats = parameter_counts(trained) | {"train_seconds": run_stats.pop("train_seconds"), "epochs": config.epochs_for(),
                                          "train_examples": len(train_set), "best_metric": "loss",
                                          "quantize": config.quantize, "longest_row_tokens": longest}
     model_out = trained if config.quantize else trained.to("cpu").float()

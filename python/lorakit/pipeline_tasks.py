@@ -137,7 +137,7 @@ def embedding_flow(run_dir: Path, data: DataSpec, config: TrainConfig, output: P
     log(f"data: {len(pairs)} pairs ({'scored' if data.score_column else 'anchor, positive'}), random split "
         f"train/validation/test = {len(train_part)}/{len(validation_part)}/{len(test_part)}")
     embedding_config = EmbeddingConfig(
-        epochs=config.epochs, learning_rate=config.lr(), batch_size=config.batch_size, r=config.r,
+        epochs=config.epochs_for(), learning_rate=config.lr(), batch_size=config.batch_size, r=config.r,
         alpha=config.lora_alpha, dropout=config.lora_dropout, max_seq_len=config.max_seq_len,
         pooling=config.pooling, normalize=config.normalize, seed=config.seed, warmup=config.warmup,
         full=config.full)

@@ -40,6 +40,9 @@ from .tasks import load_task_model, task_head_modules, task_of
 from .tokens import TokenExample, align_labels
 
 BEST_METRICS = {SEQUENCE: ("macro_f1", "accuracy", "loss"), TOKEN: ("entity_f1", "loss")}
+DEFAULT_EPOCHS = 3.0
+MIN_UPDATES = 1000  # a classification head on a small training set trains for at least this many updates
+MAX_AUTO_EPOCHS = 20
 
 
 @dataclass
@@ -47,7 +50,7 @@ class TrainConfig:
     base: str
     labels: list[str]
     full: bool = False
-    epochs: float = 3.0
+    epochs: float | None = None  # None: epochs_for()
     learning_rate: float | None = None  # None: see lr()
     head_learning_rate: float | None = None  # LoRA: the task head's rate; None: see head_lr()
     probe_head: bool = True  # sequence classification: start the head from a linear probe (probe_head())
@@ -86,6 +89,16 @@ class TrainConfig:
 
             return EmbeddingConfig(full=self.full).lr()
         return 5e-5 if self.full else 1e-3 if self.task == TOKEN else 2e-3 if self.task == SEQUENCE else 2e-4
+
+    def epochs_for(self, updates_per_epoch: int | None = None) -> float:
+        """The explicit epochs, else 3; sequence and token classification on a small training set get enough epochs
+        for MIN_UPDATES optimizer updates (at most MAX_AUTO_EPOCHS; early stopping ends training once validation
+        stops improving). Presidio, 61 updates an epoch: validation entity F1 0.54 after 3 epochs, 0.71 after 5."""
+        if self.epochs is not None:
+            return float(self.epochs)
+        if updates_per_epoch is None or self.task not in (SEQUENCE, TOKEN):
+            return DEFAULT_EPOCHS
+        return float(min(MAX_AUTO_EPOCHS, max(DEFAULT_EPOCHS, math.ceil(MIN_UPDATES / max(1, updates_per_epoch)))))
 
     def head_lr(self) -> float:
         """The explicit head rate, else max(lr, 3e-3); full fine-tuning of a sequence head started from the linear
@@ -320,7 +333,7 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
     updates_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation
                                                     * distributed.world_size()))
     args = TrainingArguments(
-        output_dir=str(work_dir), num_train_epochs=config.epochs, learning_rate=config.lr(),
+        output_dir=str(work_dir), num_train_epochs=config.epochs_for(updates_per_epoch), learning_rate=config.lr(),
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=max(32, config.batch_size),
         gradient_accumulation_steps=config.gradient_accumulation, warmup_steps=config.warmup,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, lr_scheduler_type="cosine",
@@ -341,7 +354,9 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
     if config.patience > 0:
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=config.patience))
     trained, run_stats = run_trainer(trainer, PostfixProgress if progress else None)
-    stats = parameter_counts(trained) | {"train_seconds": run_stats.pop("train_seconds"), "epochs": config.epochs,
+    stats = parameter_counts(trained) | {"train_seconds": run_stats.pop("train_seconds"),
+                                         "epochs": config.epochs_for(updates_per_epoch),
+                                         "epochs_run": trainer.state.epoch,
                                          "train_examples": len(train_set), "best_metric": config.best_metric,
                                          "quantize": config.quantize}
     if config.quantize:  # evaluated, calibrated and exported as served: the adapter on the fp32 base

@@ -35,7 +35,8 @@ def check_finite(name: str, value: float, *, low: float, high: float | None = No
 
 def check_numbers(config: Any, validation_fraction: float = 0.1, test_fraction: float = 0.1) -> None:
     """The numeric options of a TrainConfig (and the split fractions)."""
-    check_finite("--epochs", config.epochs, low=0, low_open=True)
+    if config.epochs is not None:
+        check_finite("--epochs", config.epochs, low=0, low_open=True)
     if config.learning_rate is not None:
         check_finite("--learning-rate", config.learning_rate, low=0, low_open=True)
     if getattr(config, "head_learning_rate", None) is not None:
