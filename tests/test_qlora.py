@@ -11,6 +11,7 @@ import torch
 
 from lorakit.cli import main
 from lorakit.data import load_dataset
+from lorakit.manifest import SEQUENCE, TOKEN
 from lorakit.quantize import reload_on_fp32_base
 from lorakit.tasks import load_task_model
 from lorakit.train import TrainConfig, build_model, output_layer
@@ -73,7 +74,12 @@ def test_lorakit_train_quantize_exports_an_fp32_model_that_passes_parity(fixture
                  "--max-seq-len", "16"])
     assert code == 0
     manifest = json.loads((out / "lorakit.json").read_text("utf-8"))
-    assert manifest["metrics"]["training"]["quantize"] == "4bit"
+    training = manifest["metrics"]["training"]
+    assert training["quantize"] == "4bit"
+    fp32 = sum(p.numel() for p in load_task_model(SEQUENCE if not token else TOKEN, str(
+        fixtures_dir / "tiny_bert_base"), list(manifest["labels"])).parameters())
+    assert training["total_params"] > fp32  # the fp32 base plus the adapter, not NF4's packed bytes
+    assert training["trainable_percent"] == pytest.approx(100 * training["trainable_params"] / training["total_params"])
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), framework="pt") as handle:

@@ -363,6 +363,8 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
         from .quantize import reload_on_fp32_base
 
         trained = reload_on_fp32_base(trained, lambda: load_task_model(config.task, config.base, config.labels))
+        total = sum(p.numel() for p in trained.parameters())  # NF4 packs two weights a byte: count the fp32 model
+        stats |= {"total_params": total, "trainable_percent": 100.0 * stats["trainable_params"] / total}
     return TrainResult(model=trained.to("cpu").float().eval(), tokenizer=tokenizer,
                        history=list(trainer.state.log_history), stats=stats | run_stats)
 
