@@ -137,3 +137,14 @@ def test_the_trainer_runs_the_chosen_epochs_and_records_them(fixtures_dir: Path,
                                 progress=False)
     # 30 texts, 8 per update: 4 updates an epoch, so 5 epochs reach 20 updates
     assert result.stats["epochs"] == result.stats["epochs_run"] == 5.0
+
+
+def test_long_tailed_labels_get_a_class_weighting_hint_and_balanced_ones_do_not() -> None:
+    from lorakit.pipeline import imbalance_note
+
+    labels = ["common", "rare", "mid"]
+    tail = [0] * 50 + [1] * 4 + [2] * 20
+    note = imbalance_note(tail, labels, class_weighted=False)
+    assert note is not None and "50 to 4" in note and "'rare'" in note and "--class-weighted" in note
+    assert imbalance_note(tail, labels, class_weighted=True) is None
+    assert imbalance_note([0] * 50 + [1] * 6 + [2] * 20, labels, class_weighted=False) is None  # 8.3:1

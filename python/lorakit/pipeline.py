@@ -124,10 +124,28 @@ def train_and_export(data: DataSpec, config: TrainConfig, output: Path, base_id:
     duplicates = warn_duplicates(dataset.examples, split)
     log(f"data: {len(dataset.examples)} rows, {len(dataset.labels)} labels, {split.strategy} split "
         f"train/validation/test = {len(split.train)}/{len(split.validation)}/{len(split.test)}")
+    note = imbalance_note(dataset.label_ids(split.part(dataset, "train")), dataset.labels, config.class_weighted)
+    if note:
+        log(note)
     with run_directory(checkpoint_dir) as run_dir:
         check_same_on_every_process(split.digest(), "split")
         return _train_in(run_dir, dataset, split, config, output, base_id, name, onnx, log, duplicates,
                          target_precision if calibrate else None)
+
+
+IMBALANCE_NOTE_RATIO = 10  # most / least frequent training label at which training suggests --class-weighted
+
+
+def imbalance_note(label_ids: list[int], labels: list[str], class_weighted: bool) -> str | None:
+    """A hint when the training labels are long-tailed and the loss is not weighted (docs/quality.md measures it)."""
+    counts = np.bincount(np.asarray(label_ids, dtype=np.int64), minlength=len(labels))
+    present = counts[counts > 0]
+    if class_weighted or len(present) < 2 or present.max() < IMBALANCE_NOTE_RATIO * present.min():
+        return None
+    rare = labels[int(np.flatnonzero(counts == present.min())[0])]
+    return (f"note: training labels are imbalanced ({present.max()} to {present.min()} rows, {rare!r} the rarest); "
+            "--class-weighted weighs the loss by inverse frequency (on a 20:1 banking77 it raised balanced "
+            "macro-F1 from 0.66 to 0.82)")
 
 
 def warn_duplicates(examples: Iterable[Row], split: Split) -> dict[str, Any]:
