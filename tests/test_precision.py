@@ -54,6 +54,10 @@ def test_reduced_precision_matches_its_torch_reference(
     model = native.Model.load(minilm_lora, merged=merged, threads=2, precision=precision)
     logits = model.classify(texts).logits
     for name in REFERENCES_OF[precision]:
+        if name == "int8-dynamic" and np.abs(references[name] - references["fp32"]).max() > TOLERANCES[name]:
+            # torch's own int8 kernels are that far from fp32 on some CPUs (4.6 on a Xeon with AMX; native: 0.26), so
+            # closeness to them means nothing there; the torch reference of the native scheme ("int8") still applies.
+            continue
         diff = float(np.abs(logits - references[name]).max())
         assert diff <= TOLERANCES[name], (precision, merged, name, diff)
         np.testing.assert_array_equal(logits.argmax(1), references[name].argmax(1))
