@@ -116,10 +116,10 @@ def run_all(args: argparse.Namespace, work: Path, prepared: dict[str, Prepared])
     plan: list[tuple[DatasetSpec, str]] = [(spec, mode) for spec in args.specs for mode in args.mode_list]
     rows = []
     for number_, (spec, mode) in enumerate(plan, start=1):
-        if spec.why_unsupported(mode):
+        reason = spec.why_unsupported(mode)
+        if reason:
             rows.append(unsupported_row(spec, mode))
-            print(f"[{number_}/{len(plan)}] {spec.name} {mode}: not supported ({spec.why_unsupported(mode)})",
-                  flush=True)
+            print(f"[{number_}/{len(plan)}] {spec.name} {mode}: not supported ({reason})", flush=True)
             continue
         print(f"[{number_}/{len(plan)}] {spec.name} {mode}: training (log: {work / 'logs'}/{spec.name}_{mode}.log)",
               flush=True)
@@ -178,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             for spec in args.specs:
                 for mode in args.mode_list:
-                    if spec.why_unsupported(mode):
-                        print(f"# {spec.name} {mode}: not supported ({spec.why_unsupported(mode)})")
+                    reason = spec.why_unsupported(mode)
+                    if reason:
+                        print(f"# {spec.name} {mode}: not supported ({reason})")
                         continue
                     command = train_command(spec, prepared[spec.name], mode, work / "models" / f"{spec.name}_{mode}",
                                             knobs_for(args, mode), args.quick)

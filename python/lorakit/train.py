@@ -332,8 +332,9 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
     """transformers' Trainer with the settings of `config`; the best epoch by `config.best_metric` is kept."""
     updates_per_epoch = math.ceil(len(train_set) / (config.batch_size * config.gradient_accumulation
                                                     * distributed.world_size()))
+    epochs = config.epochs_for(updates_per_epoch)
     args = TrainingArguments(
-        output_dir=str(work_dir), num_train_epochs=config.epochs_for(updates_per_epoch), learning_rate=config.lr(),
+        output_dir=str(work_dir), num_train_epochs=epochs, learning_rate=config.lr(),
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=max(32, config.batch_size),
         gradient_accumulation_steps=config.gradient_accumulation, warmup_steps=config.warmup,
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm, lr_scheduler_type="cosine",
@@ -355,8 +356,7 @@ def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: 
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=config.patience))
     trained, run_stats = run_trainer(trainer, PostfixProgress if progress else None)
     stats = parameter_counts(trained) | {"train_seconds": run_stats.pop("train_seconds"),
-                                         "epochs": config.epochs_for(updates_per_epoch),
-                                         "epochs_run": trainer.state.epoch,
+                                         "epochs": epochs, "epochs_run": trainer.state.epoch,
                                          "train_examples": len(train_set), "best_metric": config.best_metric,
                                          "quantize": config.quantize}
     if config.quantize:  # evaluated, calibrated and exported as served: the adapter on the fp32 base
