@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pii_templates import PLACEHOLDER, TemplateFiller
+
 SEQUENCE, TOKEN, EMBEDDING, GENERATIVE = "sequence-classification", "token-classification", "embedding", "generative"
 MODES = ("lora", "full", "qlora", "weighted")
 # The `lorakit train` flags of each mode: qlora is LoRA on a 4-bit NF4 base, weighted is LoRA with a class-weighted
@@ -34,6 +36,7 @@ class Quick:
     long_texts_per_label: int = 30  # jailbreak prompts are long: fewer labels, more rows each
     sentences: int = 200  # CoNLL sentences
     templates: int = 24  # Presidio templates (whole groups)
+    fills: int = 2  # new fillings of each Presidio training template
     pairs: int = 300  # STS-B training pairs
     evaluated: int = 100  # rows of a dev file or of the out-of-scope texts
     epochs: float = 1.0
@@ -231,15 +234,53 @@ def prepare_mmlu_pro_generative(folder: Path, work: Path, quick: bool) -> Prepar
                     notes=[f"{GENERATIVE_BASE} answers the category by label scoring (docs/generative.md)"])
 
 
+PRESIDIO_HELD_OUT = 0.2  # share of the templates never trained on; their original rows are the figure
+FILLS_PER_TEMPLATE = 20  # new Faker fillings of each training template (scripts/pii_templates.py)
+
+
+def hold_out_templates(templates: Sequence[int], masked: dict[int, str], count: int) -> set[int]:
+    """`count` templates in a seeded order, skipping any whose holding out would leave one of its entity types in
+    no training template (a type never trained cannot be found)."""
+    types = {template: set(PLACEHOLDER.findall(masked[template])) for template in templates}
+    trained_with: dict[str, int] = defaultdict(int)
+    for template in templates:
+        for kind in types[template]:
+            trained_with[kind] += 1
+    held: set[int] = set()
+    for template in random.Random(1).sample(list(templates), len(templates)):
+        if len(held) < count and all(trained_with[kind] > 1 for kind in types[template]):
+            held.add(template)
+            for kind in types[template]:
+                trained_with[kind] -= 1
+    return held
+
+
 def prepare_presidio(folder: Path, work: Path, quick: bool) -> Prepared:
-    source = folder / "synth_dataset_v2.bio.jsonl"
-    flags = ["--group-column", "template_id"]
-    if not quick:
-        return Prepared(source, flags, notes=["grouped split by template_id: the test part's templates are unseen"])
-    rows = read_jsonl(source)
+    """Templates drawn with a fixed seed are held out: their original rows are the dev file, never trained or
+    selected on. The other templates' original rows, plus FILLS_PER_TEMPLATE new fillings of each, go through the
+    pipeline's grouped split, which keeps all rows of a template in one part."""
+    rows = read_jsonl(folder / "synth_dataset_v2.bio.jsonl")
+    masked = {sample["template_id"]: sample["masked"]
+              for sample in json.loads((folder / "synth_dataset_v2.json").read_text("utf-8"))}
     templates = sorted({row["template_id"] for row in rows})
-    kept = set(random.Random(0).sample(templates, min(QUICK.templates, len(templates))))
-    return Prepared(write_jsonl(work / "presidio.jsonl", [row for row in rows if row["template_id"] in kept]), flags)
+    unmasked = [template for template in templates if template not in masked]
+    if unmasked:
+        raise ValueError(f"{folder / 'synth_dataset_v2.json'}: no masked text for template(s) {unmasked[:5]}")
+    if quick:
+        templates = sorted(random.Random(0).sample(templates, min(QUICK.templates, len(templates))))
+    held = hold_out_templates(templates, masked, max(1, round(len(templates) * PRESIDIO_HELD_OUT)))
+    trained = [template for template in templates if template not in held]
+    filler, fills = TemplateFiller(seed=0), QUICK.fills if quick else FILLS_PER_TEMPLATE
+    next_id = 1 + max(int(row["id"]) for row in rows)
+    filled = [{"id": next_id + i, "template_id": template, **filler.fill(masked[template])}
+              for i, template in enumerate(template for template in trained for _ in range(fills))]
+    train = [row for row in rows if row["template_id"] in set(trained)] + filled
+    dev = [row for row in rows if row["template_id"] in held]
+    return Prepared(write_jsonl(work / "presidio_train.jsonl", train), ["--group-column", "template_id"],
+                    dev_file=write_jsonl(work / "presidio_held_out.jsonl", dev),
+                    notes=[f"{len(held)} of {len(templates)} templates held out: the figure is their {len(dev)} "
+                           f"original rows (dev_entity_f1); the other templates' rows plus {fills} new Faker "
+                           f"fillings of each ({len(train)} rows) go through the pipeline's grouped split"])
 
 
 def read_conll_sentences(path: Path) -> list[list[tuple[str, str]]]:
@@ -323,8 +364,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 prepare_mmlu_pro_generative, base=GENERATIVE_BASE, unsupported={"full": NO_FULL_GENERATIVE},
                 # exporting and verifying a 270M-parameter decoder alone takes minutes on 2 cores
                 in_quick_by_default=False),
-    DatasetSpec("presidio_synth_pii", TOKEN, "entity_f1", 0.85, "test", "presidio_synth_pii",
-                "17 PII entity types, grouped split by template (test templates unseen)", prepare_presidio),
+    DatasetSpec("presidio_synth_pii", TOKEN, "entity_f1", 0.85, "dev", "presidio_synth_pii",
+                "17 PII entity types, judged on held-out templates; training templates refilled by Faker",
+                prepare_presidio),
     DatasetSpec("wnut17", TOKEN, "entity_f1", None, "test", "wnut17",
                 "6 emerging-entity types in noisy social text", prepare_wnut17),
     DatasetSpec("stsb", EMBEDDING, "spearman", 0.85, "dev", "stsb",

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import bench_quality
+import pii_templates
 import pytest
 import quality_datasets as qd
 import quality_metrics as qm
@@ -67,14 +69,17 @@ def make_mmlu(folder: Path) -> Path:
 
 
 def make_presidio(folder: Path, templates: int = 40) -> Path:
+    """Three fillings of each template "Call {{PERSON}} now", in both files of shared/data."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, samples = [], []
     for i in range(templates * 3):
         name = f"Name{i}"
         text = f"Call {name} now"
         rows.append({"id": i, "template_id": i % templates, "text": text, "tokens": ["Call", name, "now"],
                      "token_spans": [[0, 4], [5, 5 + len(name)], [6 + len(name), 9 + len(name)]],
                      "ner_tags": ["O", "B-PERSON", "O"]})
+        samples.append({"full_text": text, "masked": "Call {{PERSON}} now", "template_id": i % templates})
+    (folder / "synth_dataset_v2.json").write_text(json.dumps(samples), "utf-8")
     path = folder / "synth_dataset_v2.bio.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), "utf-8")
     return path
@@ -195,15 +200,71 @@ def test_mmlu_pro_becomes_question_and_category_for_both_bases(tmp_path: Path) -
     assert len(read_records(generative.train_file)) == 3 * qd.QUICK.per_label_generative
 
 
-def test_presidio_quick_subset_keeps_whole_templates_for_the_grouped_split(tmp_path: Path) -> None:
-    source = make_presidio(tmp_path / "presidio")
-    assert qd.prepare_presidio(tmp_path / "presidio", tmp_path / "work", quick=False).train_file == source
-    prepared = qd.prepare_presidio(tmp_path / "presidio", tmp_path / "work", quick=True)
-    assert flag(prepared, "--group-column") == "template_id"
-    dataset = load_token_dataset(prepared.train_file, group_column="template_id")
-    templates = {example.group for example in dataset.examples}
-    assert len(templates) == qd.QUICK.templates and len(dataset.examples) == 3 * qd.QUICK.templates
-    assert dataset.types == ["PERSON"]
+@pytest.mark.parametrize("quick", [False, True])
+def test_presidio_holds_out_whole_templates_and_refills_only_the_trained_ones(tmp_path: Path, quick: bool) -> None:
+    make_presidio(tmp_path / "presidio")
+    prepared = qd.prepare_presidio(tmp_path / "presidio", tmp_path / "work", quick=quick)
+    assert flag(prepared, "--group-column") == "template_id" and prepared.dev_file is not None
+    train = load_token_dataset(prepared.train_file, group_column="template_id")
+    dev = load_token_dataset(prepared.dev_file, group_column="template_id")
+    trained, held = {e.group for e in train.examples}, {e.group for e in dev.examples}
+    templates = qd.QUICK.templates if quick else 40
+    assert not trained & held and len(trained | held) == templates
+    assert len(held) == round(templates * qd.PRESIDIO_HELD_OUT)
+    fills = qd.QUICK.fills if quick else qd.FILLS_PER_TEMPLATE
+    assert len(train.examples) == (3 + fills) * len(trained) and len(dev.examples) == 3 * len(held)
+    # the held-out rows are the originals; new fillings carry other names, tagged like the originals
+    assert all(e.text.startswith("Call Name") for e in dev.examples)
+    refilled = [e for e in train.examples if not e.text.startswith("Call Name")]
+    assert len(refilled) >= fills * len(trained) - 2 and train.types == dev.types == ["PERSON"]
+    records = read_records(prepared.train_file)
+    assert len({r["id"] for r in records}) == len(records)
+    again = qd.prepare_presidio(tmp_path / "presidio", tmp_path / "again", quick=quick)
+    assert read_records(again.train_file) == records  # seeded
+
+
+def test_held_out_templates_never_take_the_last_template_of_a_type() -> None:
+    masked = {i: "{{PERSON}}" for i in range(10)} | {10: "{{IBAN_CODE}} {{PERSON}}", 11: "{{US_SSN}}",
+                                                     12: "{{US_SSN}}"}
+    for count in (3, 12):
+        held = qd.hold_out_templates(sorted(masked), masked, count)
+        assert 10 not in held and not {11, 12} <= held
+        assert len(held) == min(count, 11)  # at most: all but the IBAN template and one US_SSN template
+
+
+def test_a_run_of_address_placeholders_is_filled_part_by_part_each_an_entity() -> None:
+    masked = "At {{STREET_ADDRESS}} {{STREET_ADDRESS}} {{STREET_ADDRESS}}, {{GPE}} {{GPE}}. Or {{STREET_ADDRESS}}"
+    assert [(m.group(1), position, length) for m, position, length in pii_templates.run_positions(masked)] == [
+        ("STREET_ADDRESS", 0, 3), ("STREET_ADDRESS", 1, 3), ("STREET_ADDRESS", 2, 3), ("GPE", 0, 2), ("GPE", 1, 2),
+        ("STREET_ADDRESS", 0, 1)]
+    row = pii_templates.TemplateFiller(seed=0).fill(masked)
+    starts = [tag for tag in row["ner_tags"] if tag.startswith("B-")]
+    assert starts == ["B-STREET_ADDRESS"] * 3 + ["B-GPE"] * 2 + ["B-STREET_ADDRESS"]
+    assert row["tokens"][1].isdigit() and row["ner_tags"][1] == "B-STREET_ADDRESS"  # the building number
+
+
+def test_presidio_without_a_masked_template_is_an_error(tmp_path: Path) -> None:
+    make_presidio(tmp_path / "presidio")
+    (tmp_path / "presidio" / "synth_dataset_v2.json").write_text("[]", "utf-8")
+    with pytest.raises(ValueError, match="no masked text for template"):
+        qd.prepare_presidio(tmp_path / "presidio", tmp_path / "work", quick=True)
+
+
+def test_template_filler_tags_every_value_and_refuses_unknown_types() -> None:
+    filler = pii_templates.TemplateFiller(seed=3)
+    row = filler.fill("SSN {{US_SSN}}, mail {{EMAIL_ADDRESS}}!")
+    tags = dict(zip(row["tokens"], row["ner_tags"], strict=True))
+    assert row["ner_tags"][:2] == ["O", "B-US_SSN"] and tags["mail"] == "O" and row["tokens"][-1] == "!"
+    assert "B-EMAIL_ADDRESS" in row["ner_tags"] and row["ner_tags"][-1] == "O"
+    start, end = row["token_spans"][1]
+    assert row["text"][start:end] == row["tokens"][1]
+    assert re.fullmatch(r"SSN \d{3}-\d{2}-\d{4}, mail .+@.+!", row["text"])
+    every = pii_templates.TemplateFiller(seed=3)
+    for kind in every.makers:
+        filled = every.fill(f"x {{{{{kind}}}}} y")
+        assert filled["ner_tags"][1] == f"B-{kind}" and filled["ner_tags"][-1] == "O"
+    with pytest.raises(ValueError, match="unknown entity type 'PASSPORT'"):
+        filler.fill("{{PASSPORT}}")
 
 
 def test_wnut17_reads_tab_only_separators_and_writes_conll_the_library_reads_back(tmp_path: Path) -> None:
@@ -443,7 +504,7 @@ def test_dry_run_converts_every_dataset_and_prints_the_commands(data_root: Path,
     assert full.endswith("--full --epochs 2.0 --max-seq-len 64 --learning-rate 1e-05")
     assert "--learning-rate" not in next(line for line in commands if "banking77_lora" in line)
     assert {path.name for path in (work / "data").iterdir()} >= {"clinc150_oos.jsonl", "stsb_dev.csv",
-                                                                  "wnut17_dev.conll", "presidio.jsonl"}
+                                                                  "wnut17_dev.conll", "presidio_held_out.jsonl"}
 
 
 def test_bad_arguments_and_missing_folders_are_one_line_errors(data_root: Path, tmp_path: Path,

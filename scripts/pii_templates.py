@@ -1,0 +1,135 @@
+"""Presidio's masked templates ("Call {{PERSON}} at {{PHONE_NUMBER}}") filled again with fresh Faker values.
+
+The synthetic PII set has 168 templates with 1 to 15 fillings each, so some entity types are seen only a handful of
+times (US_SSN 16, US_DRIVER_LICENSE 5). New fillings of the training templates give every type many distinct
+values in the contexts it already has; no held-out template is ever filled. Rows are tokenised and BIO-tagged
+exactly like shared/data's derived synth_dataset_v2.bio.jsonl (see its SOURCE.md).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from typing import Any
+
+from faker import Faker
+
+TOKEN = re.compile(r"\w+|[^\w\s]")
+PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+# the dataset's values come from many countries ("Koskikatu 25", "ΣΤΡΟΒΟΛΟΣ, Cyprus")
+LOCALES = ("en_US", "en_GB", "en_AU", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "sv_SE", "da_DK", "fi_FI",
+           "pt_BR", "cs_CZ", "pl_PL", "hu_HU")
+NATIONALITIES = ("American", "British", "Canadian", "Mexican", "Brazilian", "Argentinian", "German", "French",
+                 "Spanish", "Italian", "Dutch", "Belgian", "Swiss", "Austrian", "Danish", "Swedish", "Norwegian",
+                 "Finnish", "Icelandic", "Irish", "Scottish", "Polish", "Czech", "Hungarian", "Greek", "Turkish",
+                 "Russian", "Ukrainian", "Indian", "Pakistani", "Chinese", "Japanese", "Korean", "Vietnamese",
+                 "Filipino", "Australian", "Nigerian", "Egyptian", "Moroccan", "Israeli", "Jewish", "Muslim",
+                 "Christian", "Catholic", "Buddhist", "Hindu", "Republican", "Democrat")
+# US driver licence formats of a few states (letters as ?, digits as #)
+DRIVER_LICENSES = ("?#######", "#########", "?############", "###-##-####", "?##-###-##-###-#", "#######",
+                   "??######", "?###-####-####")
+
+
+def value_makers(fake: Faker, rng: random.Random) -> dict[str, Callable[[], str]]:
+    """One maker per entity type of the dataset, each returning a fresh value."""
+    us = fake["en_US"]
+
+    def pick(*makers: Callable[[], Any]) -> str:
+        return str(rng.choice(makers)())
+
+    def sometimes_lower(value: str) -> str:  # the dataset has "leone mazzi", "cambodian", "sewer pipe cleaner"
+        return value.lower() if rng.random() < 0.1 else value
+
+    return {
+        "PERSON": lambda: sometimes_lower(pick(fake.name, fake.name, fake.first_name, fake.last_name)),
+        "STREET_ADDRESS": lambda: pick(fake.address, fake.street_address, fake.street_address),
+        "GPE": lambda: pick(fake.city, fake.country, us.state),
+        "ORGANIZATION": fake.company,
+        "DATE_TIME": lambda: pick(lambda: fake.date_time().strftime("%Y-%m-%d %H:%M:%S"), fake.year, fake.date,
+                                  fake.month_name, fake.day_of_week, lambda: fake.date(pattern="%d/%m/%Y")),
+        "CREDIT_CARD": us.credit_card_number,
+        "TITLE": lambda: sometimes_lower(pick(us.prefix, us.prefix, us.job)),  # "Mrs.", "Leasing consultant"
+        "PHONE_NUMBER": fake.phone_number,
+        "AGE": lambda: str(rng.randint(1, 99)),
+        "NRP": lambda: sometimes_lower(rng.choice(NATIONALITIES)),
+        "EMAIL_ADDRESS": lambda: pick(fake.email, fake.free_email, fake.company_email),
+        "ZIP_CODE": fake.postcode,
+        "DOMAIN_NAME": lambda: pick(fake.url, fake.domain_name),
+        "US_SSN": us.ssn,
+        "IP_ADDRESS": lambda: pick(fake.ipv4, fake.ipv4, fake.ipv6),
+        "IBAN_CODE": fake.iban,
+        "US_DRIVER_LICENSE": lambda: us.bothify(rng.choice(DRIVER_LICENSES)).upper(),
+    }
+
+
+def bio_row(text: str, spans: list[tuple[int, int, str]]) -> dict[str, Any]:
+    """Tokens, their character spans and BIO tags: a token overlapping an entity is B- for the entity's first such
+    token, I- after it."""
+    tokens, token_spans, tags = [], [], []
+    seen: set[int] = set()
+    for match in TOKEN.finditer(text):
+        start, end = match.span()
+        hit = next((i for i, (s, e, _) in enumerate(spans) if start < e and s < end), None)
+        tokens.append(match.group())
+        token_spans.append([start, end])
+        if hit is None:
+            tags.append("O")
+        else:
+            tags.append(("I-" if hit in seen else "B-") + spans[hit][2])
+            seen.add(hit)
+    return {"text": text, "tokens": tokens, "token_spans": token_spans, "ner_tags": tags}
+
+
+def run_parts(fake: Faker, rng: random.Random) -> dict[str, list[Callable[[], str]]]:
+    """Makers of each part where the dataset writes one value as several placeholders in a row: an address as
+    "{{STREET_ADDRESS}} {{STREET_ADDRESS}} {{STREET_ADDRESS}}" (building number, street, secondary address), a place
+    as "{{GPE}} {{GPE}}" (city, then state or country); each part is an entity of its own."""
+    us = fake["en_US"]
+    return {"STREET_ADDRESS": [lambda: str(rng.randint(1, 99999)), fake.street_address, us.secondary_address],
+            "GPE": [fake.city, lambda: str(rng.choice((fake.country, us.state_abbr, us.state))())]}
+
+
+def run_positions(masked: str) -> list[tuple[re.Match[str], int, int]]:
+    """Every placeholder with its position in its run of same-type placeholders separated by whitespace only, and
+    the run's length."""
+    matches = list(PLACEHOLDER.finditer(masked))
+    positions: list[int] = []
+    for i, match in enumerate(matches):
+        previous = matches[i - 1] if i else None
+        joined = previous is not None and previous.group(1) == match.group(1) and \
+            not masked[previous.end():match.start()].strip()
+        positions.append(positions[-1] + 1 if joined else 0)
+    lengths = [0] * len(matches)
+    for i in reversed(range(len(matches))):
+        lengths[i] = positions[i] + 1 if i + 1 == len(matches) or positions[i + 1] == 0 else lengths[i + 1]
+    return list(zip(matches, positions, lengths, strict=True))
+
+
+class TemplateFiller:
+    """Fills masked templates; the same seed gives the same rows."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = random.Random(seed)
+        self.fake = Faker(list(LOCALES))
+        self.fake.seed_instance(seed)
+        self.makers = value_makers(self.fake, self.rng)
+        self.parts = run_parts(self.fake, self.rng)
+
+    def fill(self, masked: str) -> dict[str, Any]:
+        """One filling of `masked`; ValueError names a placeholder that is not an entity type of the dataset."""
+        parts, spans, cursor = [], [], 0
+        for match, position, length in run_positions(masked):
+            kind = match.group(1)
+            if kind not in self.makers:
+                raise ValueError(f"template {masked!r}: unknown entity type {kind!r}; known: {', '.join(self.makers)}")
+            parts.append(masked[cursor:match.start()])
+            start = sum(map(len, parts))
+            part_makers = self.parts.get(kind, [])
+            maker = part_makers[position] if 1 < length and position < len(part_makers) else self.makers[kind]
+            value = maker().strip() or kind.lower()
+            parts.append(value)
+            spans.append((start, start + len(value), kind))
+            cursor = match.end()
+        parts.append(masked[cursor:])
+        return bio_row("".join(parts), spans)
