@@ -41,11 +41,25 @@ def value_makers(fake: Faker, rng: random.Random) -> dict[str, Callable[[], str]
     def sometimes_lower(value: str) -> str:  # the dataset has "leone mazzi", "cambodian", "sewer pipe cleaner"
         return value.lower() if rng.random() < 0.1 else value
 
+    def city() -> str:  # "PORVOO", "Den Haag"
+        return fake.city().upper() if rng.random() < 0.2 else fake.city()
+
+    def full_address() -> str:
+        """The dataset's single addresses: half run over several lines to the city, country and postcode."""
+        street, unit, code = fake.street_address(), us.secondary_address(), fake.postcode()
+        number = str(rng.randint(1, 99999))
+        layouts = (lambda: f"{number} {street}\n {unit}\n {city()}\n {fake.country()} {code}",
+                   lambda: f"{number} {street} {unit}, {city()}, {fake.country()} {code}",
+                   lambda: f"{street}\n{city()}\n, {us.state_abbr()}\n {code}",
+                   lambda: f"the corner of {street} and {fake.street_name()}",
+                   fake.address, us.address, lambda: street, lambda: f"{number} {street}")
+        return str(rng.choice(layouts)())
+
     return {
         "PERSON": lambda: sometimes_lower(pick(fake.name, fake.name, fake.first_name, fake.last_name)),
-        "STREET_ADDRESS": lambda: pick(fake.address, fake.street_address, fake.street_address),
-        "GPE": lambda: pick(fake.city, fake.country, us.state),
-        "ORGANIZATION": fake.company,
+        "STREET_ADDRESS": lambda: sometimes_lower(full_address()),
+        "GPE": lambda: pick(city, city, fake.country, us.state),
+        "ORGANIZATION": lambda: sometimes_lower(pick(fake.company, us.company)),
         "DATE_TIME": lambda: pick(lambda: fake.date_time().strftime("%Y-%m-%d %H:%M:%S"), fake.year, fake.date,
                                   fake.month_name, fake.day_of_week, lambda: fake.date(pattern="%d/%m/%Y")),
         "CREDIT_CARD": us.credit_card_number,
