@@ -20,12 +20,19 @@ PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 # the dataset's values come from many countries ("Koskikatu 25", "ΣΤΡΟΒΟΛΟΣ, Cyprus")
 LOCALES = ("en_US", "en_GB", "en_AU", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "sv_SE", "da_DK", "fi_FI",
            "pt_BR", "cs_CZ", "pl_PL", "hu_HU")
-NATIONALITIES = ("American", "British", "Canadian", "Mexican", "Brazilian", "Argentinian", "German", "French",
-                 "Spanish", "Italian", "Dutch", "Belgian", "Swiss", "Austrian", "Danish", "Swedish", "Norwegian",
-                 "Finnish", "Icelandic", "Irish", "Scottish", "Polish", "Czech", "Hungarian", "Greek", "Turkish",
-                 "Russian", "Ukrainian", "Indian", "Pakistani", "Chinese", "Japanese", "Korean", "Vietnamese",
-                 "Filipino", "Australian", "Nigerian", "Egyptian", "Moroccan", "Israeli", "Jewish", "Muslim",
-                 "Christian", "Catholic", "Buddhist", "Hindu", "Republican", "Democrat")
+NATIONALITIES = ("American", "British", "English", "Canadian", "Mexican", "Brazilian", "Argentinian", "Chilean",
+                 "Peruvian", "Colombian", "German", "French", "Spanish", "Portuguese", "Italian", "Dutch", "Belgian",
+                 "Swiss", "Austrian", "Danish", "Swedish", "Norwegian", "Finnish", "Icelandic", "Irish", "Scottish",
+                 "Welsh", "Polish", "Czech", "Slovak", "Slovenian", "Croatian", "Serbian", "Hungarian", "Romanian",
+                 "Bulgarian", "Greek", "Turkish", "Russian", "Ukrainian", "Georgian", "Armenian", "Indian",
+                 "Pakistani", "Bangladeshi", "Nepali", "Chinese", "Japanese", "Korean", "Vietnamese", "Thai",
+                 "Cambodian", "Filipino", "Indonesian", "Malaysian", "Australian", "Nigerian", "Kenyan", "Ghanaian",
+                 "Ethiopian", "Egyptian", "Moroccan", "Tunisian", "Algerian", "Lebanese", "Syrian", "Iraqi",
+                 "Iranian", "Saudi", "Israeli", "Jewish", "Muslim", "Christian", "Catholic", "Protestant", "Buddhist",
+                 "Hindu", "Sikh", "Shiite", "Sunni", "Republican", "Democrat")
+# the dataset's organisations are often one-word brands ("Plotwatt", "Xignite", "Cloudmade")
+BRAND_ENDINGS = ("watt", "ly", "ify", "stop", "vibes", "made", "space", "score", "labs", "data", "works", "hub")
+ORGANIZATION_SUFFIXES = ("", "", "", " Inc", " Inc.", " LLC", " Research LLC", " Group", " Analytics", " Ltd.")
 # US driver licence formats of a few states (letters as ?, digits as #)
 DRIVER_LICENSES = ("?#######", "#########", "?############", "###-##-####", "?##-###-##-###-#", "#######",
                    "??######", "?###-####-####")
@@ -55,18 +62,26 @@ def value_makers(fake: Faker, rng: random.Random) -> dict[str, Callable[[], str]
                    fake.address, us.address, lambda: street, lambda: f"{number} {street}")
         return str(rng.choice(layouts)())
 
+    def brand() -> str:
+        stem = fake["en_US"].word() if rng.random() < 0.5 else fake.last_name()
+        return stem.capitalize() + rng.choice(BRAND_ENDINGS) + rng.choice(ORGANIZATION_SUFFIXES)
+
+    def nationality() -> str:  # "Danish", "saudis", "ecuadoreans"
+        name = rng.choice(NATIONALITIES)
+        return name + "s" if rng.random() < 0.25 and not name.endswith(("sh", "ch", "se", "ss")) else name
+
     return {
         "PERSON": lambda: sometimes_lower(pick(fake.name, fake.name, fake.first_name, fake.last_name)),
         "STREET_ADDRESS": lambda: sometimes_lower(full_address()),
         "GPE": lambda: pick(city, city, fake.country, us.state),
-        "ORGANIZATION": lambda: sometimes_lower(pick(fake.company, us.company)),
+        "ORGANIZATION": lambda: sometimes_lower(pick(fake.company, us.company, brand, brand)),
         "DATE_TIME": lambda: pick(lambda: fake.date_time().strftime("%Y-%m-%d %H:%M:%S"), fake.year, fake.date,
                                   fake.month_name, fake.day_of_week, lambda: fake.date(pattern="%d/%m/%Y")),
         "CREDIT_CARD": us.credit_card_number,
         "TITLE": lambda: sometimes_lower(pick(us.prefix, us.prefix, us.job)),  # "Mrs.", "Leasing consultant"
         "PHONE_NUMBER": fake.phone_number,
         "AGE": lambda: str(rng.randint(1, 99)),
-        "NRP": lambda: sometimes_lower(rng.choice(NATIONALITIES)),
+        "NRP": lambda: sometimes_lower(nationality()),
         "EMAIL_ADDRESS": lambda: pick(fake.email, fake.free_email, fake.company_email),
         "ZIP_CODE": fake.postcode,
         "DOMAIN_NAME": lambda: pick(fake.url, fake.domain_name),
