@@ -49,6 +49,16 @@ def fixtures_dir(tmp_path_factory: pytest.TempPathFactory, fixture_builder: Modu
 
 
 @pytest.fixture(scope="session")
+def gemma_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """gemma-3-270m dequantized by `lorakit base` once per session (a minute on 2 cores), outside the user's cache."""
+    from lorakit.cli import main
+
+    out = tmp_path_factory.mktemp("bases") / "gemma-3-270m"
+    assert main(["base", "gemma-3-270m", "--output", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def task_fixtures(fixtures_dir: Path, fixture_builder: ModuleType) -> Path:
     """The token classification and embedding fixtures on tiny_bert_base, next to the others."""
     base = fixtures_dir / "tiny_bert_base"

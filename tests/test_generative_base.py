@@ -36,13 +36,11 @@ def test_an_unknown_base_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 @pytest.mark.slow
-def test_the_gguf_dequantizes_into_a_plain_fp32_base(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_gguf_dequantizes_into_a_plain_fp32_base(gemma_base: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from safetensors import safe_open
 
-    out = tmp_path / "gemma"
-    assert main(["base", "gemma-3-270m", "--output", str(out)]) == 0
-    assert capsys.readouterr().out.strip() == str(out)
-    assert is_complete_base(out) and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    out = gemma_base  # written by `lorakit base gemma-3-270m --output DIR`
+    assert is_complete_base(out) and not [p for p in out.parent.iterdir() if ".tmp-" in p.name]
     config = json.loads((out / "config.json").read_text())
     assert config["model_type"] == "gemma3_text" and "quantization_config" not in config
     assert (config["bos_token_id"], config["eos_token_id"], config["vocab_size"]) == (2, 1, 262144)
@@ -54,4 +52,7 @@ def test_the_gguf_dequantizes_into_a_plain_fp32_base(tmp_path: Path, capsys: pyt
 
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     assert tokenizer.encode("Hello world", add_special_tokens=False) == [9259, 1902]
+    written = (out / "model.safetensors").stat().st_mtime_ns
     assert main(["base", "gemma-3-270m", "--output", str(out)]) == 0  # already there: nothing rewritten
+    assert capsys.readouterr().out.strip() == str(out)
+    assert (out / "model.safetensors").stat().st_mtime_ns == written

@@ -23,15 +23,14 @@ TEXTS = ["Which enzyme unwinds the DNA double helix during replication?",
 
 
 @pytest.fixture(scope="module")
-def gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gemma_dir(tmp_path_factory: pytest.TempPathFactory, gemma_base: Path) -> Path:
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from lorakit.generative_export import export_generative
     from lorakit.generative_train import DEFAULT_TARGETS, prompt_tokens
-    from lorakit.gguf_base import resolve_base
 
-    base = resolve_base("gemma-3-270m")
+    base = gemma_base
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     torch.manual_seed(0)
