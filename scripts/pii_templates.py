@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from faker import Faker
@@ -18,8 +19,8 @@ from faker import Faker
 TOKEN = re.compile(r"\w+|[^\w\s]")
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 # the dataset's values come from many countries ("Koskikatu 25", "ΣΤΡΟΒΟΛΟΣ, Cyprus")
-LOCALES = ("en_US", "en_GB", "en_AU", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "sv_SE", "da_DK", "fi_FI",
-           "pt_BR", "cs_CZ", "pl_PL", "hu_HU")
+LOCALES = ("en_US", "en_GB", "en_AU", "de_DE", "fr_FR", "es_ES", "pt_PT", "nl_NL", "sv_SE", "da_DK", "fi_FI",
+           "pt_BR", "cs_CZ", "pl_PL", "hu_HU")  # not it_IT: its cities come from a set, in hash order
 NATIONALITIES = ("American", "British", "English", "Canadian", "Mexican", "Brazilian", "Argentinian", "Chilean",
                  "Peruvian", "Colombian", "German", "French", "Spanish", "Portuguese", "Italian", "Dutch", "Belgian",
                  "Swiss", "Austrian", "Danish", "Swedish", "Norwegian", "Finnish", "Icelandic", "Irish", "Scottish",
@@ -33,6 +34,9 @@ NATIONALITIES = ("American", "British", "English", "Canadian", "Mexican", "Brazi
 # the dataset's organisations are often one-word brands ("Plotwatt", "Xignite", "Cloudmade")
 BRAND_ENDINGS = ("watt", "ly", "ify", "stop", "vibes", "made", "space", "score", "labs", "data", "works", "hub")
 ORGANIZATION_SUFFIXES = ("", "", "", " Inc", " Inc.", " LLC", " Research LLC", " Group", " Analytics", " Ltd.")
+# fixed bounds: Faker's own defaults end at the current time, and the rows would change with the clock
+DATE_RANGE = (datetime(1950, 1, 1), datetime(2025, 12, 31))
+DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y", "%Y-%m-%d", "%B", "%A", "%d/%m/%Y", "%B %d, %Y")
 # US driver licence formats of a few states (letters as ?, digits as #)
 DRIVER_LICENSES = ("?#######", "#########", "?############", "###-##-####", "?##-###-##-###-#", "#######",
                    "??######", "?###-####-####")
@@ -75,8 +79,7 @@ def value_makers(fake: Faker, rng: random.Random) -> dict[str, Callable[[], str]
         "STREET_ADDRESS": lambda: sometimes_lower(full_address()),
         "GPE": lambda: pick(city, city, fake.country, us.state),
         "ORGANIZATION": lambda: sometimes_lower(pick(fake.company, us.company, brand, brand)),
-        "DATE_TIME": lambda: pick(lambda: fake.date_time().strftime("%Y-%m-%d %H:%M:%S"), fake.year, fake.date,
-                                  fake.month_name, fake.day_of_week, lambda: fake.date(pattern="%d/%m/%Y")),
+        "DATE_TIME": lambda: fake.date_time_between(*DATE_RANGE).strftime(rng.choice(DATE_FORMATS)),
         "CREDIT_CARD": us.credit_card_number,
         "TITLE": lambda: sometimes_lower(pick(us.prefix, us.prefix, us.job)),  # "Mrs.", "Leasing consultant"
         "PHONE_NUMBER": fake.phone_number,
