@@ -268,13 +268,14 @@ def prepare_presidio(folder: Path, work: Path, quick: bool) -> Prepared:
         raise ValueError(f"{folder / 'synth_dataset_v2.json'}: no masked text for template(s) {unmasked[:5]}")
     if quick:
         templates = sorted(random.Random(0).sample(templates, min(QUICK.templates, len(templates))))
+    kept = set(templates)
     held = hold_out_templates(templates, masked, max(1, round(len(templates) * PRESIDIO_HELD_OUT)))
     trained = [template for template in templates if template not in held]
     filler, fills = TemplateFiller(seed=0), QUICK.fills if quick else FILLS_PER_TEMPLATE
     next_id = 1 + max(int(row["id"]) for row in rows)
     filled = [{"id": next_id + i, "template_id": template, **filler.fill(masked[template])}
               for i, template in enumerate(template for template in trained for _ in range(fills))]
-    train = [row for row in rows if row["template_id"] in set(trained)] + filled
+    train = [row for row in rows if row["template_id"] in kept and row["template_id"] not in held] + filled
     dev = [row for row in rows if row["template_id"] in held]
     return Prepared(write_jsonl(work / "presidio_train.jsonl", train), ["--group-column", "template_id"],
                     dev_file=write_jsonl(work / "presidio_held_out.jsonl", dev),
