@@ -67,7 +67,7 @@ def value_makers(fake: Faker, rng: random.Random) -> dict[str, Callable[[], str]
         return str(rng.choice(layouts)())
 
     def brand() -> str:
-        stem = fake["en_US"].word() if rng.random() < 0.5 else fake.last_name()
+        stem = us.word() if rng.random() < 0.5 else fake.last_name()
         return stem.capitalize() + rng.choice(BRAND_ENDINGS) + rng.choice(ORGANIZATION_SUFFIXES)
 
     def nationality() -> str:  # "Danish", "saudis", "ecuadoreans"
