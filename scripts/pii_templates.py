@@ -16,6 +16,8 @@ from typing import Any
 
 from faker import Faker
 
+from lorakit.tokens import Span, Word, word_tags
+
 TOKEN = re.compile(r"\w+|[^\w\s]")
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 # the dataset's values come from many countries ("Koskikatu 25", "ΣΤΡΟΒΟΛΟΣ, Cyprus")
@@ -95,22 +97,12 @@ def value_makers(fake: Faker, rng: random.Random) -> dict[str, Callable[[], str]
     }
 
 
-def bio_row(text: str, spans: list[tuple[int, int, str]]) -> dict[str, Any]:
-    """Tokens, their character spans and BIO tags: a token overlapping an entity is B- for the entity's first such
-    token, I- after it."""
-    tokens, token_spans, tags = [], [], []
-    seen: set[int] = set()
-    for match in TOKEN.finditer(text):
-        start, end = match.span()
-        hit = next((i for i, (s, e, _) in enumerate(spans) if start < e and s < end), None)
-        tokens.append(match.group())
-        token_spans.append([start, end])
-        if hit is None:
-            tags.append("O")
-        else:
-            tags.append(("I-" if hit in seen else "B-") + spans[hit][2])
-            seen.add(hit)
-    return {"text": text, "tokens": tokens, "token_spans": token_spans, "ner_tags": tags}
+def bio_row(text: str, spans: list[Span]) -> dict[str, Any]:
+    """The text's tokens, their character spans and their IOB2 tags (lorakit's own word tagging)."""
+    matches = list(TOKEN.finditer(text))
+    words = [Word(i, i, match.start(), match.end()) for i, match in enumerate(matches)]
+    return {"text": text, "tokens": [match.group() for match in matches],
+            "token_spans": [[match.start(), match.end()] for match in matches], "ner_tags": word_tags(words, spans)}
 
 
 def run_parts(fake: Faker, rng: random.Random) -> dict[str, list[Callable[[], str]]]:
@@ -125,17 +117,14 @@ def run_parts(fake: Faker, rng: random.Random) -> dict[str, list[Callable[[], st
 def run_positions(masked: str) -> list[tuple[re.Match[str], int, int]]:
     """Every placeholder with its position in its run of same-type placeholders separated by whitespace only, and
     the run's length."""
-    matches = list(PLACEHOLDER.finditer(masked))
-    positions: list[int] = []
-    for i, match in enumerate(matches):
-        previous = matches[i - 1] if i else None
-        joined = previous is not None and previous.group(1) == match.group(1) and \
-            not masked[previous.end():match.start()].strip()
-        positions.append(positions[-1] + 1 if joined else 0)
-    lengths = [0] * len(matches)
-    for i in reversed(range(len(matches))):
-        lengths[i] = positions[i] + 1 if i + 1 == len(matches) or positions[i + 1] == 0 else lengths[i + 1]
-    return list(zip(matches, positions, lengths, strict=True))
+    runs: list[list[re.Match[str]]] = []
+    for match in PLACEHOLDER.finditer(masked):
+        last = runs[-1][-1] if runs else None
+        if last is not None and last.group(1) == match.group(1) and not masked[last.end():match.start()].strip():
+            runs[-1].append(match)
+        else:
+            runs.append([match])
+    return [(match, position, len(run)) for run in runs for position, match in enumerate(run)]
 
 
 class TemplateFiller:
@@ -150,7 +139,9 @@ class TemplateFiller:
 
     def fill(self, masked: str) -> dict[str, Any]:
         """One filling of `masked`; ValueError names a placeholder that is not an entity type of the dataset."""
-        parts, spans, cursor = [], [], 0
+        parts: list[str] = []
+        spans: list[Span] = []
+        cursor = 0
         for match, position, length in run_positions(masked):
             kind = match.group(1)
             if kind not in self.makers:
@@ -161,7 +152,7 @@ class TemplateFiller:
             maker = part_makers[position] if 1 < length and position < len(part_makers) else self.makers[kind]
             value = maker().strip() or kind.lower()
             parts.append(value)
-            spans.append((start, start + len(value), kind))
+            spans.append(Span(start, start + len(value), kind))
             cursor = match.end()
         parts.append(masked[cursor:])
         return bio_row("".join(parts), spans)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,10 +242,7 @@ def hold_out_templates(templates: Sequence[int], masked: dict[int, str], count: 
     """`count` templates in a seeded order, skipping any whose holding out would leave one of its entity types in
     no training template (a type never trained cannot be found)."""
     types = {template: set(PLACEHOLDER.findall(masked[template])) for template in templates}
-    trained_with: dict[str, int] = defaultdict(int)
-    for template in templates:
-        for kind in types[template]:
-            trained_with[kind] += 1
+    trained_with = Counter(kind for template in templates for kind in types[template])
     held: set[int] = set()
     for template in random.Random(1).sample(list(templates), len(templates)):
         if len(held) < count and all(trained_with[kind] > 1 for kind in types[template]):
