@@ -7,6 +7,7 @@ import importlib.util
 import os
 import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -102,16 +103,16 @@ TEMPLATES = ["{name} lives in {city}", "yesterday {name} flew to {city} again", 
              "a letter from {city} for {name}", "nothing to see here", "{name} met {name2} in {city}"]
 
 
-def write_token_jsonl(path: Path, rows: int = 90, seed: int = 0) -> Path:
-    """Character-span records from templates (template_id is the group), some without entities."""
+def write_token_jsonl(path: Path, rows: int = 90, seed: int = 0, templates: Sequence[str] = TEMPLATES) -> Path:
+    """Character-span records from `templates` (template_id is the group), some without entities."""
     import json
 
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as handle:
         for i in range(rows):
-            template_id = i % len(TEMPLATES)
+            template_id = i % len(templates)
             text, spans = "", []
-            parts = TEMPLATES[template_id].replace("{", "\0{").replace("}", "}\0").split("\0")
+            parts = templates[template_id].replace("{", "\0{").replace("}", "}\0").split("\0")
             for part in parts:
                 if part in ("{name}", "{name2}", "{city}"):
                     value = rng.choice(CITIES if part == "{city}" else NAMES)

@@ -32,6 +32,7 @@ TASK_OPTIONS = {
     "target_modules": ("sequence-classification", "token-classification", "generative"),
     "best_metric": ("sequence-classification", "token-classification"),
     "score_column": ("embedding",), "pooling": ("embedding",), "normalize": ("embedding",),
+    "line_breaks": ("token-classification",),
     "quantize": ("sequence-classification", "token-classification", "generative"),
     "max_document_tokens": ("generative",),
     "target_precision": ("sequence-classification",), "no_calibration": ("sequence-classification",),
@@ -137,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "become one vector")
     train.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
                        help="embedding: L2-normalise the vector")
+    train.add_argument("--line-breaks", action=argparse.BooleanOptionalAction, default=True,
+                       help="token classification: keep each line break as a token (the pilcrow) where the "
+                       "tokenizer drops them (BERT, MiniLM), so entities on separate lines (street, city, postcode "
+                       "of an address block) stay apart; the native core reads it from tokenizer.json")
     train.add_argument("--target-precision", type=float, default=0.95, help="sequence classification: the "
                        "review threshold is the lowest calibrated top probability at which the validation texts "
                        "accepted reach this precision; texts below it are flagged needs_review")
@@ -437,7 +442,7 @@ def run_train(args: argparse.Namespace) -> int:
         target_modules=args.target_modules.split(",") if args.target_modules else None, task=task,
         unsafe_labels=[label.strip() for label in args.unsafe_labels.split(",")] if args.unsafe_labels else None,
         pooling=args.pooling, normalize=args.normalize, quantize=args.quantize,
-        max_document_tokens=args.max_document_tokens,
+        max_document_tokens=args.max_document_tokens, line_breaks=args.line_breaks,
     )
     with gated(args.min_metric, args.output, args.checkpoint_dir):
         metrics = train_and_export(data_spec(args), config, args.output, base_id, name=args.name, onnx=args.onnx,

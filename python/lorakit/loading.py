@@ -36,9 +36,22 @@ def load_tokenizer(model_dir: Path) -> Any:
     if not path.is_file():
         raise ModelDirError(f"{path}: missing; re-export the model")
     try:
-        return AutoTokenizer.from_pretrained(str(model_dir))
+        return as_written(AutoTokenizer.from_pretrained(str(model_dir)), path)
     except Exception as exc:  # the tokenizers library raises bare Exception for a malformed tokenizer.json
         raise ModelDirError(f"{path}: not a usable tokenizer ({one_line(exc)})") from None
+
+
+def as_written(tokenizer: Any, path: Path) -> Any:
+    """`tokenizer` with the normalizer and pre-tokenizer of the tokenizer.json at `path`: transformers rebuilds
+    them for some tokenizers (BERT's) from tokenizer_config.json, the native core runs the file as written (a
+    line-break step, tokens.keep_line_breaks, lives only there)."""
+    from tokenizers import Tokenizer
+
+    written = Tokenizer.from_file(str(path))
+    backend = tokenizer.backend_tokenizer
+    backend.normalizer = written.normalizer
+    backend.pre_tokenizer = written.pre_tokenizer
+    return tokenizer
 
 
 def load_config(model_dir: Path, manifest: Manifest) -> Any:

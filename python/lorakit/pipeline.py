@@ -394,11 +394,11 @@ def load_checkpoint_model(config: TrainConfig, weights: Path) -> torch.nn.Module
 def load_checkpoint_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
-    from .loading import one_line
+    from .loading import as_written, one_line
 
     if not (path / "tokenizer.json").is_file():
         raise ModelDirError(f"{path / 'tokenizer.json'}: missing from the checkpoint (no fallback tokenizer)")
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return as_written(AutoTokenizer.from_pretrained(str(path)), path / "tokenizer.json")
     except Exception as exc:  # the tokenizers library raises bare Exception for a malformed tokenizer.json
         raise ModelDirError(f"{path}: not a usable tokenizer ({one_line(exc)[:300]})") from None

@@ -18,6 +18,7 @@ from .errors import DataError
 
 CONLL_SUFFIXES = (".conll", ".conllu", ".iob", ".bio", ".txt")
 IGNORE = -100  # the label id torch's cross-entropy skips: later sub-tokens and special tokens
+LINE_BREAK = "\u00b6"  # the pilcrow, one token in BERT's vocabulary: what keep_line_breaks turns "\n" into
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,31 @@ def word_tags(words: Sequence[Word], spans: Sequence[Span]) -> list[str]:
         for position, i in enumerate(inside):
             tags[i] = f"{'B' if position == 0 else 'I'}-{span.type}"
     return tags
+
+
+def keep_line_breaks(tokenizer: Any) -> bool:
+    """Make a tokenizer that drops line breaks (BERT's treats them as spaces) keep each one as a LINE_BREAK token,
+    by a normalizer step in tokenizer.json that the native core runs too; offsets still point into the original
+    text. Entities on separate lines (an address block: street, city, postcode) then stay apart. False, and the
+    tokenizer unchanged, when it already keeps line breaks or has no single token for LINE_BREAK."""
+    from tokenizers import normalizers
+
+    backend = tokenizer.backend_tokenizer
+
+    def ids(text: str) -> list[int]:  # the file may pad: only the text's own tokens
+        encoding = backend.encode(text, add_special_tokens=False)
+        return [i for i, mask in zip(encoding.ids, encoding.attention_mask, strict=True) if mask]
+
+    marker = backend.token_to_id(LINE_BREAK)
+    if marker is None or ids("a\nb") != ids("a b") or ids(LINE_BREAK) != [marker]:
+        return False
+    original = backend.normalizer
+    steps = [normalizers.Replace("\n", LINE_BREAK)] + ([original] if original is not None else [])
+    backend.normalizer = normalizers.Sequence(steps)
+    if marker not in ids("a\nb"):  # a normalizer that strips the marker again: leave the tokenizer as it was
+        backend.normalizer = original
+        return False
+    return True
 
 
 def check_fast(tokenizer: Any) -> None:

@@ -37,7 +37,7 @@ from .errors import LorakitError
 from .manifest import EMBEDDING, SEQUENCE, TOKEN
 from .models import default_target_modules
 from .tasks import load_task_model, task_head_modules, task_of
-from .tokens import TokenExample, align_labels
+from .tokens import TokenExample, align_labels, keep_line_breaks
 
 BEST_METRICS = {SEQUENCE: ("macro_f1", "accuracy", "loss"), TOKEN: ("entity_f1", "loss")}
 DEFAULT_EPOCHS = 3.0
@@ -75,6 +75,7 @@ class TrainConfig:
     normalize: bool = True  # embedding: L2-normalise the pooled vector
     quantize: str | None = None  # "4bit": LoRA on an NF4 base (QLoRA), served merged into the fp32 base
     max_document_tokens: int = 256  # generative: document tokens kept in the prompt
+    line_breaks: bool = True  # token classification: line breaks become a token (tokens.keep_line_breaks)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def lr(self) -> float:
@@ -320,11 +321,14 @@ def train_tokens(config: TrainConfig, train_examples: Sequence[TokenExample],
     check_best_metric(config)
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(config.base)
+    line_breaks = config.line_breaks and keep_line_breaks(tokenizer)
     model = build_model(config)
     train_set = AlignedDataset(tokenizer, train_examples, config.labels, config.max_seq_len)
     validation_set = AlignedDataset(tokenizer, validation_examples, config.labels, config.max_seq_len)
-    return fit(config, model, tokenizer, train_set, validation_set, DataCollatorForTokenClassification(tokenizer),
-               trainer_entity_metrics(config.labels), work_dir, progress)
+    result = fit(config, model, tokenizer, train_set, validation_set, DataCollatorForTokenClassification(tokenizer),
+                 trainer_entity_metrics(config.labels), work_dir, progress)
+    result.stats["line_breaks"] = line_breaks
+    return result
 
 
 def fit(config: TrainConfig, model: torch.nn.Module, tokenizer: Any, train_set: Any, validation_set: Any,
