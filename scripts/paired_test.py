@@ -21,6 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
+from lorakit.data import Example, Split  # noqa: E402
 from lorakit.errors import LorakitError  # noqa: E402
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -48,32 +49,38 @@ def paired_summary(correct_a: Sequence[bool], correct_b: Sequence[bool], seed: i
             "only_a_right": only_a, "only_b_right": only_b, "mcnemar_p": mcnemar_p(only_a, only_b)}
 
 
-def split_of(model_dir: Path) -> dict[str, Any]:
+def split_of(model_dir: Path) -> Split:
+    from lorakit.data import read_split
+
     path = model_dir / "report" / "split.json"
     if not path.is_file():
         raise LorakitError(f"{path}: missing; the model was not trained by `lorakit train` with a split")
-    return dict(json.loads(path.read_text("utf-8")))
+    split = read_split(path)
+    if not split.origin.get("path"):
+        raise LorakitError(f"{path}: does not record its data file; train the model again with this lorakit")
+    return split
 
 
-def part_rows(model_a: Path, model_b: Path, part: str) -> tuple[list[str], list[str]]:
-    """The texts and labels of `part`, after checking both models were trained on the same data and split."""
-    from lorakit.data import read_records
+def part_examples(model_a: Path, model_b: Path, part: str) -> list[Example]:
+    """The labelled texts of `part`, after checking both models were trained on the same data and split and that
+    the data file is unchanged since (retrain's own check)."""
+    from lorakit.data import load_dataset
+    from lorakit.retrain import original_data
 
     first, second = split_of(model_a), split_of(model_b)
-    if first["data"]["sha256"] != second["data"]["sha256"] or first[part] != second[part]:
+    if first.origin.get("sha256") != second.origin.get("sha256") or getattr(first, part) != getattr(second, part):
         raise LorakitError(f"{model_a} and {model_b} were not trained on the same data and split; compare models "
                            "from one benchmark run")
-    columns = first["data"]["columns"]
-    records = read_records(Path(first["data"]["path"]))
-    rows = [records[i] for i in first[part]]
-    return [str(row[columns["text"]]) for row in rows], [str(row[columns["label"]]) for row in rows]
+    columns = first.origin["columns"]
+    dataset = load_dataset(original_data(first.origin, model_a), columns["text"], columns["label"])
+    return first.part(dataset, part)
 
 
-def outcomes(model_dir: Path, texts: list[str], labels: list[str]) -> list[bool]:
+def outcomes(model_dir: Path, examples: Sequence[Example]) -> list[bool]:
     from lorakit.inference import predict
 
-    results = predict(model_dir, texts, "native", top_k=1)
-    return [result["top"][0]["label"] == label for result, label in zip(results, labels, strict=True)]
+    results = predict(model_dir, [example.text for example in examples], "native", top_k=1)
+    return [result["top"][0]["label"] == example.label for result, example in zip(results, examples, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the lines")
     args = parser.parse_args(argv)
     try:
-        texts, labels = part_rows(args.model_a, args.model_b, args.part)
-        summary = paired_summary(outcomes(args.model_a, texts, labels), outcomes(args.model_b, texts, labels))
+        examples = part_examples(args.model_a, args.model_b, args.part)
+        summary = paired_summary(outcomes(args.model_a, examples), outcomes(args.model_b, examples))
     except LorakitError as exc:
         print(f"paired_test: error: {exc}", file=sys.stderr)
         return 2
