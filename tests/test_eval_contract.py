@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from lorakit.cli import main
+from lorakit.data import Split, data_origin
 
 from conftest import write_labelled_csv, write_pairs_csv, write_token_jsonl
 
@@ -106,6 +108,22 @@ def test_embedding_eval_json_has_spearman_and_refuses_groups(task_fixtures: Path
     assert isinstance(result["spearman"], float)
     assert main(["eval", str(model), "--data", str(data), "--score-column", "score", "--group-column", "x"]) == 2
     assert "embedding pairs have no groups" in capsys.readouterr().err
+
+
+def test_embedding_eval_reads_the_score_column_the_model_was_trained_with(
+        task_fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_pairs_csv(tmp_path / "p.csv", rows=12)
+    model = tmp_path / "model"
+    shutil.copytree(task_fixtures / "tiny_bert_embed_lora", model)
+    assert eval_json(capsys, model, "--data", str(data))["spearman"] is None  # no record: (anchor, positive) pairs
+    (model / "report").mkdir(exist_ok=True)
+    split = Split([0], [1], [2], "stratified", 42, origin=data_origin(data, {"text": "text", "score": "score"}))
+    (model / "report" / "split.json").write_text(json.dumps(split.to_json()))
+    named = eval_json(capsys, model, "--data", str(data), "--score-column", "score")
+    assert eval_json(capsys, model, "--data", str(data)) == named and isinstance(named["spearman"], float)
+    unscored = tmp_path / "unscored.csv"
+    unscored.write_text("\n".join(",".join(line.split(",")[:2]) for line in data.read_text().splitlines()) + "\n")
+    assert eval_json(capsys, model, "--data", str(unscored))["spearman"] is None  # the file has no score: pairs
 
 
 def test_generative_eval_json_has_the_label_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -301,7 +301,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tags-column", default="ner_tags", help="token classification: one IOB2 tag per word")
     parser.add_argument("--text-pair-column", default="text_pair", help="embedding: column of the second text")
     parser.add_argument("--score-column", help="embedding: similarity score of each pair (without it: "
-                        "(anchor, positive) pairs)")
+                        "(anchor, positive) pairs; eval reads the column the model was trained with when the "
+                        "file has it)")
 
 
 def data_spec(args: argparse.Namespace) -> Any:

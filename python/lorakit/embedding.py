@@ -93,10 +93,14 @@ class EmbeddingTrainResult:
     stats: dict[str, Any]
 
 
-def load_pairs(path: Path, text_column: str, pair_column: str, score_column: str | None) -> list[Pair]:
-    """Pairs from a CSV / TSV / JSONL / JSON file with named columns; no score column: (anchor, positive) pairs."""
+def load_pairs(path: Path, text_column: str, pair_column: str, score_column: str | None,
+               score_if_present: str | None = None) -> list[Pair]:
+    """Pairs from a CSV / TSV / JSONL / JSON file with named columns; no score column: (anchor, positive) pairs.
+    `score_if_present` is the score column to read when none is named and the file has it."""
     records = read_records(path)
     available = set().union(*(record.keys() for record in records))
+    if score_column is None and score_if_present in available:
+        score_column = score_if_present
     roles = {text_column: "text", pair_column: "pair"} | ({score_column: "score"} if score_column else {})
     for column, role in roles.items():
         if column not in available:

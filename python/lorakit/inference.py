@@ -259,7 +259,8 @@ def evaluate_pair_file(opened: ModelDir, data: Any, backend: str) -> dict[str, A
     from .embedding import evaluate_embedding, load_pairs, vector_metrics
 
     model_dir, manifest = opened.path, opened.manifest
-    pairs = load_pairs(data.path, data.text_column, data.text_pair_column, data.score_column)
+    pairs = load_pairs(data.path, data.text_column, data.text_pair_column, data.score_column,
+                       score_if_present=trained_score_column(model_dir))
     if backend == "native":
         vectors = embed(opened, [text for pair in pairs for text in (pair.text, pair.text_pair)], backend)
         return vector_metrics(vectors[0::2], vectors[1::2], pairs)
@@ -267,6 +268,18 @@ def evaluate_pair_file(opened: ModelDir, data: Any, backend: str) -> dict[str, A
 
     return evaluate_embedding(load_merged(model_dir, manifest), load_tokenizer(model_dir), pairs,
                               manifest.max_seq_len, str(manifest.pooling), bool(manifest.normalize))
+
+
+def trained_score_column(model_dir: Path) -> str | None:
+    """The score column the model was trained with (report/split.json), if it recorded one."""
+    from .data import read_split
+    from .errors import DataError
+
+    path = Path(model_dir) / "report" / "split.json"
+    try:
+        return read_split(path).origin.get("columns", {}).get("score") if path.is_file() else None
+    except DataError:
+        return None
 
 
 def summary_line(name: str, metrics: dict[str, Any]) -> str:
